@@ -1,0 +1,64 @@
+# singlora — build, test, bench.  `make deps && make && make test`
+CC      ?= cc
+ARCH    ?= -march=native
+OPT     ?= -O2
+BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -I. \
+           -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP
+LDLIBS  += -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lstb -lm
+LDFLAGS += -fopenmp
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+CFLAGS  += -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+BIN     := $(BUILD)/singlora
+else
+BUILD   := build
+BIN     := singlora
+endif
+
+LIB_SRC   := $(wildcard engine/*.c clip/*.c unet/*.c vae/*.c data/*.c eval/*.c)
+TOOL_SRC  := $(wildcard tools/*.c)
+TEST_SRC  := $(wildcard tests/*.c)
+BENCH_SRC := $(wildcard tools/bench/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+# the tests link the command implementations too (all but main.c)
+TOOL_LIB_OBJ := $(filter-out $(BUILD)/tools/main.o,$(TOOL_OBJ))
+
+.PHONY: all deps test test-long bench clean
+all: $(BIN)
+
+deps:
+	@sh tools/install-deps.sh
+
+$(BUILD)/libsinglora.a: $(LIB_OBJ) $(TOOL_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/tools/main.o $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# make test [T=pattern] [SAN=1]
+test: $(BIN) $(BUILD)/run_tests
+	SINGLORA_BIN=./$(BIN) ASAN_OPTIONS=detect_leaks=0 ./$(BUILD)/run_tests $(T)
+
+test-long: $(BIN) $(BUILD)/run_tests
+	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
+
+bench: $(BIN)
+	sh tools/bench.sh
+
+clean:
+	rm -rf build build-san singlora
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

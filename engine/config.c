@@ -1,0 +1,149 @@
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+
+json_config *config_parse(const char *path, const char *text) {
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    if (!root) {
+        long line = 1;
+        for (const char *p = text; end && p < end; p++) line += *p == '\n';
+        sl_error(path, "invalid JSON near line %ld", line);
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        sl_error(path, "expected a JSON object at the top level");
+        return NULL;
+    }
+    json_config *c = sl_calloc(1, sizeof *c);
+    c->path = sl_strdup(path);
+    c->root = root;
+    return c;
+}
+
+json_config *config_load(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
+    size_t cap = 4096, n = 0;
+    char *buf = sl_malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > (64u << 20)) { fclose(f); free(buf); sl_error(path, "config larger than 64 MB"); return NULL; }
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) { fclose(f); free(buf); sl_error(path, "out of memory"); return NULL; }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) { free(buf); sl_error(path, "read error"); return NULL; }
+    buf[n] = 0;
+    json_config *c = config_parse(path, buf);
+    free(buf);
+    return c;
+}
+
+void config_free(json_config *c) {
+    if (!c) return;
+    cJSON_Delete(c->root);
+    free(c->path);
+    free(c);
+}
+
+static const cJSON *get(const json_config *c, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    return cJSON_IsNull(v) ? NULL : v;
+}
+
+int config_has(const json_config *c, const char *key) { return get(c, key) != NULL; }
+
+static int as_int(const json_config *c, const char *key, const cJSON *v, int *out) {
+    if (!cJSON_IsNumber(v) || floor(v->valuedouble) != v->valuedouble || fabs(v->valuedouble) > 2147483647.0)
+        return sl_error(c->path, "key '%s': expected an integer", key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+int config_int(const json_config *c, const char *key, int *out) {
+    const cJSON *v = get(c, key);
+    if (!v) return sl_error(c->path, "key '%s': missing", key);
+    return as_int(c, key, v, out);
+}
+
+int config_int_or(const json_config *c, const char *key, int def, int *out) {
+    const cJSON *v = get(c, key);
+    if (!v) { *out = def; return 0; }
+    return as_int(c, key, v, out);
+}
+
+int config_float(const json_config *c, const char *key, double *out) {
+    const cJSON *v = get(c, key);
+    if (!v) return sl_error(c->path, "key '%s': missing", key);
+    if (!cJSON_IsNumber(v)) return sl_error(c->path, "key '%s': expected a number", key);
+    *out = v->valuedouble;
+    return 0;
+}
+
+int config_float_or(const json_config *c, const char *key, double def, double *out) {
+    if (!get(c, key)) { *out = def; return 0; }
+    return config_float(c, key, out);
+}
+
+int config_bool_or(const json_config *c, const char *key, int def, int *out) {
+    const cJSON *v = get(c, key);
+    if (!v) { *out = def; return 0; }
+    if (!cJSON_IsBool(v)) return sl_error(c->path, "key '%s': expected true or false", key);
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+int config_string_or(const json_config *c, const char *key, const char *def, const char **out) {
+    const cJSON *v = get(c, key);
+    if (!v) {
+        if (!def) return sl_error(c->path, "key '%s': missing", key);
+        *out = def;
+        return 0;
+    }
+    if (!cJSON_IsString(v)) return sl_error(c->path, "key '%s': expected a string", key);
+    *out = v->valuestring;
+    return 0;
+}
+
+int config_int_list(const json_config *c, const char *key, int *out, int max, int *n) {
+    const cJSON *v = get(c, key);
+    if (!v) return sl_error(c->path, "key '%s': missing", key);
+    if (cJSON_IsNumber(v)) { *n = 1; return as_int(c, key, v, out); }
+    if (!cJSON_IsArray(v)) return sl_error(c->path, "key '%s': expected an integer or a list of integers", key);
+    int k = cJSON_GetArraySize(v);
+    if (k > max) return sl_error(c->path, "key '%s': %d entries, at most %d supported", key, k, max);
+    for (int i = 0; i < k; i++)
+        if (as_int(c, key, cJSON_GetArrayItem(v, i), &out[i]) != 0) return -1;
+    *n = k;
+    return 0;
+}
+
+int config_string_list(const json_config *c, const char *key, const char **out, int max, int *n) {
+    const cJSON *v = get(c, key);
+    if (!v) return sl_error(c->path, "key '%s': missing", key);
+    if (!cJSON_IsArray(v)) return sl_error(c->path, "key '%s': expected a list of strings", key);
+    int k = cJSON_GetArraySize(v);
+    if (k > max) return sl_error(c->path, "key '%s': %d entries, at most %d supported", key, k, max);
+    for (int i = 0; i < k; i++) {
+        const cJSON *s = cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsString(s)) return sl_error(c->path, "key '%s': entry %d is not a string", key, i);
+        out[i] = s->valuestring;
+    }
+    *n = k;
+    return 0;
+}

@@ -1,0 +1,46 @@
+#include "args.h"
+
+#include <errno.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+
+int arg_value(int argc, char **argv, int *i, const char *name, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') { *val = a + n + 1; return 1; }
+    if (a[n] != 0) return 0;
+    if (*i + 1 >= argc) sl_die(NULL, "option %s needs a value", name);
+    *val = argv[++*i];
+    return 1;
+}
+
+int arg_flag(char **argv, int i, const char *name) { return strcmp(argv[i], name) == 0; }
+int arg_is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
+
+long arg_long(const char *opt, const char *s) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not an integer", opt, s);
+    return v;
+}
+
+double arg_double(const char *opt, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not a number", opt, s);
+    return v;
+}
+
+_Noreturn void arg_unknown(const char *cmd, const char *a) {
+    sl_die(NULL, "%s: unknown option or extra argument '%s' (see singlora %s --help)", cmd, a, cmd);
+}
+
+void set_threads(int n) {
+    if (n > 0) omp_set_num_threads(n);
+}

@@ -1,0 +1,16 @@
+// Command-line parsing helpers shared by the subcommands.
+#pragma once
+
+// If argv[*i] is `name` (followed by a value) or `name=VALUE`, stores the value, advances *i
+// past it and returns 1. A missing value is a fatal error naming the option.
+int arg_value(int argc, char **argv, int *i, const char *name, const char **val);
+// If argv[i] is the flag `name`, returns 1.
+int arg_flag(char **argv, int i, const char *name);
+int arg_is_help(const char *a);
+// Parse numbers; a malformed value is a fatal error naming the option.
+long arg_long(const char *opt, const char *s);
+double arg_double(const char *opt, const char *s);
+// Dies with "unknown option" for argv[i].
+_Noreturn void arg_unknown(const char *cmd, const char *a);
+// Sets OpenMP (and so OpenBLAS) threads when n > 0.
+void set_threads(int n);

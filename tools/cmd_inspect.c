@@ -1,0 +1,117 @@
+// singlora inspect PATH [--tensors]: what a .safetensors file or a diffusers folder holds.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/model_files.h"
+#include "tools/args.h"
+
+static const char *HELP =
+    "usage: singlora inspect PATH [--tensors]\n\n"
+    "PATH is a .safetensors file (single-file checkpoint, diffusers component or adapter) or a\n"
+    "diffusers folder. Prints the detected layout, each component's tensor and parameter counts,\n"
+    "dtypes and metadata; --tensors also lists every tensor's name, dtype and shape.\n";
+
+typedef struct {
+    long long tensors, params;
+    long long by_dtype[DT_COUNT];
+} component_stats;
+
+static void stats_add(component_stats *s, const st_entry *e) {
+    s->tensors++;
+    long long n = shape_numel(e->ndim, e->shape);
+    s->params += n;
+    s->by_dtype[e->dt] += 1;
+}
+
+static void stats_print(const char *name, const component_stats *s) {
+    printf("  %-14s %6lld tensors  %14lld parameters  dtypes:", name, s->tensors, s->params);
+    for (int d = 0; d < DT_COUNT; d++)
+        if (s->by_dtype[d]) printf(" %s(%lld)", dtype_name((dtype)d), s->by_dtype[d]);
+    printf("\n");
+}
+
+static void print_file(const char *path, st_file *f, int list_tensors, const char *as_component) {
+    model_layout layout = detect_layout(f);
+    printf("file: %s\n", path);
+    printf("layout: %s\n", as_component ? "diffusers" : layout_name(layout));
+    printf("components:\n");
+    if (layout == LAYOUT_ORIGINAL && !as_component) {
+        component_stats st[8] = {0}, other = {0};
+        for (int i = 0; i < f->n_entries; i++) {
+            int c = original_component(f->entries[i].name);
+            stats_add(c >= 0 ? &st[c] : &other, &f->entries[i]);
+        }
+        for (int c = 0; c < N_SD_COMPONENTS; c++)
+            if (st[c].tensors) stats_print(SD_COMPONENTS[c].name, &st[c]);
+        if (other.tensors) stats_print("other", &other);
+    } else {
+        component_stats s = {0};
+        for (int i = 0; i < f->n_entries; i++) stats_add(&s, &f->entries[i]);
+        stats_print(as_component ? as_component : layout == LAYOUT_ADAPTER ? "adapter" : "all", &s);
+    }
+    if (f->n_meta) {
+        printf("metadata:\n");
+        for (int i = 0; i < f->n_meta; i++) {
+            const char *v = f->meta_values[i];
+            int long_value = strlen(v) > 200;
+            printf("  %s: %.*s%s\n", f->meta_keys[i], long_value ? 200 : (int)strlen(v), v, long_value ? " ..." : "");
+        }
+    }
+    if (list_tensors) {
+        printf("tensors:\n");
+        for (int i = 0; i < f->n_entries; i++) {
+            char sh[160];
+            const st_entry *e = &f->entries[i];
+            printf("  %s %s %s\n", e->name, dtype_name(e->dt), shape_str(sh, sizeof sh, e->ndim, e->shape));
+        }
+    }
+}
+
+static int inspect_folder(const char *dir, int list_tensors) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/model_index.json", dir);
+    int has_index = path_exists(buf);
+    printf("folder: %s\n", dir);
+    printf("layout: %s\n", has_index ? "diffusers" : "unknown (no model_index.json)");
+    static const char *components[] = {"unet", "vae", "text_encoder", "text_encoder_2"};
+    static const char *variants[] = {NULL, "fp16"};
+    int found = 0;
+    for (size_t c = 0; c < sizeof components / sizeof *components; c++) {
+        for (int v = 0; v < 2; v++) {
+            char *path = diffusers_component_file(dir, components[c], variants[v]);
+            if (!path) continue;
+            st_file *f = st_open(path);
+            if (!f) { free(path); sl_fail(); }
+            printf("\n");
+            char label[64];
+            snprintf(label, sizeof label, "%s%s%s", components[c], variants[v] ? "." : "", variants[v] ? variants[v] : "");
+            print_file(path, f, list_tensors, label);
+            st_close(f);
+            free(path);
+            found++;
+        }
+    }
+    sl_error_clear();
+    if (!found) sl_die(dir, "no unet/, vae/ or text_encoder/ safetensors weights found in this folder");
+    return 0;
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const char *path = NULL;
+    int list_tensors = 0;
+    for (int i = 1; i < argc; i++) {
+        if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
+        else if (arg_flag(argv, i, "--tensors")) list_tensors = 1;
+        else if (argv[i][0] == '-' || path) arg_unknown("inspect", argv[i]);
+        else path = argv[i];
+    }
+    if (!path) sl_die(NULL, "inspect: no PATH given (see singlora inspect --help)");
+    if (path_is_dir(path)) return inspect_folder(path, list_tensors);
+    st_file *f = st_open(path);
+    if (!f) sl_fail();
+    print_file(path, f, list_tensors, NULL);
+    st_close(f);
+    return 0;
+}

@@ -1,0 +1,15 @@
+// The subcommands of `singlora`; each lives in its own tools/cmd_<name>.c.
+#pragma once
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);   // argv[0] is the command name
+} command;
+
+extern const command COMMANDS[];
+extern const int N_COMMANDS;
+
+#define SINGLORA_VERSION "0.1.0"
+
+int cmd_inspect(int argc, char **argv);
