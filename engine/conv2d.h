@@ -1,0 +1,16 @@
+// 2-D convolution, NCHW, square kernel, PyTorch weight layout (C_out, C_in, k, k).
+#pragma once
+
+typedef struct {
+    int N, C_in, H, W;     // input
+    int C_out, k, stride, pad;
+} conv2d_shape;
+
+int conv2d_out_h(conv2d_shape s);   // (H + 2·pad - k) / stride + 1
+int conv2d_out_w(conv2d_shape s);
+
+// out (N, C_out, H_out, W_out) = conv(inp (N, C_in, H, W), w) + b (b may be NULL).
+void conv2d_forward(float *out, const float *inp, const float *w, const float *b, conv2d_shape s);
+// Accumulates (+=) into dinp, dw, db; each may be NULL.
+void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                     conv2d_shape s);
