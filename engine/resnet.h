@@ -1,0 +1,20 @@
+// The ResNet block shared by the UNet (with a time embedding) and the VAE (without):
+//   h = conv1(SiLU(GN1(x))) [+ Linear(SiLU(temb)) per channel];  h = conv2(SiLU(GN2(h)))
+//   out = (skip(x) + h) / output_scale_factor,  skip = 1×1 conv when C_in != C_out, else identity.
+#pragma once
+
+typedef struct {
+    int C_in, C_out, groups, temb_dim;   // temb_dim 0: no time embedding (VAE)
+    float eps, output_scale_factor;
+    float *norm1_w, *norm1_b;            // (C_in)
+    float *conv1_w, *conv1_b;            // (C_out, C_in, 3, 3), (C_out)
+    float *temb_w, *temb_b;              // (C_out, temb_dim), (C_out); NULL when temb_dim == 0
+    float *norm2_w, *norm2_b;            // (C_out)
+    float *conv2_w, *conv2_b;            // (C_out, C_out, 3, 3), (C_out)
+    float *skip_w, *skip_b;              // (C_out, C_in, 1, 1), (C_out); NULL when C_in == C_out
+} resnet_block;
+
+// out (N, C_out, H, W) from x (N, C_in, H, W); temb_silu (N, temb_dim) is SiLU(time embedding),
+// computed once by the caller (NULL when temb_dim == 0).
+void resnet_forward(float *out, const float *x, const float *temb_silu, const resnet_block *rb, int N, int H, int W);
+void resnet_free(resnet_block *rb);
