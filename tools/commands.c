@@ -2,5 +2,6 @@
 
 const command COMMANDS[] = {
     {"inspect", "show what a .safetensors file or diffusers folder holds", cmd_inspect},
+    {"tokenize", "print a prompt's CLIP token ids", cmd_tokenize},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
