@@ -107,7 +107,7 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
 }
 
 static int cmp_tests(const void *a, const void *b) {
-    const typeof(g_tests[0]) *x = a, *y = b;
+    const __typeof__(g_tests[0]) *x = a, *y = b;
     int c = strcmp(x->file, y->file);
     return c ? c : strcmp(x->name, y->name);
 }
