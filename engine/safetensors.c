@@ -150,9 +150,12 @@ st_file *st_open(const char *path) {
         return NULL;
     }
     size_t size = (size_t)stbuf.st_size;
-    unsigned char head[8];
-    ssize_t got = size >= 8 ? pread(fd, head, 8, 0) : -1;
-    if (pickle_name || (got == 8 && (head[0] == 0x80 || (head[0] == 'P' && head[1] == 'K')))) {
+    unsigned char head[9];
+    ssize_t got = size >= 9 ? pread(fd, head, 9, 0) : size >= 8 ? pread(fd, head, 8, 0) : -1;
+    // a safetensors header length can start with byte 0x80 too (e.g. 3968 = 0x0f80): a JSON '{' right
+    // after the 8 length bytes means safetensors, not a pickle (whose second byte is the protocol)
+    int json_after = got == 9 && head[8] == '{';
+    if (pickle_name || (got >= 8 && !json_after && (head[0] == 0x80 || (head[0] == 'P' && head[1] == 'K')))) {
         close(fd);
         sl_error(path, "this is a PyTorch pickle checkpoint (.ckpt/.pt), which can run arbitrary code when loaded; "
                        "singlora reads only .safetensors - convert it first, e.g. with diffusers' "
