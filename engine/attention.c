@@ -11,6 +11,7 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "fast_exp.h"
 #include "tensor.h"
 
 // Queries per tile: S (Tq, Lk) stays ~1 MB, between 16 and 256 rows.
@@ -29,21 +30,34 @@ static int tile_keys(int i0, int tq, int Lk, int causal) {
     return lim < Lk ? lim : Lk;
 }
 
-// S (tq, lk) → P in place: per row, subtract the max, exponentiate, normalise; keys j > i are 0.
-static void softmax_rows(float *S, int tq, int lk, int i0, int causal) {
+// S (tq, lk) → exp(S − rowmax) in place, unnormalised; rowsum (tq) gets each row's sum. Keys j > i
+// of a causal row are set to 0. Callers normalise (forward: the output rows, after P·V).
+static void softmax_rows_unnormalised(float *S, float *rowsum, int tq, int lk, int i0, int causal) {
     for (int r = 0; r < tq; r++) {
         float *s = S + (int64_t)r * lk;
         int n = causal ? (i0 + r + 1 < lk ? i0 + r + 1 : lk) : lk;   // visible keys of query i0 + r
         float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
         for (int j = 0; j < n; j++) mx = s[j] > mx ? s[j] : mx;
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < n; j++) {
-            s[j] = expf(s[j] - mx);
-            sum += s[j];
+            float e = fast_expf(s[j] - mx);
+            s[j] = e;
+            sum += e;
         }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < n; j++) s[j] *= inv;
         for (int j = n; j < lk; j++) s[j] = 0.0f;
+        rowsum[r] = sum;
+    }
+}
+
+// S (tq, lk) → P = softmax rows in place.
+static void softmax_rows(float *S, float *rowsum, int tq, int lk, int i0, int causal) {
+    softmax_rows_unnormalised(S, rowsum, tq, lk, i0, causal);
+    for (int r = 0; r < tq; r++) {
+        float *s = S + (int64_t)r * lk, inv = 1.0f / rowsum[r];
+#pragma omp simd
+        for (int j = 0; j < lk; j++) s[j] *= inv;
     }
 }
 
@@ -61,6 +75,7 @@ void attention_forward(float *out, const float *q, const float *k, const float *
 #pragma omp parallel
     {
         float *S = sl_alloc_f32((int64_t)TQ * Lk);   // (TQ, Lk) scores / probabilities of one tile
+        float *rowsum = sl_alloc_f32(TQ);
 #pragma omp for schedule(dynamic)
         for (int64_t it = 0; it < items; it++) {
             int t = (int)(it % ntiles), h = (int)((it / ntiles) % H), b = (int)(it / ((int64_t)ntiles * H));
@@ -71,10 +86,15 @@ void attention_forward(float *out, const float *q, const float *k, const float *
             const float *vb = v + (int64_t)b * Lk * C + h * Dh;
             float *ot = out + ((int64_t)b * Lq + i0) * C + h * Dh;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
-            softmax_rows(S, tq, lk, i0, causal);
+            softmax_rows_unnormalised(S, rowsum, tq, lk, i0, causal);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tq, Dh, lk, 1.0f, S, lk, vb, C, 0.0f, ot, C);
+            for (int r = 0; r < tq; r++) {   // normalise (tq, Dh) outputs instead of (tq, lk) weights
+                float inv = 1.0f / rowsum[r];
+                for (int d = 0; d < Dh; d++) ot[(int64_t)r * C + d] *= inv;
+            }
         }
         sl_free_aligned(S);
+        sl_free_aligned(rowsum);
     }
 }
 
@@ -93,7 +113,7 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
         int64_t row = ((int64_t)b * Lq + i0) * C + h * Dh;
         const float *qt = q + row, *dot = dout + row;   // (tq, Dh), ld C
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
-        softmax_rows(S, tq, lk, i0, causal);
+        softmax_rows(S, dP, tq, lk, i0, causal);   // dP's first tq floats serve as row sums here
         if (dvb)   // dV (lk, Dh) += Pᵀ (lk, tq) · dO (tq, Dh)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, lk, Dh, tq, 1.0f, S, lk, dot, C, 1.0f, dvb, C);
         if (!dq && !dkb) continue;
@@ -103,8 +123,10 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
             const float *p = S + (int64_t)r * lk;
             float *d = dP + (int64_t)r * lk;
             double dsum = 0.0;
+#pragma omp simd reduction(+ : dsum)
             for (int j = 0; j < lk; j++) dsum += (double)d[j] * p[j];
             float ds = (float)dsum;
+#pragma omp simd
             for (int j = 0; j < lk; j++) d[j] = p[j] * (d[j] - ds);   // dS (masked keys: p = 0)
         }
         if (dq)   // dQ (tq, Dh) += scale · dS (tq, lk) · K (lk, Dh)

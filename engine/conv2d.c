@@ -109,6 +109,7 @@ static void col2im_add(float *dx, const float *dcol, conv2d_shape s, int y0, int
                     const float *src = cr + (int64_t)(oy - y0) * Wo;
                     int64_t off = (int64_t)iy * s.W - pad + kj;
                     if (st == 1)
+#pragma omp simd
                         for (int ox = ox_lo; ox < ox_hi; ox++) xc[off + ox] += src[ox];
                     else
                         for (int ox = ox_lo; ox < ox_hi; ox++) xc[off + (int64_t)ox * st] += src[ox];
