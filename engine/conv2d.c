@@ -17,7 +17,9 @@
 
 #include "tensor.h"
 
-static int64_t col_max_floats = (int64_t)16 << 20;   // 64 MB
+// 16 MB: measured as fast as a whole-image im2col for 320 ch × 64² (bands of 22 rows) with a
+// third of the memory.
+static int64_t col_max_floats = (int64_t)4 << 20;
 
 void conv2d_set_workspace_limit(int64_t floats) { col_max_floats = floats > 0 ? floats : 1; }
 
