@@ -17,7 +17,9 @@
 
 #include "tensor.h"
 
-static int64_t col_max_floats = (int64_t)16 << 20;   // 64 MB
+// 16 MB: measured as fast as a whole-image im2col for 320 ch × 64² (bands of 22 rows) with a
+// third of the memory.
+static int64_t col_max_floats = (int64_t)4 << 20;
 
 void conv2d_set_workspace_limit(int64_t floats) { col_max_floats = floats > 0 ? floats : 1; }
 
@@ -109,6 +111,7 @@ static void col2im_add(float *dx, const float *dcol, conv2d_shape s, int y0, int
                     const float *src = cr + (int64_t)(oy - y0) * Wo;
                     int64_t off = (int64_t)iy * s.W - pad + kj;
                     if (st == 1)
+#pragma omp simd
                         for (int ox = ox_lo; ox < ox_hi; ox++) xc[off + ox] += src[ox];
                     else
                         for (int ox = ox_lo; ox < ox_hi; ox++) xc[off + (int64_t)ox * st] += src[ox];

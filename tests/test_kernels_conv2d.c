@@ -142,7 +142,7 @@ TEST(conv2d_banded_matches_unbanded) {
             check_close("banded dx", dx1, dx0, in_n(s), 3e-6);   // band edges change col2im order
             check_close("banded dw", dw1, dw0, w_n(s), 1e-5);   // dw sums over bands in another order
         }
-        conv2d_set_workspace_limit((int64_t)16 << 20);
+        conv2d_set_workspace_limit((int64_t)4 << 20);
         free(x), free(w), free(b), free(R), free(y0), free(y1), free(dx0), free(dw0), free(dx1), free(dw1);
     }
 }
