@@ -260,18 +260,27 @@ void adapter_linear_backward(float *dx, float *db, const float *dy, const float 
 
 void adapter_merge_into(float *w0, const adapter *a, float u, float scale) {
     int r = a->rank, di = a->d_in, dout = a->d_out;
-    float s = a->alpha / (float)r * scale;
+    float s = a->alpha / (float)r;
     if (a->method == ADAPTER_SINGLORA) {
-        // W0 += s·u·A[:d_out]·A[:d_in]ᵀ
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, dout, di, r, s * u, a->A, r, a->A, r, 1.0f, w0, di);
+        // W0 += scale·s·u·A[:d_out]·A[:d_in]ᵀ
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, dout, di, r, scale * s * u, a->A, r, a->A, r, 1.0f, w0, di);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dout, di, r, s, a->up, r, a->down, di, 1.0f, w0, di);
-    if (a->method == ADAPTER_DORA) {
-        float *n = sl_alloc_f32(dout);
-        row_norms(n, w0, dout, di);
-        for (int o = 0; o < dout; o++)
-            for (int i = 0; i < di; i++) w0[(size_t)o * di + i] *= a->magnitude[o] / n[o];
-        sl_free_aligned(n);
+    if (a->method == ADAPTER_LORA) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dout, di, r, scale * s, a->up, r, a->down, di, 1.0f, w0, di);
+        return;
     }
+    // DoRA: W' = m ⊙ V / ‖V‖_row with V = W0 + s·up·down; a scale interpolates W0 += scale·(W' − W0),
+    // the convention kohya-format DoRA files are applied with (so export + import agree)
+    float *v = sl_alloc_f32((int64_t)dout * di), *n = sl_alloc_f32(dout);
+    memcpy(v, w0, sizeof(float) * (size_t)dout * di);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dout, di, r, s, a->up, r, a->down, di, 1.0f, v, di);
+    row_norms(n, v, dout, di);
+    for (int o = 0; o < dout; o++)
+        for (int i = 0; i < di; i++) {
+            size_t k = (size_t)o * di + i;
+            w0[k] += scale * (v[k] * (a->magnitude[o] / n[o]) - w0[k]);
+        }
+    sl_free_aligned(v);
+    sl_free_aligned(n);
 }

@@ -52,6 +52,6 @@ void adapter_linear_forward(float *y, const float *x, const float *w0, const flo
 void adapter_linear_backward(float *dx, float *db, const float *dy, const float *x, const float *w0, adapter *a,
                              float u, int M, int d_in, int d_out);
 
-// W0 (d_out, d_in) += the adapter's ΔW times `scale` (merging for inference; DoRA rewrites the
-// rows as m ⊙ V / ‖V‖).
+// W0 (d_out, d_in) += the adapter's ΔW times `scale` (merging for inference). DoRA rewrites
+// the rows as W' = m ⊙ V / ‖V‖ and a scale interpolates, W0 += scale·(W' − W0).
 void adapter_merge_into(float *w0, const adapter *a, float u, float scale);
