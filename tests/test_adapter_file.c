@@ -156,3 +156,19 @@ TEST(model_hash_is_order_independent) {
     model_hash(h3, n2, s3, d2, 2);
     CHECK(strcmp(h1, h3) != 0);
 }
+
+TEST(inspect_adapter) {
+    adapter_set *s = make_set(ADAPTER_SINGLORA);
+    const char *path = tmp_path("ad.safetensors");
+    REQUIRE(adapter_set_save(s, path) == 0);
+    char out[8192];
+    CHECK(run_cmd(out, sizeof out, "%s inspect %s", singlora_bin(), path) == 0);
+    CHECK(strstr(out, "layout: adapter") != NULL);
+    CHECK(strstr(out, "method: singlora") != NULL);
+    CHECK(strstr(out, "rank: 4") != NULL);
+    CHECK(strstr(out, "step: 37") != NULL);
+    CHECK(strstr(out, "u = 0.37") != NULL);
+    CHECK(strstr(out, "trainable parameters: 192") != NULL);   // 32·4 + 16·4
+    CHECK(strstr(out, "targets: " ADAPTER_DEFAULT_TARGETS) != NULL);
+    adapter_set_free(s);
+}
