@@ -1,7 +1,7 @@
 # singlora — build, test, bench.  `make deps && make && make test`
 CC      ?= cc
 ARCH    ?= -march=native
-OPT     ?= -O2
+OPT     ?= -O3
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror -I. \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp -MMD -MP

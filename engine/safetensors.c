@@ -3,7 +3,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "atomic_file.h"
 #include "error.h"
 
 // ---------------------------------------------------------------- reader
@@ -150,9 +150,12 @@ st_file *st_open(const char *path) {
         return NULL;
     }
     size_t size = (size_t)stbuf.st_size;
-    unsigned char head[8];
-    ssize_t got = size >= 8 ? pread(fd, head, 8, 0) : -1;
-    if (pickle_name || (got == 8 && (head[0] == 0x80 || (head[0] == 'P' && head[1] == 'K')))) {
+    unsigned char head[9];
+    ssize_t got = size >= 9 ? pread(fd, head, 9, 0) : size >= 8 ? pread(fd, head, 8, 0) : -1;
+    // a safetensors header length can start with byte 0x80 too (e.g. 3968 = 0x0f80): a JSON '{' right
+    // after the 8 length bytes means safetensors, not a pickle (whose second byte is the protocol)
+    int json_after = got == 9 && head[8] == '{';
+    if (pickle_name || (got >= 8 && !json_after && (head[0] == 0x80 || (head[0] == 'P' && head[1] == 'K')))) {
         close(fd);
         sl_error(path, "this is a PyTorch pickle checkpoint (.ckpt/.pt), which can run arbitrary code when loaded; "
                        "singlora reads only .safetensors - convert it first, e.g. with diffusers' "
@@ -292,20 +295,6 @@ void st_writer_free(st_writer *w) {
     free(w);
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 int st_writer_save(st_writer *w, const char *path) {
     cJSON *root = cJSON_CreateObject();
     if (cJSON_GetArraySize(w->meta) > 0) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
@@ -338,33 +327,19 @@ int st_writer_save(st_writer *w, const char *path) {
     memset(header + 8 + jlen, ' ', hlen - jlen);
     free(json);
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = sl_malloc(tlen);
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int rc = 0;
-    if (fd < 0) {
-        rc = sl_error(path, "cannot create %s: %s", tmp, strerror(errno));
-    } else {
-        rc = write_all(fd, header, 8 + hlen);
-        for (int i = 0; i < w->n && rc == 0; i++) {
-            writer_tensor *t = &w->t[i];
-            rc = write_all(fd, t->data, (size_t)shape_numel(t->ndim, t->shape) * dtype_size(t->dt));
-        }
-        if (rc == 0 && fsync(fd) != 0) rc = -1;
-        if (rc != 0) sl_error(path, "cannot write %s: %s", tmp, strerror(errno));
-        if (close(fd) != 0 && rc == 0) rc = sl_error(path, "cannot write %s: %s", tmp, strerror(errno));
-        if (rc == 0 && rename(tmp, path) != 0) rc = sl_error(path, "cannot rename %s into place: %s", tmp, strerror(errno));
-        if (rc != 0) unlink(tmp);
+    // tensor data follows the header in the order the tensors were added
+    int nb = w->n + 1;
+    const void **bufs = sl_malloc(sizeof(void *) * (size_t)nb);
+    size_t *lens = sl_malloc(sizeof(size_t) * (size_t)nb);
+    bufs[0] = header;
+    lens[0] = 8 + hlen;
+    for (int i = 0; i < w->n; i++) {
+        bufs[i + 1] = w->t[i].data;
+        lens[i + 1] = (size_t)shape_numel(w->t[i].ndim, w->t[i].shape) * dtype_size(w->t[i].dt);
     }
-    if (rc == 0) {
-        // make the rename itself durable
-        char *dir = sl_strdup(path);
-        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) { fsync(dfd); close(dfd); }
-        free(dir);
-    }
-    free(tmp);
+    int rc = atomic_write(path, bufs, lens, nb);
+    free(bufs);
+    free(lens);
     free(header);
     return rc;
 }

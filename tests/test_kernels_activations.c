@@ -94,3 +94,20 @@ TEST(geglu_forward_backward) {
     check_grad("geglu backward", dh, 0.5f, g, M * 2 * F, 1e-5);
     free(h), free(R), free(y), free(yr), free(hd), free(dh), free(g);
 }
+
+#include "engine/fast_exp.h"
+
+// fast_expf (softmax, SiLU, sigmoid) against double exp over its whole range.
+TEST(fast_expf_accuracy) {
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 2000000.0f;
+        double want = exp((double)x), rel = fabs(fast_expf(x) - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    fprintf(stderr, "    fast_expf max rel err %.3g on [-87, 88]\n", worst);
+    CHECK(worst < 3.6e-7);   // 3 ulp of f32 (2⁻²³ ≈ 1.19e-7)
+    CHECK(fast_expf(0.0f) == 1.0f);
+    CHECK(fast_expf(-1000.0f) < 1e-37f && fast_expf(-1000.0f) >= 0.0f);
+    CHECK(isfinite(fast_expf(1000.0f)));
+}

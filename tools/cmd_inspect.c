@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/adapter_set.h"
 #include "engine/error.h"
 #include "engine/model_files.h"
 #include "tools/args.h"
@@ -69,6 +70,21 @@ static void print_file(const char *path, st_file *f, int list_tensors, const cha
     }
 }
 
+// A singlora adapter: what it is and what it trains.
+static void print_adapter(const char *path) {
+    adapter_set *s = adapter_set_load(path);
+    if (!s) sl_fail();
+    printf("adapter:\n");
+    printf("  method: %s\n  rank: %d\n  alpha: %g (scale alpha/rank = %g)\n", adapter_method_name(s->method), s->rank,
+           (double)s->alpha, (double)s->alpha / s->rank);
+    printf("  step: %lld\n", (long long)s->step);
+    if (s->method == ADAPTER_SINGLORA)
+        printf("  ramp_steps: %lld (u = %g at this step)\n", (long long)s->ramp_steps, (double)adapter_set_ramp(s));
+    printf("  init: %s\n  targets: %s\n  layers: %d\n  trainable parameters: %lld\n  base_model: %s\n", s->init,
+           s->targets, s->n_slots, (long long)adapter_set_param_count(s), s->base_model);
+    adapter_set_free(s);
+}
+
 static int inspect_folder(const char *dir, int list_tensors) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/model_index.json", dir);
@@ -112,6 +128,8 @@ int cmd_inspect(int argc, char **argv) {
     st_file *f = st_open(path);
     if (!f) sl_fail();
     print_file(path, f, list_tensors, NULL);
+    int ours = st_meta(f, "singlora.format") != NULL;
     st_close(f);
+    if (ours) print_adapter(path);
     return 0;
 }

@@ -2,6 +2,7 @@
 
 const command COMMANDS[] = {
     {"inspect", "show what a .safetensors file or diffusers folder holds", cmd_inspect},
+    {"randn", "write torch.randn(shape) for a seed, bit-exact with PyTorch's CPU generator", cmd_randn},
     {"tokenize", "print a prompt's CLIP token ids", cmd_tokenize},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];

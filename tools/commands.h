@@ -13,4 +13,5 @@ extern const int N_COMMANDS;
 #define SINGLORA_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_randn(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

@@ -1,0 +1,138 @@
+// Standard LoRA export/import: a SingLoRA/LoRA/DoRA adapter exported to kohya or diffusers names
+// and folded back in with lora_apply gives the same weights as merging the adapter itself;
+// PEFT names, 1×1-conv shapes, text-encoder keys and unmatched names are reported.
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/lora_files.h"
+#include "engine/safetensors.h"
+#include "test.h"
+
+static const char *MODULES[] = {
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",   // (24, 32): d_in > d_out
+    "up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_out.0", // (24, 16): d_out > d_in
+    "down_blocks.0.attentions.0.proj_in",                           // (16, 16)
+};
+static const int DOUT[] = {24, 24, 16}, DIN[] = {32, 16, 16};
+
+typedef struct { float *w[3]; } fake_model;
+
+static float *fake_weight(void *ctx, const char *module, int *d_out, int *d_in) {
+    fake_model *m = ctx;
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(module, MODULES[i])) { *d_out = DOUT[i]; *d_in = DIN[i]; return m->w[i]; }
+    return NULL;
+}
+
+static void fresh_model(fake_model *m) {
+    for (int i = 0; i < 3; i++) {
+        m->w[i] = malloc(sizeof(float) * (size_t)DOUT[i] * DIN[i]);
+        fill_uniform(m->w[i], (size_t)DOUT[i] * DIN[i], 10 + i, -0.5f, 0.5f);
+    }
+}
+
+static void export_import(adapter_method method, lora_format fmt) {
+    adapter_set s = {.method = method, .rank = 4, .alpha = 6, .ramp_steps = 10, .step = 4};
+    snprintf(s.base_model, sizeof s.base_model, "feed");
+    fake_model base, want, got;
+    fresh_model(&base);
+    fresh_model(&want);
+    fresh_model(&got);
+    sl_rng rng;
+    sl_rng_seed(&rng, 3);
+    for (int i = 0; i < 3; i++) {
+        adapter *a = adapter_set_add(&s, MODULES[i], DIN[i], DOUT[i]);
+        adapter_init(a, &rng, 0, base.w[i]);
+        if (a->up) fill_uniform(a->up, (size_t)DOUT[i] * 4, 20 + i, -0.3f, 0.3f);
+        if (a->magnitude) for (int o = 0; o < DOUT[i]; o++) a->magnitude[o] *= 1.1f;
+        adapter_merge_into(want.w[i], a, adapter_set_ramp(&s), 0.8f);
+    }
+    const char *path = tmp_path("export.safetensors");
+    REQUIRE(lora_export(&s, fmt, path) == 0);
+    lora_apply_report rep;
+    REQUIRE(lora_apply(path, 0.8f, MODULES, 3, fake_weight, &got, &rep) == 0);
+    CHECK_EQ_INT(rep.applied, 3);
+    CHECK_EQ_INT(rep.total, 3);
+    CHECK(rep.unmatched[0] == 0);
+    char label[96];
+    for (int i = 0; i < 3; i++) {
+        snprintf(label, sizeof label, "%s -> %s, %s", adapter_method_name(method), fmt == LORA_FORMAT_KOHYA ? "kohya" : "diffusers", MODULES[i] + strlen(MODULES[i]) - 12);
+        check_close(label, got.w[i], want.w[i], (size_t)DOUT[i] * DIN[i], 2e-6);
+    }
+    // the export is not a no-op
+    err_stats e = compare_f32(got.w[0], base.w[0], (size_t)DOUT[0] * DIN[0]);
+    CHECK(e.max_abs > 1e-3);
+    st_file *f = st_open(path);
+    REQUIRE(f);
+    if (fmt == LORA_FORMAT_KOHYA) {
+        CHECK(st_find(f, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight") != NULL);
+        CHECK(st_find(f, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.alpha")->ndim == 0);
+        CHECK(st_meta(f, "ss_network_dim") && !strcmp(st_meta(f, "ss_network_dim"), "4"));
+        CHECK(st_meta(f, "modelspec.architecture") != NULL);
+    } else {
+        CHECK(st_find(f, "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora.up.weight") != NULL);
+    }
+    st_close(f);
+    for (int i = 0; i < 3; i++) { free(base.w[i]); free(want.w[i]); free(got.w[i]); adapter_free(&s.slots[i].a); free(s.slots[i].module); }
+    free(s.slots);
+}
+
+TEST(lora_export_singlora_kohya) { export_import(ADAPTER_SINGLORA, LORA_FORMAT_KOHYA); }
+TEST(lora_export_singlora_diffusers) { export_import(ADAPTER_SINGLORA, LORA_FORMAT_DIFFUSERS); }
+TEST(lora_export_lora_kohya) { export_import(ADAPTER_LORA, LORA_FORMAT_KOHYA); }
+TEST(lora_export_lora_diffusers) { export_import(ADAPTER_LORA, LORA_FORMAT_DIFFUSERS); }
+TEST(lora_export_dora_kohya) { export_import(ADAPTER_DORA, LORA_FORMAT_KOHYA); }
+
+TEST(lora_export_dora_diffusers_refused) {
+    adapter_set s = {.method = ADAPTER_DORA, .rank = 2, .alpha = 2};
+    CHECK(lora_export(&s, LORA_FORMAT_DIFFUSERS, tmp_path("x.safetensors")) != 0);
+    CHECK(strstr(sl_error_msg(), "kohya") != NULL);
+}
+
+TEST(lora_import_peft_conv_and_text_encoder) {
+    // PEFT names, a 1×1-conv-shaped proj_in, a text-encoder key and a key for no module
+    float down[4 * 16], up[16 * 4], te[8];
+    fill_uniform(down, 64, 1, -1, 1);
+    fill_uniform(up, 64, 2, -1, 1);
+    const char *path = tmp_path("peft.safetensors");
+    st_writer *w = st_writer_new();
+    st_writer_add(w, "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight", DT_F32, 4, (int64_t[]){4, 16, 1, 1}, down);
+    st_writer_add(w, "unet.down_blocks.0.attentions.0.proj_in.lora_B.weight", DT_F32, 4, (int64_t[]){16, 4, 1, 1}, up);
+    st_writer_add(w, "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight", DT_F32, 2, (int64_t[]){2, 4}, te);
+    st_writer_add(w, "unet.no_such_block.lora_A.weight", DT_F32, 2, (int64_t[]){4, 16}, down);
+    st_writer_add(w, "unet.no_such_block.lora_B.weight", DT_F32, 2, (int64_t[]){16, 4}, up);
+    REQUIRE(st_writer_save(w, path) == 0);
+    st_writer_free(w);
+    fake_model m;
+    fresh_model(&m);
+    float before[256];
+    memcpy(before, m.w[2], sizeof before);
+    lora_apply_report rep;
+    REQUIRE(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) == 0);
+    CHECK_EQ_INT(rep.applied, 1);
+    CHECK_EQ_INT(rep.total, 2);
+    CHECK_EQ_INT(rep.text_encoder, 1);
+    CHECK(strstr(rep.unmatched, "no_such_block") != NULL);
+    // W += (alpha/r = 1)·up·down
+    double want = before[5 * 16 + 7];
+    for (int j = 0; j < 4; j++) want += (double)up[5 * 4 + j] * down[j * 16 + 7];
+    CHECK_NEAR(m.w[2][5 * 16 + 7], want, 1e-5);
+    for (int i = 0; i < 3; i++) free(m.w[i]);
+}
+
+TEST(lora_import_shape_mismatch_is_an_error) {
+    float down[4 * 20] = {0}, up[24 * 4] = {0};
+    const char *path = tmp_path("bad.safetensors");
+    st_writer *w = st_writer_new();
+    st_writer_add(w, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_down.weight", DT_F32, 2, (int64_t[]){4, 20}, down);
+    st_writer_add(w, "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k.lora_up.weight", DT_F32, 2, (int64_t[]){24, 4}, up);
+    REQUIRE(st_writer_save(w, path) == 0);
+    st_writer_free(w);
+    fake_model m;
+    fresh_model(&m);
+    lora_apply_report rep;
+    CHECK(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) != 0);
+    CHECK(strstr(sl_error_msg(), "the model needs [4, 32]") != NULL);
+    for (int i = 0; i < 3; i++) free(m.w[i]);
+}
