@@ -15,3 +15,7 @@ extern const int N_COMMANDS;
 int cmd_inspect(int argc, char **argv);
 int cmd_randn(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+
+// `singlora forward <target>` targets (tools/cmd_forward.c dispatches; argv[0] is the target)
+int forward_text_main(int argc, char **argv);

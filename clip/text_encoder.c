@@ -1,0 +1,397 @@
+#include "text_encoder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/activations.h"
+#include "engine/attention.h"
+#include "engine/config.h"
+#include "engine/error.h"
+#include "engine/linear.h"
+#include "engine/model_files.h"
+#include "engine/norm.h"
+#include "engine/safetensors.h"
+#include "engine/tensor.h"
+#include "engine/weights.h"
+
+// ---- name maps for the weight loader (one per layout) ----
+
+static int map_layout(clip_layout l, const char *name, char *out, size_t len) {
+    int qkv;
+    return clip_text_stored_name(l, name, out, len, &qkv);
+}
+static int map_sd1(const char *n, char *o, size_t l) { return map_layout(CLIP_LAYOUT_SD1, n, o, l); }
+static int map_sd1_old(const char *n, char *o, size_t l) { return map_layout(CLIP_LAYOUT_SD1_OLD, n, o, l); }
+static int map_openclip(const char *n, char *o, size_t l) { return map_layout(CLIP_LAYOUT_OPENCLIP, n, o, l); }
+
+static const weight_name_map MAPS[] = {NULL, map_sd1, map_sd1_old, map_openclip};
+
+// The stored entry of a diffusers name (NULL when absent).
+static const st_entry *find_entry(const st_file *f, clip_layout l, const char *name) {
+    char stored[512], full[600];
+    int qkv;
+    if (clip_text_stored_name(l, name, stored, sizeof stored, &qkv) != 0) return NULL;
+    snprintf(full, sizeof full, "%s%s", clip_layout_prefix(l), stored);
+    return st_find(f, full);
+}
+
+static int detect_clip_layout(const st_file *f, clip_layout *out) {
+    static const clip_layout order[] = {CLIP_LAYOUT_DIFFUSERS, CLIP_LAYOUT_SD1, CLIP_LAYOUT_SD1_OLD, CLIP_LAYOUT_OPENCLIP};
+    for (int i = 0; i < 4; i++)
+        if (find_entry(f, order[i], "text_model.embeddings.token_embedding.weight")) {
+            *out = order[i];
+            return 0;
+        }
+    if (st_find(f, "conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight"))
+        return sl_error(f->path, "this is an SDXL checkpoint (two text encoders under conditioner.embedders.*); "
+                                 "only SD 1.x and 2.x are supported");
+    return sl_error(f->path, "no CLIP text encoder here (expected text_model.* in a diffusers text_encoder file, "
+                             "or cond_stage_model.* in a single-file checkpoint)");
+}
+
+// The number of layers stored in the file.
+static int count_layers(const st_file *f, clip_layout l) {
+    int n = 0;
+    char name[128];
+    for (;; n++) {
+        snprintf(name, sizeof name, "text_model.encoder.layers.%d.layer_norm1.weight", n);
+        if (!find_entry(f, l, name)) return n;
+    }
+}
+
+// ---- config ----
+
+static int read_config(const char *path, clip_text_config *c) {
+    json_config *j = config_load(path);
+    if (!j) return -1;
+    const char *act;
+    double eps;
+    int rc = 0;
+    rc |= config_int(j, "hidden_size", &c->hidden);
+    rc |= config_int(j, "num_hidden_layers", &c->layers);
+    rc |= config_int(j, "num_attention_heads", &c->heads);
+    rc |= config_int(j, "intermediate_size", &c->intermediate);
+    rc |= config_int_or(j, "max_position_embeddings", 77, &c->max_pos);
+    rc |= config_int(j, "vocab_size", &c->vocab);
+    rc |= config_float_or(j, "layer_norm_eps", 1e-5, &eps);
+    rc |= config_int_or(j, "eos_token_id", 2, &c->eos_id);
+    rc |= config_string_or(j, "hidden_act", "quick_gelu", &act);
+    if (rc == 0) {
+        c->eps = (float)eps;
+        if (!strcmp(act, "quick_gelu")) c->act = CLIP_ACT_QUICK_GELU;
+        else if (!strcmp(act, "gelu")) c->act = CLIP_ACT_GELU;
+        else rc = sl_error(path, "key 'hidden_act': '%s' is not a CLIP activation (quick_gelu or gelu)", act);
+    }
+    if (rc == 0 && (c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->hidden % c->heads || c->intermediate <= 0 ||
+                    c->max_pos <= 0 || c->vocab <= 0 || !(c->eps > 0)))
+        rc = sl_error(path, "inconsistent text encoder sizes (hidden_size %d, %d heads, %d layers, intermediate %d, "
+                            "%d positions, vocabulary %d)",
+                      c->hidden, c->heads, c->layers, c->intermediate, c->max_pos, c->vocab);
+    config_free(j);
+    return rc;
+}
+
+// A config given as a diffusers folder, a text_encoder folder or the config.json itself.
+static char *resolve_config(const char *p) {
+    char buf[4096];
+    if (!path_is_dir(p)) return path_exists(p) ? sl_strdup(p) : (sl_error(p, "no such config file"), NULL);
+    snprintf(buf, sizeof buf, "%s/text_encoder/config.json", p);
+    if (path_exists(buf)) return sl_strdup(buf);
+    snprintf(buf, sizeof buf, "%s/config.json", p);
+    if (path_exists(buf)) return sl_strdup(buf);
+    sl_error(p, "no text_encoder/config.json or config.json here");
+    return NULL;
+}
+
+// The sizes an original checkpoint's shapes give. The head count is not stored anywhere: the
+// released models (ViT-L/14: 768 wide, 12 heads; ViT-H/14: 1024, 16) all use 64-wide heads.
+static int detect_config(const st_file *f, clip_layout l, clip_text_config *c) {
+    const st_entry *tok = find_entry(f, l, "text_model.embeddings.token_embedding.weight");
+    const st_entry *pos = find_entry(f, l, "text_model.embeddings.position_embedding.weight");
+    const st_entry *fc1 = find_entry(f, l, "text_model.encoder.layers.0.mlp.fc1.weight");
+    if (!tok || !pos || !fc1 || tok->ndim != 2 || pos->ndim != 2 || fc1->ndim != 2)
+        return sl_error(f->path, "incomplete CLIP text encoder (token/position embeddings or the first layer's MLP "
+                                 "is missing or not 2-D)");
+    c->vocab = (int)tok->shape[0];
+    c->hidden = (int)tok->shape[1];
+    c->max_pos = (int)pos->shape[0];
+    c->intermediate = (int)fc1->shape[0];
+    c->layers = count_layers(f, l);
+    if (c->hidden % 64)
+        return sl_error(f->path, "cannot tell the attention head count of a %d-wide text encoder (the released ones "
+                                 "use 64-wide heads); pass --config DIR with its config.json", c->hidden);
+    c->heads = c->hidden / 64;
+    c->eps = 1e-5f;
+    c->act = l == CLIP_LAYOUT_OPENCLIP ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
+    c->eos_id = 2;
+    return 0;
+}
+
+// ---- loading ----
+
+typedef struct {
+    weight_loader wl;
+    clip_layout layout;
+    int D;
+} loader;
+
+static float *load(loader *L, const char *name, int ndim, const int64_t *shape) {
+    if (L->layout == CLIP_LAYOUT_OPENCLIP) {
+        char stored[512], full[600];
+        int qkv;
+        if (clip_text_stored_name(L->layout, name, stored, sizeof stored, &qkv) == 0 && qkv >= 0) {
+            // q, k, v are row blocks of the fused in_proj_weight (3D, D) / in_proj_bias (3D)
+            snprintf(full, sizeof full, "%s%s", L->wl.prefix, stored);
+            const st_entry *e = st_find(L->wl.file, full);
+            int cols = ndim == 2 ? (int)shape[1] : 1;
+            if (e && (e->shape[0] != 3 * (int64_t)L->D || e->ndim != ndim)) {
+                char s[128];
+                sl_error(L->wl.file->path, "tensor '%s' has shape %s; the config needs %d rows (fused q, k, v)%s", full,
+                         shape_str(s, sizeof s, e->ndim, e->shape), 3 * L->D, ndim == 2 ? " of the hidden size" : "");
+                return NULL;
+            }
+            return weights_load_rows(&L->wl, stored, qkv * L->D, L->D, cols);
+        }
+    }
+    return weights_load(&L->wl, name, ndim, shape);
+}
+
+#define VEC(n) (int64_t[]){(n)}
+#define MAT(r, c) (int64_t[]){(r), (c)}
+
+static int load_layer(loader *L, clip_text_layer *y, int i, const clip_text_config *c) {
+    int D = c->hidden, I = c->intermediate;
+    char p[96];
+    snprintf(p, sizeof p, "text_model.encoder.layers.%d.", i);
+    struct { float **dst; const char *name; int ndim; int64_t r, c; } items[] = {
+        {&y->ln1_w, "layer_norm1.weight", 1, D, 0},       {&y->ln1_b, "layer_norm1.bias", 1, D, 0},
+        {&y->q_w, "self_attn.q_proj.weight", 2, D, D},    {&y->q_b, "self_attn.q_proj.bias", 1, D, 0},
+        {&y->k_w, "self_attn.k_proj.weight", 2, D, D},    {&y->k_b, "self_attn.k_proj.bias", 1, D, 0},
+        {&y->v_w, "self_attn.v_proj.weight", 2, D, D},    {&y->v_b, "self_attn.v_proj.bias", 1, D, 0},
+        {&y->o_w, "self_attn.out_proj.weight", 2, D, D},  {&y->o_b, "self_attn.out_proj.bias", 1, D, 0},
+        {&y->ln2_w, "layer_norm2.weight", 1, D, 0},       {&y->ln2_b, "layer_norm2.bias", 1, D, 0},
+        {&y->fc1_w, "mlp.fc1.weight", 2, I, D},           {&y->fc1_b, "mlp.fc1.bias", 1, I, 0},
+        {&y->fc2_w, "mlp.fc2.weight", 2, D, I},           {&y->fc2_b, "mlp.fc2.bias", 1, D, 0},
+    };
+    for (size_t k = 0; k < sizeof items / sizeof items[0]; k++) {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", p, items[k].name);
+        *items[k].dst = load(L, name, items[k].ndim, items[k].ndim == 2 ? MAT(items[k].r, items[k].c) : VEC(items[k].r));
+        if (!*items[k].dst) return -1;
+    }
+    return 0;
+}
+
+void clip_text_free(clip_text_model *m) {
+    if (!m) return;
+    if (m->layer)
+        for (int i = 0; i < m->cfg.layers; i++) {
+            float **p = (float **)&m->layer[i];
+            for (size_t k = 0; k < sizeof(clip_text_layer) / sizeof(float *); k++) sl_free_aligned(p[k]);
+        }
+    free(m->layer);
+    sl_free_aligned(m->tok_emb);
+    sl_free_aligned(m->pos_emb);
+    sl_free_aligned(m->lnf_w);
+    sl_free_aligned(m->lnf_b);
+    free(m);
+}
+
+// Finds the weights file (and the config next to it) for `model`.
+static char *resolve_weights(const char *model, const char *variant, char **default_config) {
+    char buf[4096];
+    *default_config = NULL;
+    if (path_is_dir(model)) {
+        snprintf(buf, sizeof buf, "%s/text_encoder", model);
+        if (path_is_dir(buf)) {
+            char *w = diffusers_component_file(model, "text_encoder", variant);
+            snprintf(buf, sizeof buf, "%s/text_encoder/config.json", model);
+            if (w) *default_config = sl_strdup(buf);
+            return w;
+        }
+        // a text_encoder folder itself
+        snprintf(buf, sizeof buf, "%s/model%s%s.safetensors", model, variant ? "." : "", variant ? variant : "");
+        if (path_exists(buf)) {
+            char *w = sl_strdup(buf);
+            snprintf(buf, sizeof buf, "%s/config.json", model);
+            *default_config = sl_strdup(buf);
+            return w;
+        }
+        sl_error(model, "no text_encoder/ folder or model%s%s.safetensors here", variant ? "." : "", variant ? variant : "");
+        return NULL;
+    }
+    if (!path_exists(model)) { sl_error(model, "no such file or folder"); return NULL; }
+    if (variant) { sl_error(model, "--variant picks a file in a diffusers folder; this is a single file"); return NULL; }
+    // a diffusers text-encoder file may have its config.json beside it
+    const char *slash = strrchr(model, '/');
+    snprintf(buf, sizeof buf, "%.*sconfig.json", slash ? (int)(slash - model + 1) : 0, model);
+    if (path_exists(buf)) *default_config = sl_strdup(buf);
+    return sl_strdup(model);
+}
+
+clip_text_model *clip_text_load(const char *model, const char *config, const char *variant) {
+    char *default_cfg = NULL, *cfg_path = NULL;
+    char *wpath = resolve_weights(model, variant, &default_cfg);
+    if (!wpath) return NULL;
+    st_file *f = st_open(wpath);
+    clip_text_model *m = NULL;
+    if (!f) goto done;
+    clip_layout layout = CLIP_LAYOUT_DIFFUSERS;
+    if (detect_clip_layout(f, &layout) != 0) goto done;
+    m = sl_calloc(1, sizeof *m);
+    m->layout = layout;
+    clip_text_config *c = &m->cfg;
+    int file_layers = count_layers(f, layout);
+    if (config) {
+        if (!(cfg_path = resolve_config(config)) || read_config(cfg_path, c) != 0) goto fail;
+    } else if (layout == CLIP_LAYOUT_DIFFUSERS) {
+        if (!default_cfg || !path_exists(default_cfg)) {
+            sl_error(wpath, "a diffusers text encoder needs its config.json (beside it, or pass --config DIR)");
+            goto fail;
+        }
+        if (read_config(default_cfg, c) != 0) goto fail;
+    } else if (detect_config(f, layout, c) != 0) {
+        goto fail;
+    }
+    const char *ignore[8] = {0};
+    int n_ignore = 0;
+    char last_block[96];
+    if (layout == CLIP_LAYOUT_OPENCLIP) {
+        // SD 2.x uses the penultimate layer: hold all resblocks but the last. A config may describe
+        // the kept layers (diffusers' num_hidden_layers = 23 for ViT-H) or the whole tower.
+        if (file_layers < 2) { sl_error(wpath, "an OpenCLIP text encoder with %d layers has no penultimate layer", file_layers); goto fail; }
+        if (c->layers != file_layers - 1 && c->layers != file_layers) {
+            sl_error(cfg_path ? cfg_path : wpath, "the config has %d text layers, the file %d resblocks (expected %d or %d)",
+                     c->layers, file_layers, file_layers - 1, file_layers);
+            goto fail;
+        }
+        c->layers = file_layers - 1;
+        snprintf(last_block, sizeof last_block, "model.transformer.resblocks.%d.", file_layers - 1);
+        ignore[n_ignore++] = last_block;
+        ignore[n_ignore++] = "model.text_projection";
+        ignore[n_ignore++] = "model.logit_scale";
+        ignore[n_ignore++] = "model.attn_mask";
+    } else {
+        if (file_layers < c->layers) {
+            sl_error(wpath, "the config has %d text layers but the file holds %d", c->layers, file_layers);
+            goto fail;
+        }
+        ignore[n_ignore++] = layout == CLIP_LAYOUT_DIFFUSERS ? "text_model.embeddings.position_ids"
+                             : layout == CLIP_LAYOUT_SD1     ? "transformer.text_model.embeddings.position_ids"
+                                                             : "transformer.embeddings.position_ids";
+        if (layout == CLIP_LAYOUT_DIFFUSERS) ignore[n_ignore++] = "text_projection.";   // CLIPTextModelWithProjection
+    }
+    m->sd2 = layout == CLIP_LAYOUT_OPENCLIP || c->act == CLIP_ACT_GELU;
+    loader L = {{.file = f, .prefix = clip_layout_prefix(layout), .map = MAPS[layout]}, layout, c->hidden};
+    int D = c->hidden;
+    if (!(m->tok_emb = load(&L, "text_model.embeddings.token_embedding.weight", 2, MAT(c->vocab, D)))) goto fail;
+    if (!(m->pos_emb = load(&L, "text_model.embeddings.position_embedding.weight", 2, MAT(c->max_pos, D)))) goto fail;
+    m->layer = sl_calloc((size_t)c->layers, sizeof *m->layer);
+    for (int i = 0; i < c->layers; i++)
+        if (load_layer(&L, &m->layer[i], i, c) != 0) goto fail;
+    if (!(m->lnf_w = load(&L, "text_model.final_layer_norm.weight", 1, VEC(D)))) goto fail;
+    if (!(m->lnf_b = load(&L, "text_model.final_layer_norm.bias", 1, VEC(D)))) goto fail;
+    if (weights_check_unused(&L.wl, ignore) != 0) goto fail;
+    goto done;
+fail:
+    clip_text_free(m);
+    m = NULL;
+done:
+    st_close(f);
+    free(wpath);
+    free(default_cfg);
+    free(cfg_path);
+    return m;
+}
+
+// ---- forward ----
+
+int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L, int n_layers, float *out,
+                      float **hs) {
+    const clip_text_config *c = &m->cfg;
+    int D = c->hidden, I = c->intermediate, H = c->heads, Dh = D / H;
+    if (L < 1 || L > c->max_pos) return sl_error(NULL, "sequence length %d: the text encoder takes 1..%d tokens", L, c->max_pos);
+    if (n_layers < 0 || n_layers > c->layers) return sl_error(NULL, "layer %d: the text encoder holds %d", n_layers, c->layers);
+    for (int64_t i = 0; i < (int64_t)N * L; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab)
+            return sl_error(NULL, "token id %d (row %lld, position %lld) is outside the vocabulary (0..%d)", ids[i],
+                            (long long)(i / L), (long long)(i % L), c->vocab - 1);
+    int64_t M = (int64_t)N * L;
+    float *x = sl_alloc_f32(M * D);    // (N, L, D) the residual stream
+    float *h = sl_alloc_f32(M * D);    // (N, L, D) normalised input of a sub-block
+    float *q = sl_alloc_f32(M * D), *k = sl_alloc_f32(M * D), *v = sl_alloc_f32(M * D);   // (N, L, H·Dh)
+    float *a = sl_alloc_f32(M * D);    // (N, L, D) attention output
+    float *mlp = sl_alloc_f32(M * I);  // (N, L, I)
+    // embeddings: token + position
+    for (int64_t i = 0; i < M; i++) {
+        const float *te = m->tok_emb + (int64_t)ids[i] * D, *pe = m->pos_emb + (i % L) * D;
+        for (int d = 0; d < D; d++) x[i * D + d] = te[d] + pe[d];
+    }
+    if (hs && hs[0]) memcpy(hs[0], x, sizeof(float) * (size_t)(M * D));
+    float scale = 1.0f / sqrtf((float)Dh);
+    for (int l = 0; l < n_layers; l++) {
+        const clip_text_layer *y = &m->layer[l];
+        // x += out_proj(causal_attention(LN1(x)))
+        layernorm_forward(h, NULL, NULL, x, y->ln1_w, y->ln1_b, (int)M, D, c->eps);
+        linear_forward(q, h, y->q_w, y->q_b, (int)M, D, D);
+        linear_forward(k, h, y->k_w, y->k_b, (int)M, D, D);
+        linear_forward(v, h, y->v_w, y->v_b, (int)M, D, D);
+        attention_forward(a, q, k, v, N, L, L, H, Dh, scale, 1);
+        linear_forward(h, a, y->o_w, y->o_b, (int)M, D, D);
+        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
+        // x += fc2(act(fc1(LN2(x))))
+        layernorm_forward(h, NULL, NULL, x, y->ln2_w, y->ln2_b, (int)M, D, c->eps);
+        linear_forward(mlp, h, y->fc1_w, y->fc1_b, (int)M, D, I);
+        if (c->act == CLIP_ACT_GELU) gelu_forward(mlp, mlp, M * I);
+        else quick_gelu_forward(mlp, mlp, M * I);
+        linear_forward(h, mlp, y->fc2_w, y->fc2_b, (int)M, I, D);
+        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
+        if (hs && hs[l + 1]) memcpy(hs[l + 1], x, sizeof(float) * (size_t)(M * D));
+    }
+    if (out) layernorm_forward(out, NULL, NULL, x, m->lnf_w, m->lnf_b, (int)M, D, c->eps);
+    sl_free_aligned(x);
+    sl_free_aligned(h);
+    sl_free_aligned(q);
+    sl_free_aligned(k);
+    sl_free_aligned(v);
+    sl_free_aligned(a);
+    sl_free_aligned(mlp);
+    return 0;
+}
+
+int clip_text_cond_layers(const clip_text_model *m, int clip_skip) {
+    if (clip_skip <= 1) return m->cfg.layers;
+    if (m->sd2) {
+        sl_warn("--clip-skip %d is ignored for SD 2.x: its text encoder already conditions on the penultimate layer",
+                clip_skip);
+        return m->cfg.layers;
+    }
+    if (clip_skip > m->cfg.layers)
+        return sl_error(NULL, "--clip-skip %d: the text encoder has %d layers (1..%d)", clip_skip, m->cfg.layers,
+                        m->cfg.layers);
+    return m->cfg.layers - (clip_skip - 1);
+}
+
+int clip_text_condition(const clip_text_model *m, const int32_t *ids, int N, int L, int clip_skip, float *cond) {
+    int n = clip_text_cond_layers(m, clip_skip);
+    if (n < 0) return -1;
+    return clip_text_forward(m, ids, N, L, n, cond, NULL);
+}
+
+void clip_text_pool(const clip_text_model *m, const int32_t *ids, int N, int L, const float *last, float *pooled) {
+    int D = m->cfg.hidden;
+    for (int r = 0; r < N; r++) {
+        const int32_t *row = ids + (int64_t)r * L;
+        int at = 0;
+        if (m->cfg.eos_id == 2) {
+            for (int i = 1; i < L; i++)
+                if (row[i] > row[at]) at = i;
+        } else {
+            for (int i = 0; i < L; i++)
+                if (row[i] == m->cfg.eos_id) { at = i; break; }
+        }
+        memcpy(pooled + (int64_t)r * D, last + ((int64_t)r * L + at) * D, sizeof(float) * (size_t)D);
+    }
+}
