@@ -8,15 +8,45 @@
 
 #include "error.h"
 
-json_config *config_parse(const char *path, const char *text) {
+// Python's json module writes Infinity, -Infinity and NaN (diffusers' DPM configs carry
+// "lambda_min_clipped": -Infinity); standard JSON has none. Rewrite them, outside strings,
+// as 1e999 (strtod gives inf) and null.
+static char *python_json_to_json(const char *text) {
+    size_t n = strlen(text);
+    char *out = sl_malloc(n + n / 2 + 16), *o = out;
+    int in_string = 0;
+    for (const char *p = text; *p;) {
+        if (in_string) {
+            if (*p == '\\' && p[1]) { *o++ = *p++; *o++ = *p++; continue; }
+            if (*p == '"') in_string = 0;
+            *o++ = *p++;
+        } else if (*p == '"') {
+            in_string = 1;
+            *o++ = *p++;
+        } else if (!strncmp(p, "Infinity", 8)) {
+            memcpy(o, "1e999", 5); o += 5; p += 8;
+        } else if (!strncmp(p, "NaN", 3)) {
+            memcpy(o, "null", 4); o += 4; p += 3;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = 0;
+    return out;
+}
+
+json_config *config_parse(const char *path, const char *raw) {
     const char *end = NULL;
+    char *text = python_json_to_json(raw);
     cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
     if (!root) {
         long line = 1;
         for (const char *p = text; end && p < end; p++) line += *p == '\n';
         sl_error(path, "invalid JSON near line %ld", line);
+        free(text);
         return NULL;
     }
+    free(text);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         sl_error(path, "expected a JSON object at the top level");

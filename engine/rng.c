@@ -17,13 +17,18 @@ void sl_rng_seed(sl_rng *r, uint64_t seed) {
     r->idx = SL_MT_N;
 }
 
+#define MT_M 397
+static inline uint32_t mt_twist(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t y = (a & 0x80000000u) | (b & 0x7fffffffu);
+    return c ^ (y >> 1) ^ (0x9908b0dfu & (0u - (y & 1u)));
+}
+
 static void mt_regenerate(sl_rng *r) {
-    const int M = 397;
     uint32_t *mt = r->mt;
-    for (int i = 0; i < SL_MT_N; i++) {
-        uint32_t y = (mt[i] & 0x80000000u) | (mt[(i + 1) % SL_MT_N] & 0x7fffffffu);
-        mt[i] = mt[(i + M) % SL_MT_N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
-    }
+    int i = 0;
+    for (; i < SL_MT_N - MT_M; i++) mt[i] = mt_twist(mt[i], mt[i + 1], mt[i + MT_M]);
+    for (; i < SL_MT_N - 1; i++) mt[i] = mt_twist(mt[i], mt[i + 1], mt[i + MT_M - SL_MT_N]);
+    mt[SL_MT_N - 1] = mt_twist(mt[SL_MT_N - 1], mt[0], mt[MT_M - 1]);
     r->idx = 0;
 }
 

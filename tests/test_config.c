@@ -45,3 +45,16 @@ TEST(config_bad_files) {
     CHECK(config_int(c, "layers_per_block", &lpb) == 0 && lpb == 2);
     config_free(c);
 }
+
+TEST(config_python_infinity) {
+    json_config *c = config_parse("s.json", "{\"lambda_min_clipped\": -Infinity, \"x\": NaN, \"s\": \"Infinity NaN\", \"y\": 2}");
+    REQUIRE(c);
+    double v;
+    const char *s;
+    int y;
+    CHECK(config_float(c, "lambda_min_clipped", &v) == 0 && isinf(v) && v < 0);
+    CHECK(!config_has(c, "x"));
+    CHECK(config_string_or(c, "s", NULL, &s) == 0 && strcmp(s, "Infinity NaN") == 0);
+    CHECK(config_int(c, "y", &y) == 0 && y == 2);
+    config_free(c);
+}
