@@ -385,8 +385,8 @@ clip_tokenizer *clip_tokenizer_load_gz(const char *gz_path) {
 // ---- folders and configs ----
 
 static int file_in(char *buf, size_t len, const char *dir, const char *name) {
-    snprintf(buf, len, "%s/%s", dir, name);
-    return path_exists(buf);
+    int n = snprintf(buf, len, "%s/%s", dir, name);
+    return n > 0 && (size_t)n < len && path_exists(buf);
 }
 
 // A special token given as "text" or {"content": "text"}.
@@ -484,6 +484,11 @@ clip_tokenizer *clip_tokenizer_for_model(const char *model, const char *tokenize
     if (!is_dir && !path_exists(model)) { sl_error(model, "no such file or folder"); return NULL; }
     int has_own = is_dir && file_in(own, sizeof own, model, "tokenizer") && path_is_dir(own);
     if (!tokenizer_dir) {
+        if (has_own && !has_tokenizer_files(own)) {
+            sl_error(own, "no vocab.json + merges.txt here (only configs); pass --tokenizer DIR (a CLIP tokenizer "
+                          "folder: SD 1.x and 2.x share the vocabulary)");
+            return NULL;
+        }
         if (has_own) return clip_tokenizer_load(own);
         size_t n = strlen(model);
         if ((is_dir && has_tokenizer_files(model)) || (!is_dir && n > 3 && !strcmp(model + n - 3, ".gz")))
