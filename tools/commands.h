@@ -13,3 +13,8 @@ extern const int N_COMMANDS;
 #define SINGLORA_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+
+// `singlora forward <target>` targets (tools/cmd_forward.c dispatches; argv[0] is the target)
+int forward_unet_main(int argc, char **argv);
