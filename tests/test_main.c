@@ -7,7 +7,8 @@
 #include "test.h"
 
 #define MAX_TESTS 1024
-static struct { const char *name, *file; test_fn fn; } g_tests[MAX_TESTS];
+typedef struct { const char *name, *file; test_fn fn; } test_case;
+static test_case g_tests[MAX_TESTS];
 static int g_ntests;
 int test_failures;
 static char g_tmpdir[256];
@@ -107,7 +108,7 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
 }
 
 static int cmp_tests(const void *a, const void *b) {
-    const typeof(g_tests[0]) *x = a, *y = b;
+    const test_case *x = a, *y = b;
     int c = strcmp(x->file, y->file);
     return c ? c : strcmp(x->name, y->name);
 }
