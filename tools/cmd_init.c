@@ -33,31 +33,29 @@ static const char *HELP =
 
 // ---------------------------------------------------------------- component registry
 
-// Lists a component's parameters for the config in dir, with names in the chosen layout.
-typedef int (*component_params)(const char *dir, int original, param_visitor fn, void *ctx);
+// Lists a component's parameters for the config in dir: each with its diffusers name (p->name)
+// and its name in the original single-file layout (without the component prefix).
+typedef int (*component_visitor)(void *ctx, const param_desc *p, const char *original_name);
+typedef int (*component_params)(const char *dir, component_visitor fn, void *ctx);
 
 typedef struct {
     unet_config cfg;
-    int original;
-    param_visitor fn;
+    component_visitor fn;
     void *ctx;
 } unet_lister;
 
-static int unet_rename(void *ctx, const param_desc *p) {
+static int unet_list_one(void *ctx, const param_desc *p) {
     unet_lister *l = ctx;
-    if (!l->original) return l->fn(l->ctx, p);
     char name[512];
     if (unet_original_name(&l->cfg, p->name, name, sizeof name) != 0)
         return sl_error(NULL, "internal: no original name for '%s'", p->name);
-    param_desc q = *p;
-    q.name = name;
-    return l->fn(l->ctx, &q);
+    return l->fn(l->ctx, p, name);
 }
 
-static int unet_params(const char *dir, int original, param_visitor fn, void *ctx) {
-    unet_lister l = {.original = original, .fn = fn, .ctx = ctx};
+static int unet_params(const char *dir, component_visitor fn, void *ctx) {
+    unet_lister l = {.fn = fn, .ctx = ctx};
     if (unet_config_load_dir(&l.cfg, dir) != 0) return -1;
-    return unet_enumerate(&l.cfg, unet_rename, &l);
+    return unet_enumerate(&l.cfg, unet_list_one, &l);
 }
 
 static const struct {
@@ -86,6 +84,7 @@ static uint64_t hash_str(const char *s) {   // FNV-1a
 typedef struct {
     st_writer *w;
     const char *prefix;
+    int original;   // store under the original names
     dtype dt;
     uint64_t seed;
     void **bufs;
@@ -93,8 +92,9 @@ typedef struct {
     int64_t params;
 } init_sink;
 
-// Element i of a tensor depends only on (seed, name, i): the same in any order or thread count.
-static int init_visitor(void *ctx, const param_desc *p) {
+// Element i of a tensor depends only on (seed, diffusers name, i): the same in either layout,
+// any order and any thread count.
+static int init_visitor(void *ctx, const param_desc *p, const char *original_name) {
     init_sink *s = ctx;
     int64_t n = shape_numel(p->ndim, p->shape);
     float *data = sl_alloc_f32(n);
@@ -123,7 +123,7 @@ static int init_visitor(void *ctx, const param_desc *p) {
     }
     s->bufs[s->n++] = stored;
     char name[600];
-    snprintf(name, sizeof name, "%s%s", s->prefix, p->name);
+    snprintf(name, sizeof name, "%s%s", s->prefix, s->original ? original_name : p->name);
     st_writer_add(s->w, name, s->dt, p->ndim, p->shape, stored);
     s->params += n;
     return 0;
@@ -211,13 +211,13 @@ int cmd_init(int argc, char **argv) {
         sl_die(outp, "a single diffusers weights file holds one component; pass --component NAME or a folder");
     if (!original && !single_component_file) mkdir_or_die(outp);
 
-    init_sink sink = {.dt = dt, .seed = seed};
+    init_sink sink = {.dt = dt, .seed = seed, .original = original};
     if (original) sink.w = st_writer_new();
     for (int c = 0; c < N_COMPONENTS; c++) {
         if (!use[c]) continue;
         if (!original) sink.w = st_writer_new();
         sink.prefix = original ? COMPONENTS[c].original_prefix : "";
-        if (COMPONENTS[c].params(dir, original, init_visitor, &sink) != 0) sl_fail();
+        if (COMPONENTS[c].params(dir, init_visitor, &sink) != 0) sl_fail();
         if (!original) {
             char path[4096], from[4096];
             if (single_component_file) {

@@ -85,11 +85,9 @@ unet_model *unet_load(const char *path, const char *config_dir, const char *vari
     }
 
     unet_model *m = unet_model_new(&cfg);
-    weight_loader wl = {.file = f, .prefix = prefix, .map = original ? unet_weight_name_map : NULL};
-    unet_names_bind(&cfg);
+    weight_loader wl = {.file = f, .prefix = prefix, .map_ctx = original ? unet_weight_name_map : NULL, .ctx = &m->cfg};
     int rc = unet_walk(m, load_visitor, &wl);
     if (rc == 0) rc = weights_check_unused(&wl, NULL);
-    unet_names_bind(NULL);
     st_close(f);   // the weights are owned f32 copies now; drop the mapping
     if (rc != 0) {
         unet_free(m);

@@ -117,12 +117,6 @@ int unet_original_name(const unet_config *cfg, const char *name, char *out, size
     return -1;
 }
 
-// weight_name_map has no context argument; the loader binds the config of the model being
-// loaded to the calling thread for the duration of the load.
-static _Thread_local const unet_config *bound_cfg;
-
-void unet_names_bind(const unet_config *cfg) { bound_cfg = cfg; }
-
-int unet_weight_name_map(const char *name, char *out, size_t len) {
-    return bound_cfg ? unet_original_name(bound_cfg, name, out, len) : -1;
+int unet_weight_name_map(const char *name, char *out, size_t len, const void *cfg) {
+    return unet_original_name(cfg, name, out, len);
 }

@@ -74,9 +74,8 @@ int unet_enumerate(const unet_config *cfg, param_visitor fn, void *ctx);
 // The original single-file name (without "model.diffusion_model.") of a diffusers name;
 // 0, or -1 when the name is not a UNet parameter of this config.
 int unet_original_name(const unet_config *cfg, const char *diffusers_name, char *out, size_t len);
-// weights.h's weight_name_map for the config bound to this thread by unet_names_bind().
-int unet_weight_name_map(const char *diffusers_name, char *out, size_t len);
-void unet_names_bind(const unet_config *cfg);
+// weights.h's weight_name_map_ctx; ctx is the unet_config.
+int unet_weight_name_map(const char *diffusers_name, char *out, size_t len, const void *cfg);
 
 // ---- loading (unet/load.c)
 // PATH: a diffusers folder (unet/diffusion_pytorch_model[.variant].safetensors), a diffusers
