@@ -23,7 +23,7 @@ static const char *HELP =
     "  --variant V    use a diffusers folder's *.V.safetensors weights (as diffusers' variant=)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
-    "  --repeat K     run the forward K times and print the seconds of each (benchmarking)\n"
+    "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
     "h and w must be multiples of 2^(levels-1) (8 for SD). 16-bit weights are widened to f32 at load.\n";
 
 static double now_s(void) {
@@ -69,7 +69,7 @@ static void trace_collect(void *ctx, const char *name, const float *d, int ndim,
 
 int forward_unet_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *trace_path = NULL, *v;
-    int threads = 0, repeat = 1;
+    int threads = 0, repeat = 1, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_value(argc, argv, &i, "--model", &model)) {}
@@ -79,7 +79,7 @@ int forward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--trace", &trace_path)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
-        else if (arg_value(argc, argv, &i, "--repeat", &v)) repeat = (int)arg_long("--repeat", v);
+        else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
         else arg_unknown("forward unet", argv[i]);
     }
     if (!model || !in || !outp) sl_die(NULL, "forward unet: --model, --in and --out are required (see --help)");
@@ -129,9 +129,9 @@ int forward_unet_main(int argc, char **argv) {
             snprintf(msg, sizeof msg, "%s", sl_error_msg());
             sl_die(in, "%s", msg);
         }
-        if (repeat > 1) fprintf(stderr, "forward %d: %.3f s\n", r + 1, now_s() - t1);
+        if (timing) fprintf(stderr, "forward %d: %.3f s\n", r + 1, now_s() - t1);
     }
-    if (repeat > 1) fprintf(stderr, "load: %.3f s\n", t_load);
+    if (timing) fprintf(stderr, "load: %.3f s\n", t_load);
 
     st_writer *wr = st_writer_new();
     int64_t shape[4] = {N, c->out_channels, h, w};

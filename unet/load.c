@@ -3,16 +3,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/error.h"
 #include "engine/model_files.h"
 #include "engine/weights.h"
 #include "unet/unet.h"
 
+// Once a tensor is copied out, its mapped pages are dropped from our resident set (they stay in
+// the page cache), so peak RSS while loading is the f32 weights, not weights + file.
+static void release_mapped(weight_loader *wl, const char *name) {
+    char stored[512], full[640];
+    if (wl->map_ctx) {
+        if (wl->map_ctx(name, stored, sizeof stored, wl->ctx) != 0) return;
+    } else {
+        snprintf(stored, sizeof stored, "%s", name);
+    }
+    snprintf(full, sizeof full, "%s%s", wl->prefix, stored);
+    const st_entry *e = st_find(wl->file, full);
+    if (!e || e->end <= e->begin) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)e->data + page - 1) & ~(page - 1);            // whole pages inside the tensor
+    uintptr_t b = ((uintptr_t)e->data + (e->end - e->begin)) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static int load_visitor(void *ctx, const param_desc *p) {
     weight_loader *wl = ctx;
     *p->slot = weights_load(wl, p->name, p->ndim, p->shape);
-    return *p->slot ? 0 : -1;
+    if (!*p->slot) return -1;
+    release_mapped(wl, p->name);
+    return 0;
 }
 
 // The config for a diffusers component file: --config, else config.json next to the file.
