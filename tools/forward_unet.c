@@ -24,7 +24,7 @@ static const char *HELP =
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
     "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
-    "h and w must be multiples of 2^(levels-1) (8 for SD). 16-bit weights are widened to f32 at load.\n";
+    "Any latent size works (as in diffusers). 16-bit weights are widened to f32 once at load.\n";
 
 static double now_s(void) {
     struct timespec ts;

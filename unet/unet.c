@@ -45,22 +45,32 @@ static float *conv(const float *x, const float *w, const float *b, int N, int C_
     return out;
 }
 
-// A stack of skip activations (the outputs of conv_in and every down layer).
+// A stack of skip activations (the outputs of conv_in and every down layer) with their sizes.
 typedef struct {
     float *data[3 * UNET_MAX_LEVELS + 2];
-    int C[3 * UNET_MAX_LEVELS + 2];
+    int C[3 * UNET_MAX_LEVELS + 2], H[3 * UNET_MAX_LEVELS + 2], W[3 * UNET_MAX_LEVELS + 2];
     int n;
 } skip_stack;
+
+static void push(skip_stack *sk, float *d, int C, int H, int W) {
+    sk->data[sk->n] = d;
+    sk->C[sk->n] = C;
+    sk->H[sk->n] = H;
+    sk->W[sk->n++] = W;
+}
+
+// out (N, C, Ho, Wo) = the top-left Ho×Wo of x (N, C, H, W)
+static void crop(float *out, const float *x, int N, int C, int H, int W, int Ho, int Wo) {
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
+        for (int y = 0; y < Ho; y++) memcpy(out + (nc * Ho + y) * Wo, x + (nc * H + y) * W, sizeof(float) * (size_t)Wo);
+}
 
 int unet_forward(float *out, const float *x, const float *t, const float *context, int N, int h, int w, int L,
                  const unet_model *m, const unet_trace *trace) {
     const unet_config *c = &m->cfg;
     const int n_lv = c->n_levels, C0 = c->block_out_channels[0], T = c->time_embed_dim;
-    const int factor = 1 << (n_lv - 1);
     if (N < 1 || L < 1 || h < 1 || w < 1) return sl_error(NULL, "UNet input: empty batch, context or latent");
-    if (h % factor || w % factor)
-        return sl_error(NULL, "UNet input: latent size %d×%d is not a multiple of %d (the UNet halves it %d times)", h, w,
-                        factor, n_lv - 1);
     if ((int64_t)N * h * w > (1 << 30) / 8 || (int64_t)N * L > (1 << 24))
         return sl_error(NULL, "UNet input: batch %d × %d×%d latents or %d context tokens is too large", N, h, w, L);
 
@@ -95,8 +105,7 @@ int unet_forward(float *out, const float *x, const float *t, const float *contex
 
     // down path: every layer's output is a skip for the up path
     skip_stack sk = {.n = 0};
-    sk.data[sk.n] = cur;
-    sk.C[sk.n++] = C;
+    push(&sk, cur, C, H, W);
     for (int i = 0; i < n_lv; i++) {
         const unet_block *b = &m->down[i];
         for (int j = 0; j < b->n_res; j++) {
@@ -113,15 +122,14 @@ int unet_forward(float *out, const float *x, const float *t, const float *contex
                 sl_free_aligned(r);
                 r = a;
             }
-            cur = sk.data[sk.n] = r;
-            sk.C[sk.n++] = C;
+            cur = r;
+            push(&sk, cur, C, H, W);
         }
         if (b->has_resample) {
-            float *d = conv(cur, b->resample_w, b->resample_b, N, C, H, W, C, 3, 2);
-            H /= 2;
-            W /= 2;
-            cur = sk.data[sk.n] = d;
-            sk.C[sk.n++] = C;
+            cur = conv(cur, b->resample_w, b->resample_b, N, C, H, W, C, 3, 2);
+            H = (H + 1) / 2;   // stride 2, padding 1: ceil(H / 2)
+            W = (W + 1) / 2;
+            push(&sk, cur, C, H, W);
         }
         trace4(trace, cur, N, C, H, W, "down_blocks.%d", i);
     }
@@ -142,7 +150,7 @@ int unet_forward(float *out, const float *x, const float *t, const float *contex
         for (int j = 0; j < b->n_res; j++) {
             const resnet_block *rb = &b->res[j];
             float *s = sk.data[--sk.n];
-            int Cs = sk.C[sk.n];
+            int Cs = sk.C[sk.n];   // same H, W as cur
             float *cat = sl_alloc_f32((int64_t)N * (C + Cs) * H * W);
             concat_channels(cat, cur, C, s, Cs, N, H * W);
             sl_free_aligned(cur);
@@ -163,11 +171,21 @@ int unet_forward(float *out, const float *x, const float *t, const float *contex
             cur = r;
         }
         if (b->has_resample) {
+            // nearest 2× to the size of the skip the next block takes: for sizes that are not
+            // multiples of 2^(levels-1), diffusers interpolates to that size, which equals the
+            // top-left crop of the 2× upsample
+            int Ht = sk.H[sk.n - 1], Wt = sk.W[sk.n - 1];
             float *u = sl_alloc_f32((int64_t)N * C * 4 * H * W);
             upsample_nearest2x_forward(u, cur, N, C, H, W);
             sl_free_aligned(cur);
-            H *= 2;
-            W *= 2;
+            if (Ht != 2 * H || Wt != 2 * W) {
+                float *c2 = sl_alloc_f32((int64_t)N * C * Ht * Wt);
+                crop(c2, u, N, C, 2 * H, 2 * W, Ht, Wt);
+                sl_free_aligned(u);
+                u = c2;
+            }
+            H = Ht;
+            W = Wt;
             cur = conv(u, b->resample_w, b->resample_b, N, C, H, W, C, 3, 1);
             sl_free_aligned(u);
         }

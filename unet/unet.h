@@ -92,8 +92,10 @@ typedef struct {
     void *ctx;
 } unet_trace;
 
-// out (N, C_out, h, w) = unet(x (N, C_in, h, w), t (N), context (N, L, D)). h and w must be
-// multiples of 2^(levels-1). Returns 0, or -1 with sl_error for shapes the model cannot take.
+// out (N, C_out, h, w) = unet(x (N, C_in, h, w), t (N), context (N, L, D)), D the config's
+// cross_attention_dim. Any h, w: sizes that are not multiples of 2^(levels-1) are handled as
+// diffusers does (stride-2 convs round up, upsampling matches the skip's size).
+// Returns 0, or -1 with sl_error for shapes the model cannot take.
 int unet_forward(float *out, const float *x, const float *t, const float *context, int N, int h, int w, int L,
                  const unet_model *m, const unet_trace *trace);
 
