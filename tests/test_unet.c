@@ -687,3 +687,29 @@ TEST(unet_odd_latent_size) {
     unet_free(m);
     io_free(&io);
 }
+
+TEST(unet_cli_trace_file) {
+    char out[4096];
+    const char *tr = tmp_path("trace.safetensors");
+    int rc = run_cmd(out, sizeof out, "%s forward unet --model %s --in %s --out %s --trace %s", singlora_bin(),
+                     shared_path("fixtures/sd2_tiny"), io_path("sd2"), tmp_path("o.safetensors"), tr);
+    REQUIRE(rc == 0);
+    st_file *got = st_open(tr), *want = st_open(shared_path("fixtures/io/sd2_unet_trace.safetensors"));
+    REQUIRE(got && want);
+    int matched = 0;
+    for (int i = 0; i < want->n_entries; i++) {
+        const st_entry *w = &want->entries[i], *g = st_find(got, w->name);
+        CHECK_MSG(g != NULL, "no %s in the trace file", w->name);
+        if (!g) continue;
+        float *a = st_load_f32(got, g->name, -1, NULL), *b = st_load_f32(want, w->name, -1, NULL);
+        CHECK_EQ_INT(shape_numel(g->ndim, g->shape), shape_numel(w->ndim, w->shape));
+        err_stats e = compare_f32(a, b, (size_t)shape_numel(w->ndim, w->shape));
+        CHECK_MSG(e.max_abs <= TOL, "%s: max abs %.3g", w->name, e.max_abs);
+        matched++;
+        sl_free_aligned(a);
+        sl_free_aligned(b);
+    }
+    fprintf(stderr, "    %d of %d fixture trace tensors in the --trace file, all within %g\n", matched, want->n_entries, TOL);
+    st_close(got);
+    st_close(want);
+}
