@@ -2,5 +2,6 @@
 
 const command COMMANDS[] = {
     {"inspect", "show what a .safetensors file or diffusers folder holds", cmd_inspect},
+    {"forward", "run one model (vae-encode, vae-decode, ...) on inputs from a file", cmd_forward},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];

@@ -13,3 +13,7 @@ extern const int N_COMMANDS;
 #define SINGLORA_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
+int cmd_forward(int argc, char **argv);
+// targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
+int forward_vae_encode_main(int argc, char **argv);
+int forward_vae_decode_main(int argc, char **argv);
