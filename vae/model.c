@@ -24,6 +24,9 @@ static int param(walker *wk, const char *base, const char *leaf, int ndim, const
     return wk->fn(wk->user, wk->name, ndim, shape, slot);
 }
 
+// base.leaf into b (names are short; a too long one is an error, not a silent truncation)
+#define NAME(b, ...) do { if ((size_t)snprintf(b, sizeof b, __VA_ARGS__) >= sizeof b) return -1; } while (0)
+
 static int walk_norm(walker *wk, const char *base, int C, float **w, float **b) {
     int64_t s[1] = {C};
     return param(wk, base, "weight", 1, s, w) || param(wk, base, "bias", 1, s, b) ? -1 : 0;
@@ -45,20 +48,20 @@ static int walk_resnet(walker *wk, const char *base, resnet_block *rb, int C_in,
     rb->C_in = C_in, rb->C_out = C_out, rb->groups = c->groups, rb->temb_dim = 0;
     rb->eps = c->eps, rb->output_scale_factor = 1.0f;
     vae_conv cv;
-    snprintf(b, sizeof b, "%s.norm1", base);
+    NAME(b, "%s.norm1", base);
     if (walk_norm(wk, b, C_in, &rb->norm1_w, &rb->norm1_b)) return -1;
-    snprintf(b, sizeof b, "%s.conv1", base);
+    NAME(b, "%s.conv1", base);
     cv.w = rb->conv1_w, cv.b = rb->conv1_b;
     if (walk_conv(wk, b, &cv, C_in, C_out, 3)) return -1;
     rb->conv1_w = cv.w, rb->conv1_b = cv.b;
-    snprintf(b, sizeof b, "%s.norm2", base);
+    NAME(b, "%s.norm2", base);
     if (walk_norm(wk, b, C_out, &rb->norm2_w, &rb->norm2_b)) return -1;
-    snprintf(b, sizeof b, "%s.conv2", base);
+    NAME(b, "%s.conv2", base);
     cv.w = rb->conv2_w, cv.b = rb->conv2_b;
     if (walk_conv(wk, b, &cv, C_out, C_out, 3)) return -1;
     rb->conv2_w = cv.w, rb->conv2_b = cv.b;
     if (C_in != C_out) {
-        snprintf(b, sizeof b, "%s.conv_shortcut", base);
+        NAME(b, "%s.conv_shortcut", base);
         cv.w = rb->skip_w, cv.b = rb->skip_b;
         if (walk_conv(wk, b, &cv, C_in, C_out, 1)) return -1;
         rb->skip_w = cv.w, rb->skip_b = cv.b;
@@ -69,27 +72,27 @@ static int walk_resnet(walker *wk, const char *base, resnet_block *rb, int C_in,
 static int walk_attn(walker *wk, const char *base, vae_attn *a, int C, const vae_config *c) {
     char b[200];
     a->C = C, a->groups = c->groups, a->eps = c->eps;
-    snprintf(b, sizeof b, "%s.group_norm", base);
+    NAME(b, "%s.group_norm", base);
     if (walk_norm(wk, b, C, &a->norm_w, &a->norm_b)) return -1;
-    snprintf(b, sizeof b, "%s.to_q", base);
+    NAME(b, "%s.to_q", base);
     if (walk_linear(wk, b, C, C, &a->q_w, &a->q_b)) return -1;
-    snprintf(b, sizeof b, "%s.to_k", base);
+    NAME(b, "%s.to_k", base);
     if (walk_linear(wk, b, C, C, &a->k_w, &a->k_b)) return -1;
-    snprintf(b, sizeof b, "%s.to_v", base);
+    NAME(b, "%s.to_v", base);
     if (walk_linear(wk, b, C, C, &a->v_w, &a->v_b)) return -1;
-    snprintf(b, sizeof b, "%s.to_out.0", base);
+    NAME(b, "%s.to_out.0", base);
     return walk_linear(wk, b, C, C, &a->o_w, &a->o_b);
 }
 
 static int walk_mid(walker *wk, const char *coder, vae_coder *cd, int C, const vae_config *c) {
     char b[200];
-    snprintf(b, sizeof b, "%s.mid_block.resnets.0", coder);
+    NAME(b, "%s.mid_block.resnets.0", coder);
     if (walk_resnet(wk, b, &cd->mid_res[0], C, C, c)) return -1;
     if (c->mid_attention) {
-        snprintf(b, sizeof b, "%s.mid_block.attentions.0", coder);
+        NAME(b, "%s.mid_block.attentions.0", coder);
         if (walk_attn(wk, b, &cd->mid_attn, C, c)) return -1;
     }
-    snprintf(b, sizeof b, "%s.mid_block.resnets.1", coder);
+    NAME(b, "%s.mid_block.resnets.1", coder);
     return walk_resnet(wk, b, &cd->mid_res[1], C, C, c);
 }
 
@@ -103,13 +106,13 @@ static int walk_encoder(walker *wk, vae_coder *e, const vae_config *c) {
         lv->n_resnets = c->layers_per_block;
         if (!lv->resnets) lv->resnets = sl_calloc((size_t)lv->n_resnets, sizeof *lv->resnets);
         for (int j = 0; j < lv->n_resnets; j++) {
-            snprintf(b, sizeof b, "encoder.down_blocks.%d.resnets.%d", i, j);
+            NAME(b, "encoder.down_blocks.%d.resnets.%d", i, j);
             if (walk_resnet(wk, b, &lv->resnets[j], C, c->block_out[i], c)) return -1;
             C = c->block_out[i];
         }
         lv->resample = i < nl - 1;
         if (lv->resample) {
-            snprintf(b, sizeof b, "encoder.down_blocks.%d.downsamplers.0.conv", i);
+            NAME(b, "encoder.down_blocks.%d.downsamplers.0.conv", i);
             if (walk_conv(wk, b, &lv->sample, C, C, 3)) return -1;
         }
     }
@@ -130,13 +133,13 @@ static int walk_decoder(walker *wk, vae_coder *d, const vae_config *c) {
         lv->n_resnets = c->layers_per_block + 1;
         if (!lv->resnets) lv->resnets = sl_calloc((size_t)lv->n_resnets, sizeof *lv->resnets);
         for (int j = 0; j < lv->n_resnets; j++) {
-            snprintf(b, sizeof b, "decoder.up_blocks.%d.resnets.%d", i, j);
+            NAME(b, "decoder.up_blocks.%d.resnets.%d", i, j);
             if (walk_resnet(wk, b, &lv->resnets[j], C, C_out, c)) return -1;
             C = C_out;
         }
         lv->resample = i < nl - 1;
         if (lv->resample) {
-            snprintf(b, sizeof b, "decoder.up_blocks.%d.upsamplers.0.conv", i);
+            NAME(b, "decoder.up_blocks.%d.upsamplers.0.conv", i);
             if (walk_conv(wk, b, &lv->sample, C, C, 3)) return -1;
         }
     }
@@ -328,4 +331,52 @@ fail:
     vae_free(m);
     st_close(f);
     return NULL;
+}
+
+// ---- saving ----
+typedef struct {
+    st_writer *w;
+    dtype dt;
+    int original;
+    vae_name_ctx nctx;
+    void **bufs;   // converted copies, alive until the writer has saved
+    int nbufs;
+} save_ctx;
+
+static int save_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
+    save_ctx *s = user;
+    char stored[512], full[640];
+    if (s->original) {
+        if (vae_name_original(name, stored, sizeof stored, &s->nctx)) return sl_error(NULL, "cannot map '%s'", name);
+        // the original layout stores the mid-block attention projections as 1×1 convs
+        int64_t sh[4] = {0, 0, 1, 1};
+        if (ndim == 2 && strstr(name, "attentions.0.")) {
+            sh[0] = shape[0], sh[1] = shape[1];
+            shape = sh, ndim = 4;
+        }
+        snprintf(full, sizeof full, "first_stage_model.%s", stored);
+    } else {
+        snprintf(full, sizeof full, "%s", name);
+    }
+    int64_t n = shape_numel(ndim, shape);
+    void *data = *slot;
+    if (s->dt != DT_F32) {
+        data = sl_alloc_aligned((size_t)n * dtype_size(s->dt));
+        dtype_from_f32_n(data, s->dt, *slot, (size_t)n);
+        s->bufs = realloc(s->bufs, sizeof(void *) * (size_t)(s->nbufs + 1));
+        if (!s->bufs) return sl_error(NULL, "out of memory");
+        s->bufs[s->nbufs++] = data;
+    }
+    st_writer_add(s->w, full, s->dt, ndim, shape, data);
+    return 0;
+}
+
+int vae_save(vae_model *m, const char *path, int original_layout, dtype dt) {
+    save_ctx s = {st_writer_new(), dt, original_layout, {m->cfg.n_levels, NULL, NULL}, NULL, 0};
+    int rc = vae_walk(m, m->parts, save_visit, &s);
+    if (!rc) rc = st_writer_save(s.w, path);
+    st_writer_free(s.w);
+    for (int i = 0; i < s.nbufs; i++) sl_free_aligned(s.bufs[i]);
+    free(s.bufs);
+    return rc;
 }

@@ -90,6 +90,9 @@ vae_model *vae_load(const char *model_path, const char *config_dir, const char *
 // (norm weights near 1), deterministic in seed. For tests and benchmarks.
 vae_model *vae_random(const vae_config *c, int parts, uint64_t seed);
 void vae_free(vae_model *m);
+// Writes the loaded parts as safetensors in the diffusers layout, or the original one
+// (first_stage_model.* names, attention projections as 1×1 convs), in dt (F32, F16 or BF16).
+int vae_save(vae_model *m, const char *path, int original_layout, dtype dt);
 
 // ---- forward ----
 // moments (N, 2·L, H/f, W/f) from image (N, in, H, W); f = vae_factor. H, W must be multiples of f.
@@ -102,12 +105,15 @@ void vae_posterior(const vae_config *c, float *mean, float *logvar, float *sampl
 // the scaling factor).
 void vae_decode(const vae_model *m, float *image, const float *latent, int N, int h, int w);
 
-// ---- tiling (vae_tile.c) ----
-// Tiles are squares of `tile` latent pixels overlapping by `overlap`, blended with a smooth
-// ramp across the overlap. The mid block (with its global attention) runs on the whole latent,
-// so only the full-resolution levels are tiled. Sizes that fit in one tile run untiled.
-typedef struct { int tile, overlap; } vae_tiling;
-// tile 0: untiled. Defaults: 32 latent pixels (256 image pixels), overlap 8.
+// ---- tiling (tile.c) ----
+// Tiles of at most `tile` latent pixels a side overlapping by at least `overlap`, blended with a
+// smooth ramp across the overlap; each is computed with `context` extra latent pixels around it
+// that are thrown away (so the zero padding at its border does not reach what it keeps). The mid
+// block (with its global attention) runs on the whole latent; only the full-resolution levels
+// are tiled, and each tile's GroupNorms use that tile's statistics. Latents that fit in one tile
+// run untiled (exactly vae_encode/vae_decode).
+typedef struct { int tile, overlap, context; } vae_tiling;
+// 64 latent pixels (512 image pixels), overlap 16, context 4.
 vae_tiling vae_tiling_default(void);
 void vae_encode_tiled(const vae_model *m, float *moments, const float *image, int N, int H, int W, vae_tiling t);
 void vae_decode_tiled(const vae_model *m, float *image, const float *latent, int N, int h, int w, vae_tiling t);
