@@ -25,6 +25,9 @@ BENCH_SRC := $(wildcard tools/bench/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
+# tools/bench/<name>.c -> build/bench_<name>, a standalone program on libsinglora.a
+BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench_%)
 # the tests link the command implementations too (all but main.c)
 TOOL_LIB_OBJ := $(filter-out $(BUILD)/tools/main.o,$(TOOL_OBJ))
 
@@ -55,10 +58,14 @@ test: $(BIN) $(BUILD)/run_tests
 test-long: $(BIN) $(BUILD)/run_tests
 	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
 
-bench: $(BIN)
+$(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.SECONDARY: $(BENCH_OBJ)
+bench: $(BIN) $(BENCH_BIN)
 	sh tools/bench.sh
 
 clean:
 	rm -rf build build-san singlora
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)

@@ -2,6 +2,7 @@
 //   h = conv1(SiLU(GN1(x))) [+ Linear(SiLU(temb)) per channel];  h = conv2(SiLU(GN2(h)))
 //   out = (skip(x) + h) / output_scale_factor,  skip = 1×1 conv when C_in != C_out, else identity.
 #pragma once
+#include <stdint.h>
 
 typedef struct {
     int C_in, C_out, groups, temb_dim;   // temb_dim 0: no time embedding (VAE)
@@ -16,5 +17,12 @@ typedef struct {
 
 // out (N, C_out, H, W) from x (N, C_in, H, W); temb_silu (N, temb_dim) is SiLU(time embedding),
 // computed once by the caller (NULL when temb_dim == 0).
+// out must not alias x. Allocates its scratch (resnet_scratch_floats) for the call.
 void resnet_forward(float *out, const float *x, const float *temb_silu, const resnet_block *rb, int N, int H, int W);
+// Floats of scratch resnet_forward_ws needs: (max(C_in, C_out) + C_out)·N·H·W (+ N·C_out with temb).
+int64_t resnet_scratch_floats(const resnet_block *rb, int N, int H, int W);
+// The same with caller-provided scratch (e.g. reused across blocks).
+void resnet_forward_ws(float *out, const float *x, const float *temb_silu, const resnet_block *rb, int N, int H, int W,
+                       float *scratch);
+// Frees the weights (sl_free_aligned) and sets the pointers to NULL.
 void resnet_free(resnet_block *rb);

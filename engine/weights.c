@@ -8,8 +8,9 @@
 
 static int stored_name(weight_loader *wl, const char *name, char *out, size_t len) {
     char mapped[512];
-    if (wl->map) {
-        if (wl->map(name, mapped, sizeof mapped) != 0)
+    if (wl->map_ctx || wl->map) {
+        int rc = wl->map_ctx ? wl->map_ctx(name, mapped, sizeof mapped, wl->ctx) : wl->map(name, mapped, sizeof mapped);
+        if (rc != 0)
             return sl_error(wl->file->path, "no stored name for tensor '%s' in this layout", name);
     } else {
         snprintf(mapped, sizeof mapped, "%s", name);

@@ -8,11 +8,16 @@
 
 // Writes the stored name for `diffusers_name` into out; returns 0, or -1 when it has none.
 typedef int (*weight_name_map)(const char *diffusers_name, char *out, size_t outlen);
+// The same with a context, for maps that need the config or the file (e.g. the VAE decoder's
+// reversed block order in the original layout, or older diffusers attention names).
+typedef int (*weight_name_map_ctx)(const char *diffusers_name, char *out, size_t outlen, const void *ctx);
 
 typedef struct {
     st_file *file;
     const char *prefix;      // e.g. "model.diffusion_model." or "" for a diffusers component file
     weight_name_map map;     // NULL: names are stored as they are
+    weight_name_map_ctx map_ctx;   // used instead of map when set, called with ctx
+    const void *ctx;
 } weight_loader;
 
 // Loads `name` as owned f32 with the expected shape (a stored (C, C, 1, 1) matches an expected

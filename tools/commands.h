@@ -16,6 +16,10 @@ int cmd_inspect(int argc, char **argv);
 int cmd_randn(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
+int cmd_init(int argc, char **argv);
 
-// `singlora forward <target>` targets (tools/cmd_forward.c dispatches; argv[0] is the target)
+// targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
 int forward_text_main(int argc, char **argv);
+int forward_unet_main(int argc, char **argv);
+int forward_vae_encode_main(int argc, char **argv);
+int forward_vae_decode_main(int argc, char **argv);

@@ -1,0 +1,186 @@
+// bench_unet_work: what one UNet forward costs in GEMM work, and how fast plain sgemm runs the
+// same shapes on this machine. Also writes random inputs for `singlora forward unet`.
+//   build/bench_unet_work --config DIR --batch N --size H W --context L [--inputs FILE] [--no-sgemm]
+// Prints "flops <total>" and, unless --no-sgemm, "sgemm_gflops <rate>" where the rate is the
+// UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
+// once, weighted by how often the forward runs it).
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/error.h"
+#include "engine/safetensors.h"
+#include "engine/tensor.h"
+#include "tools/args.h"
+#include "unet/unet.h"
+
+typedef struct { int64_t M, N, K, count; } gemm;
+static gemm shapes[512];
+static int n_shapes;
+static double total_flops, attn_flops;
+
+// C (M, N) = A (M, K) · B (K, N), `count` times
+static void add(int64_t M, int64_t N, int64_t K, int64_t count) {
+    total_flops += 2.0 * (double)M * (double)N * (double)K * (double)count;
+    for (int i = 0; i < n_shapes; i++)
+        if (shapes[i].M == M && shapes[i].N == N && shapes[i].K == K) { shapes[i].count += count; return; }
+    if (n_shapes < 512) shapes[n_shapes++] = (gemm){M, N, K, count};
+}
+
+// conv as GEMM per image: (C_out) × (H_out·W_out) × (C_in·k·k)
+static void conv(int N, int C_in, int C_out, int Ho, int Wo, int k) { add(C_out, (int64_t)Ho * Wo, (int64_t)C_in * k * k, N); }
+static void linear(int64_t M, int d_in, int d_out) { add(M, d_out, d_in, 1); }
+
+static void resnet(const resnet_block *r, int N, int H, int W) {
+    conv(N, r->C_in, r->C_out, H, W, 3);
+    conv(N, r->C_out, r->C_out, H, W, 3);
+    if (r->C_in != r->C_out) conv(N, r->C_in, r->C_out, H, W, 1);
+    linear(N, r->temb_dim, r->C_out);
+}
+
+static void transformer(const unet_transformer *t, int N, int HW, int L) {
+    int C = t->C;
+    int64_t M = (int64_t)N * HW;
+    linear(M, C, C);   // proj_in
+    for (int b = 0; b < t->n_blocks; b++) {
+        const unet_tblock *tb = &t->blocks[b];
+        int Dh = tb->head_dim, H = tb->heads;
+        for (int i = 0; i < 4; i++) linear(M, C, C);   // q, k, v, out
+        linear(M, C, C);                                // attn2 q
+        linear((int64_t)N * L, tb->D, C);               // attn2 k
+        linear((int64_t)N * L, tb->D, C);               // attn2 v
+        linear(M, C, C);                                // attn2 out
+        linear(M, C, 2 * tb->ff_inner);
+        linear(M, tb->ff_inner, C);
+        // attention: per image and head, scores (HW × Lk × Dh) and values (HW × Dh × Lk)
+        double before = total_flops;
+        add(HW, HW, Dh, (int64_t)N * H);
+        add(HW, Dh, HW, (int64_t)N * H);
+        add(HW, L, Dh, (int64_t)N * H);
+        add(HW, Dh, L, (int64_t)N * H);
+        attn_flops += total_flops - before;
+    }
+    linear(M, C, C);   // proj_out
+}
+
+static void count_unet(const unet_model *m, int N, int h, int w, int L) {
+    const unet_config *c = &m->cfg;
+    int H = h, W = w, C0 = c->block_out_channels[0], T = c->time_embed_dim;
+    linear(N, C0, T);
+    linear(N, T, T);
+    conv(N, c->in_channels, C0, H, W, c->conv_in_kernel);
+    for (int i = 0; i < c->n_levels; i++) {
+        const unet_block *b = &m->down[i];
+        for (int j = 0; j < b->n_res; j++) {
+            resnet(&b->res[j], N, H, W);
+            if (b->has_attn) transformer(&b->attn[j], N, H * W, L);
+        }
+        if (b->has_resample) {
+            H /= 2;
+            W /= 2;
+            conv(N, b->C_out, b->C_out, H, W, 3);
+        }
+    }
+    resnet(&m->mid_res[0], N, H, W);
+    transformer(&m->mid_attn, N, H * W, L);
+    resnet(&m->mid_res[1], N, H, W);
+    for (int i = 0; i < c->n_levels; i++) {
+        const unet_block *b = &m->up[i];
+        for (int j = 0; j < b->n_res; j++) {
+            resnet(&b->res[j], N, H, W);
+            if (b->has_attn) transformer(&b->attn[j], N, H * W, L);
+        }
+        if (b->has_resample) {
+            H *= 2;
+            W *= 2;
+            conv(N, b->C_out, b->C_out, H, W, 3);
+        }
+    }
+    conv(N, C0, c->out_channels, H, W, c->conv_out_kernel);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// Seconds sgemm needs for one (M, N, K) product (best of a few runs, at least ~0.2 s of work).
+static double time_sgemm(int64_t M, int64_t N, int64_t K) {
+    float *A = sl_alloc_f32(M * K), *B = sl_alloc_f32(K * N), *C = sl_alloc_f32(M * N);
+    for (int64_t i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) * 0.01f;
+    for (int64_t i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) * 0.01f;
+    double flops = 2.0 * (double)M * (double)N * (double)K, best = INFINITY;
+    int reps = (int)fmin(20, fmax(2, 2e9 / flops));
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)K, B, (int)N, 0.0f, C, (int)N);
+        best = fmin(best, now_s() - t0);
+    }
+    sl_free_aligned(A);
+    sl_free_aligned(B);
+    sl_free_aligned(C);
+    return best;
+}
+
+static void write_inputs(const char *path, const unet_config *c, int N, int h, int w, int L) {
+    int64_t nx = (int64_t)N * c->in_channels * h * w, nc = (int64_t)N * L * c->cross_attention_dim;
+    float *x = sl_alloc_f32(nx), *ctx = sl_alloc_f32(nc), *t = sl_alloc_f32(N);
+    uint64_t s = 12345;
+    for (int64_t i = 0; i < nx + nc; i++) {   // roughly unit-variance noise
+        double u = 0;
+        for (int k = 0; k < 4; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            u += (double)(s >> 11) * 0x1p-53;
+        }
+        float v = (float)((u - 2.0) * 1.7320508);
+        if (i < nx) x[i] = v;
+        else ctx[i - nx] = v;
+    }
+    for (int n = 0; n < N; n++) t[n] = (float)(999 - (n * 997) % 1000);
+    st_writer *wr = st_writer_new();
+    st_writer_add(wr, "x", DT_F32, 4, (int64_t[]){N, c->in_channels, h, w}, x);
+    st_writer_add(wr, "t", DT_F32, 1, (int64_t[]){N}, t);
+    st_writer_add(wr, "context", DT_F32, 3, (int64_t[]){N, L, c->cross_attention_dim}, ctx);
+    if (st_writer_save(wr, path) != 0) sl_fail();
+    st_writer_free(wr);
+    sl_free_aligned(x);
+    sl_free_aligned(ctx);
+    sl_free_aligned(t);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = NULL, *inputs = NULL, *v;
+    int N = 2, h = 64, w = 64, L = 77, sgemm = 1;
+    for (int i = 1; i < argc; i++) {
+        if (arg_value(argc, argv, &i, "--config", &dir)) {}
+        else if (arg_value(argc, argv, &i, "--inputs", &inputs)) {}
+        else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_long("--batch", v);
+        else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_long("--context", v);
+        else if (arg_value(argc, argv, &i, "--size", &v) && i + 1 < argc) {
+            h = (int)arg_long("--size", v);
+            w = (int)arg_long("--size", argv[++i]);
+        } else if (!strcmp(argv[i], "--no-sgemm")) sgemm = 0;
+        else arg_unknown("bench_unet_work", argv[i]);
+    }
+    if (!dir) sl_die(NULL, "usage: bench_unet_work --config DIR [--batch N] [--size H W] [--context L] [--inputs FILE] [--no-sgemm]");
+    unet_config cfg;
+    if (unet_config_load_dir(&cfg, dir) != 0) sl_fail();
+    if (inputs) write_inputs(inputs, &cfg, N, h, w, L);
+    unet_model *m = unet_model_new(&cfg);
+    count_unet(m, N, h, w, L);
+    unet_free(m);
+    printf("flops %.6e\n", total_flops);
+    printf("attention_flops %.6e\n", attn_flops);
+    printf("gemm_shapes %d\n", n_shapes);
+    if (sgemm) {
+        double t = 0;
+        for (int i = 0; i < n_shapes; i++) t += time_sgemm(shapes[i].M, shapes[i].N, shapes[i].K) * (double)shapes[i].count;
+        printf("sgemm_seconds %.3f\n", t);
+        printf("sgemm_gflops %.1f\n", total_flops / t * 1e-9);
+    }
+    return 0;
+}

@@ -1,0 +1,152 @@
+// singlora forward unet: out = unet(x, t, context) for tensors read from a safetensors file.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/error.h"
+#include "engine/safetensors.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "unet/unet.h"
+
+static const char *HELP =
+    "usage: singlora forward unet --model PATH [--config DIR] [--variant fp16] --in IN.safetensors\n"
+    "                             --out OUT.safetensors [--threads N] [--trace FILE] [--repeat K]\n\n"
+    "Runs the UNet once on the inputs in IN and writes OUT.\n"
+    "  IN:  x (N, C_in, h, w) F32, t (N) F32 timesteps (I64/I32 accepted), context (N, L, D) F32\n"
+    "  OUT: out (N, C_out, h, w) F32\n"
+    "PATH is a diffusers folder (unet/diffusion_pytorch_model[.VARIANT].safetensors + unet/config.json),\n"
+    "a diffusers UNet file (config.json next to it), or an original single-file checkpoint (the UNet\n"
+    "under model.diffusion_model.; its config is detected from the tensor shapes).\n"
+    "  --config DIR   read DIR/unet/config.json instead (needed for non-standard original files)\n"
+    "  --variant V    use a diffusers folder's *.V.safetensors weights (as diffusers' variant=)\n"
+    "  --threads N    OpenMP/OpenBLAS threads\n"
+    "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
+    "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
+    "Any latent size works (as in diffusers). 16-bit weights are widened to f32 once at load.\n";
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// The input tensor `name`: float dtype `dt` (or any of the listed ones), `ndim` dims.
+static const st_entry *input(const st_file *f, const char *name, int ndim, const char *what) {
+    const st_entry *e = st_find(f, name);
+    if (!e) sl_die(f->path, "no tensor '%s' (%s)", name, what);
+    if (e->ndim != ndim) {
+        char s[128];
+        sl_die(f->path, "tensor '%s' has shape %s; expected %d dims: %s", name, shape_str(s, sizeof s, e->ndim, e->shape),
+               ndim, what);
+    }
+    return e;
+}
+
+static void require_f32(const st_file *f, const st_entry *e, const char *what) {
+    if (e->dt != DT_F32) sl_die(f->path, "tensor '%s' has dtype %s; expected F32 %s", e->name, dtype_name(e->dt), what);
+}
+
+typedef struct {
+    st_writer *w;
+    float **bufs;
+    int n;
+} trace_sink;
+
+static void trace_collect(void *ctx, const char *name, const float *d, int ndim, const int64_t *shape) {
+    trace_sink *s = ctx;
+    int64_t n = shape_numel(ndim, shape);
+    float *copy = sl_alloc_f32(n);
+    memcpy(copy, d, sizeof(float) * (size_t)n);
+    s->bufs = realloc(s->bufs, sizeof(float *) * (size_t)(s->n + 1));
+    if (!s->bufs) sl_die(NULL, "out of memory");
+    s->bufs[s->n++] = copy;
+    char full[300];
+    snprintf(full, sizeof full, "trace.%s", name);
+    st_writer_add(s->w, full, DT_F32, ndim, shape, copy);
+}
+
+int forward_unet_main(int argc, char **argv) {
+    const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *trace_path = NULL, *v;
+    int threads = 0, repeat = 1, timing = 0;
+    for (int i = 1; i < argc; i++) {
+        if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
+        else if (arg_value(argc, argv, &i, "--model", &model)) {}
+        else if (arg_value(argc, argv, &i, "--config", &config)) {}
+        else if (arg_value(argc, argv, &i, "--variant", &variant)) {}
+        else if (arg_value(argc, argv, &i, "--in", &in)) {}
+        else if (arg_value(argc, argv, &i, "--out", &outp)) {}
+        else if (arg_value(argc, argv, &i, "--trace", &trace_path)) {}
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
+        else arg_unknown("forward unet", argv[i]);
+    }
+    if (!model || !in || !outp) sl_die(NULL, "forward unet: --model, --in and --out are required (see --help)");
+    if (threads < 0 || repeat < 1) sl_die(NULL, "forward unet: --threads must be >= 0 and --repeat >= 1");
+    set_threads(threads);
+
+    // inputs: check what we can before loading the model
+    st_file *f = st_open(in);
+    if (!f) sl_fail();
+    const st_entry *ex = input(f, "x", 4, "x (N, C_in, h, w)");
+    const st_entry *et = input(f, "t", 1, "t (N)");
+    const st_entry *ec = input(f, "context", 3, "context (N, L, D)");
+    require_f32(f, ex, "latents");
+    require_f32(f, ec, "context");
+    if (et->dt != DT_F32 && et->dt != DT_I64 && et->dt != DT_I32)
+        sl_die(f->path, "tensor 't' has dtype %s; expected F32, I64 or I32 timesteps", dtype_name(et->dt));
+    const int N = (int)ex->shape[0], h = (int)ex->shape[2], w = (int)ex->shape[3], L = (int)ec->shape[1];
+    if (et->shape[0] != N || ec->shape[0] != N)
+        sl_die(f->path, "batch sizes differ: x has %lld, t %lld, context %lld", (long long)ex->shape[0],
+               (long long)et->shape[0], (long long)ec->shape[0]);
+
+    double t0 = now_s();
+    unet_model *m = unet_load(model, config, variant);
+    if (!m) sl_fail();
+    double t_load = now_s() - t0;
+    const unet_config *c = &m->cfg;
+    if (ex->shape[1] != c->in_channels)
+        sl_die(f->path, "tensor 'x' has %lld channels; the UNet takes %d", (long long)ex->shape[1], c->in_channels);
+    if (ec->shape[2] != c->cross_attention_dim)
+        sl_die(f->path, "tensor 'context' has width %lld; the UNet's cross_attention_dim is %d", (long long)ec->shape[2],
+               c->cross_attention_dim);
+
+    float *t = sl_alloc_f32(N);
+    dtype_to_f32_n(t, et->data, et->dt, (size_t)N);
+    float *x = sl_alloc_f32((int64_t)N * c->in_channels * h * w);
+    memcpy(x, ex->data, sizeof(float) * (size_t)N * c->in_channels * h * w);
+    float *ctx = sl_alloc_f32((int64_t)N * L * c->cross_attention_dim);
+    memcpy(ctx, ec->data, sizeof(float) * (size_t)N * L * c->cross_attention_dim);
+    float *out = sl_alloc_f32((int64_t)N * c->out_channels * h * w);
+
+    trace_sink sink = {st_writer_new(), NULL, 0};
+    unet_trace tr = {trace_collect, &sink};
+    for (int r = 0; r < repeat; r++) {
+        double t1 = now_s();
+        if (unet_forward(out, x, t, ctx, N, h, w, L, m, trace_path && r == 0 ? &tr : NULL) != 0) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", sl_error_msg());
+            sl_die(in, "%s", msg);
+        }
+        if (timing) fprintf(stderr, "forward %d: %.3f s\n", r + 1, now_s() - t1);
+    }
+    if (timing) fprintf(stderr, "load: %.3f s\n", t_load);
+
+    st_writer *wr = st_writer_new();
+    int64_t shape[4] = {N, c->out_channels, h, w};
+    st_writer_add(wr, "out", DT_F32, 4, shape, out);
+    if (st_writer_save(wr, outp) != 0) sl_fail();
+    st_writer_free(wr);
+    if (trace_path && st_writer_save(sink.w, trace_path) != 0) sl_fail();
+    st_writer_free(sink.w);
+    for (int i = 0; i < sink.n; i++) sl_free_aligned(sink.bufs[i]);
+    free(sink.bufs);
+    sl_free_aligned(out);
+    sl_free_aligned(x);
+    sl_free_aligned(t);
+    sl_free_aligned(ctx);
+    unet_free(m);
+    st_close(f);
+    return 0;
+}

@@ -1,0 +1,185 @@
+// Transformer2DModel and BasicTransformerBlock forward (diffusers semantics), on f32 arrays.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/activations.h"
+#include "engine/attention.h"
+#include "engine/linear.h"
+#include "engine/norm.h"
+#include "engine/tensor.h"
+#include "unet/unet.h"
+
+#define LN_EPS 1e-5f        // BasicTransformerBlock's LayerNorms (diffusers default norm_eps)
+#define GN_EPS 1e-6f        // Transformer2DModel's GroupNorm
+
+static void trace_out(const unet_trace *t, const char *pre, const char *what, const float *d, int ndim, int64_t d0,
+                      int64_t d1, int64_t d2, int64_t d3) {
+    if (!t || !t->fn) return;
+    char name[256];
+    snprintf(name, sizeof name, "%s%s%s", pre, *what ? "." : "", what);
+    int64_t shape[4] = {d0, d1, d2, d3};
+    t->fn(t->ctx, name, d, ndim, shape);
+}
+
+// y += x, n elements
+static void add_inplace(float *y, const float *x, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+// out (N, HW, C) = x (N, C, HW) transposed per image, in cache-sized tiles
+static void nchw_to_nlc(float *out, const float *x, int N, int C, int HW) {
+    enum { T = 32 };
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c0 = 0; c0 < C; c0 += T)
+            for (int p0 = 0; p0 < HW; p0 += T) {
+                const float *xs = x + (int64_t)n * C * HW;
+                float *o = out + (int64_t)n * C * HW;
+                int c1 = c0 + T < C ? c0 + T : C, p1 = p0 + T < HW ? p0 + T : HW;
+                for (int c = c0; c < c1; c++)
+                    for (int p = p0; p < p1; p++) o[(int64_t)p * C + c] = xs[(int64_t)c * HW + p];
+            }
+}
+
+// out (N, C, HW) = t (N, HW, C) transposed [+ res (N, C, HW)]
+static void nlc_to_nchw(float *out, const float *t, const float *res, int N, int C, int HW) {
+    enum { T = 32 };
+#pragma omp parallel for collapse(3) schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c0 = 0; c0 < C; c0 += T)
+            for (int p0 = 0; p0 < HW; p0 += T) {
+                const float *ts = t + (int64_t)n * C * HW;
+                const float *r = res ? res + (int64_t)n * C * HW : NULL;
+                float *o = out + (int64_t)n * C * HW;
+                int c1 = c0 + T < C ? c0 + T : C, p1 = p0 + T < HW ? p0 + T : HW;
+                for (int c = c0; c < c1; c++)
+                    for (int p = p0; p < p1; p++)
+                        o[(int64_t)c * HW + p] = ts[(int64_t)p * C + c] + (r ? r[(int64_t)c * HW + p] : 0.0f);
+            }
+}
+
+void tblock_acts_free(tblock_acts *a) {
+    float **fields[] = {&a->n1, &a->mean1, &a->rstd1, &a->q1, &a->k1, &a->v1, &a->a1, &a->x1, &a->n2, &a->mean2,
+                        &a->rstd2, &a->q2, &a->a2, &a->k2, &a->v2, &a->x2, &a->n3, &a->mean3, &a->rstd3, &a->ff_h,
+                        &a->ff_g};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        sl_free_aligned(*fields[i]);
+        *fields[i] = NULL;
+    }
+}
+
+// In inference (nothing kept for backward) a buffer is freed as soon as it is dead.
+#define DROP(p) do { if (!keep) { sl_free_aligned(p); (p) = NULL; } } while (0)
+
+void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, int N, int L, int Lc,
+                    tblock_acts *acts, const unet_trace *trace, const char *name) {
+    const int C = tb->C, D = tb->D, H = tb->heads, Dh = tb->head_dim, F = tb->ff_inner;
+    const int M = N * L, Mc = N * Lc;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    tblock_acts local = {0};
+    tblock_acts *a = acts ? acts : &local;
+    const int keep = acts != NULL;
+
+    // self-attention: x1 = x + to_out(attn(q, k, v)), q/k/v from LN1(x)
+    a->n1 = sl_alloc_f32((int64_t)M * C);
+    a->mean1 = sl_alloc_f32(M);
+    a->rstd1 = sl_alloc_f32(M);
+    layernorm_forward(a->n1, a->mean1, a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C, LN_EPS);
+    trace_out(trace, name, "norm1", a->n1, 3, N, L, C, 0);
+    a->q1 = sl_alloc_f32((int64_t)M * C);
+    a->k1 = sl_alloc_f32((int64_t)M * C);
+    a->v1 = sl_alloc_f32((int64_t)M * C);
+    linear_forward(a->q1, a->n1, tb->attn1_q, NULL, M, C, C);
+    linear_forward(a->k1, a->n1, tb->attn1_k, NULL, M, C, C);
+    linear_forward(a->v1, a->n1, tb->attn1_v, NULL, M, C, C);
+    DROP(a->n1);
+    a->a1 = sl_alloc_f32((int64_t)M * C);
+    attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
+    DROP(a->q1);
+    DROP(a->k1);
+    DROP(a->v1);
+    a->x1 = sl_alloc_f32((int64_t)M * C);
+    linear_forward(a->x1, a->a1, tb->attn1_out_w, tb->attn1_out_b, M, C, C);
+    DROP(a->a1);
+    trace_out(trace, name, "attn1", a->x1, 3, N, L, C, 0);
+    add_inplace(a->x1, x, (int64_t)M * C);
+
+    // cross-attention: q from LN2(x1), k/v from the context
+    a->n2 = sl_alloc_f32((int64_t)M * C);
+    a->mean2 = sl_alloc_f32(M);
+    a->rstd2 = sl_alloc_f32(M);
+    layernorm_forward(a->n2, a->mean2, a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C, LN_EPS);
+    a->q2 = sl_alloc_f32((int64_t)M * C);
+    linear_forward(a->q2, a->n2, tb->attn2_q, NULL, M, C, C);
+    DROP(a->n2);
+    a->k2 = sl_alloc_f32((int64_t)Mc * C);
+    a->v2 = sl_alloc_f32((int64_t)Mc * C);
+    linear_forward(a->k2, ctx, tb->attn2_k, NULL, Mc, D, C);
+    linear_forward(a->v2, ctx, tb->attn2_v, NULL, Mc, D, C);
+    a->a2 = sl_alloc_f32((int64_t)M * C);
+    attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
+    DROP(a->q2);
+    DROP(a->k2);
+    DROP(a->v2);
+    a->x2 = sl_alloc_f32((int64_t)M * C);
+    linear_forward(a->x2, a->a2, tb->attn2_out_w, tb->attn2_out_b, M, C, C);
+    DROP(a->a2);
+    trace_out(trace, name, "attn2", a->x2, 3, N, L, C, 0);
+    add_inplace(a->x2, a->x1, (int64_t)M * C);
+    DROP(a->x1);
+
+    // feed-forward: out = x2 + W2·GEGLU(W1·LN3(x2))
+    a->n3 = sl_alloc_f32((int64_t)M * C);
+    a->mean3 = sl_alloc_f32(M);
+    a->rstd3 = sl_alloc_f32(M);
+    layernorm_forward(a->n3, a->mean3, a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C, LN_EPS);
+    a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
+    linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, M, C, 2 * F);
+    DROP(a->n3);
+    a->ff_g = sl_alloc_f32((int64_t)M * F);
+    geglu_forward(a->ff_g, a->ff_h, M, F);
+    DROP(a->ff_h);
+    linear_forward(out, a->ff_g, tb->ff2_w, tb->ff2_b, M, F, C);
+    DROP(a->ff_g);
+    trace_out(trace, name, "ff", out, 3, N, L, C, 0);
+    add_inplace(out, a->x2, (int64_t)M * C);
+    if (!keep) tblock_acts_free(a);
+    trace_out(trace, name, "", out, 3, N, L, C, 0);
+}
+
+void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr, int N, int H,
+                         int W, int Lc, const unet_trace *trace, const char *name) {
+    const int C = tr->C, HW = H * W;
+    const int64_t n = (int64_t)N * C * HW;
+    // GroupNorm, then tokens (N, HW, C); a 1×1 conv proj_in on NCHW equals a Linear on the tokens
+    float *gn = sl_alloc_f32(n);
+    groupnorm_forward(gn, NULL, NULL, x, tr->norm_w, tr->norm_b, N, C, HW, tr->groups, GN_EPS, 0);
+    float *tok = sl_alloc_f32(n);
+    nchw_to_nlc(tok, gn, N, C, HW);
+    float *h = gn;   // reuse
+    linear_forward(h, tok, tr->proj_in_w, tr->proj_in_b, N * HW, C, C);
+    if (trace && trace->fn) {
+        char pre[256];
+        snprintf(pre, sizeof pre, "%s.proj_in", name);
+        if (tr->linear_proj) {
+            trace_out(trace, pre, "", h, 3, N, HW, C, 0);
+        } else {   // the conv's output is NCHW
+            nlc_to_nchw(tok, h, NULL, N, C, HW);
+            trace_out(trace, pre, "", tok, 4, N, C, H, W);
+        }
+    }
+    float *h2 = tok;
+    for (int k = 0; k < tr->n_blocks; k++) {
+        char pre[256];
+        snprintf(pre, sizeof pre, "%s.transformer_blocks.%d", name, k);
+        tblock_forward(h2, h, ctx, &tr->blocks[k], N, HW, Lc, NULL, trace, pre);
+        float *s = h; h = h2; h2 = s;
+    }
+    linear_forward(h2, h, tr->proj_out_w, tr->proj_out_b, N * HW, C, C);
+    nlc_to_nchw(out, h2, x, N, C, HW);   // back to NCHW, + the input
+    sl_free_aligned(h);
+    sl_free_aligned(h2);
+    trace_out(trace, name, "", out, 4, N, C, H, W);
+}
