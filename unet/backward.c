@@ -1,8 +1,9 @@
 // The UNet backward: the training forward's ops in reverse (unet/unet.c lays them out), with
 // the output head first and conv_in and the time embedding last. The gradient of a down-path
 // output that is also a skip is the sum of what its next layer and its up-path resnet send
-// back. Under gradient checkpointing each op's activations are recomputed from its kept input
-// right before its backward, by the same code the forward ran, so gradients are bit-identical.
+// back. Under gradient checkpointing a transformer's activations are recomputed from what its
+// forward kept right before its backward, with the calls the forward made, so gradients are
+// bit-identical.
 #include <stdlib.h>
 #include <string.h>
 
@@ -217,7 +218,9 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
         }
         float *din = needs[k] ? zeros((int64_t)N * op->C_in * op->H * op->W) : NULL;
         if (needs[k + 1]) {   // dcur != NULL
-            if (T->checkpoint) unet_op_forward(op, m, in, skip, T->temb_silu, T->ctx, &T->ua, N, T->L, 1, 0, NULL);
+            if (T->checkpoint && op->kind == OP_TRANSFORMER)
+                transformer_recompute(&op->ta, T->ctx, unet_op_transformer(m, op), g ? unet_op_transformer(g, op) : NULL,
+                                      &T->ua, N, op->H, op->W, T->L);
             op_backward(op, m, g, in, skip, din, op->skip >= 0 ? &dskip[op->skip] : NULL, dcur, T, dtemb_silu, dctx);
         }
         resnet_acts_free(&op->ra);
