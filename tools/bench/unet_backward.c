@@ -7,8 +7,10 @@
 // Settings: the --params weights train, without and with gradient checkpointing; nothing
 // trains; only the adapter trains (both with checkpointing). Prints one line per setting:
 //   <name> <forward s> <backward s> <peak RSS GiB> <forward CPU s> <backward CPU s> (wall: the
-// best run; CPU: that run's process CPU time), and "adapter_gflop <n>": the adapter's
-// forward+backward work (with the checkpoint recomputation) counted from its shapes.
+// best run; CPU: that run's process CPU time), "adapter_gflop <n>": the adapter's
+// forward+backward work (with the checkpoint recomputation) counted from its shapes, and
+// "adapter_isolated <forward s> <backward s>": the adapted minus the plain Linear at every
+// adapted layer's shape, timed alone (best of 5).
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +66,38 @@ typedef struct {
 typedef struct {
     const unet_model *m;
     int h, w, L, N;
-    double flops;
+    double flops, iso_fw, iso_bw;
 } flop_ctx;
+
+static void isolated_cost(flop_ctx *c, const unet_linear *l, double tokens);
+
+// Seconds of (adapted − plain) Linear forward and backward (dx) at each adapted layer's shape,
+// best of 5: the adapter's cost without the run-to-run noise of whole steps.
+static void isolated_cost(flop_ctx *c, const unet_linear *l, double tokens) {
+    adapter *a = *l->adapter;
+    int M = (int)tokens, di = l->d_in, dout = l->d_out;
+    float *x = sl_alloc_f32((int64_t)M * di), *y = sl_alloc_f32((int64_t)M * dout), *dx = sl_alloc_f32((int64_t)M * di);
+    for (int64_t i = 0; i < (int64_t)M * di; i++) x[i] = (float)(i % 17) * 0.01f;
+    for (int64_t i = 0; i < (int64_t)M * dout; i++) y[i] = (float)(i % 13) * 0.01f;
+    unet_adapt ua = {1.0f, 1.0f};
+    double best[4] = {1e9, 1e9, 1e9, 1e9};
+    for (int rep = 0; rep < 5; rep++) {
+        double t[5];
+        t[0] = now_s();
+        unet_linear_forward(y, x, *l->weight, NULL, NULL, &ua, M, di, dout);
+        t[1] = now_s();
+        unet_linear_forward(y, x, *l->weight, NULL, a, &ua, M, di, dout);
+        t[2] = now_s();
+        unet_linear_backward(dx, NULL, NULL, y, x, *l->weight, NULL, &ua, M, di, dout);
+        t[3] = now_s();
+        unet_linear_backward(dx, NULL, NULL, y, x, *l->weight, a, &ua, M, di, dout);
+        t[4] = now_s();
+        for (int k = 0; k < 4; k++) best[k] = t[k + 1] - t[k] < best[k] ? t[k + 1] - t[k] : best[k];
+    }
+    c->iso_fw += best[1] - best[0];
+    c->iso_bw += best[3] - best[2];
+    sl_free_aligned(x), sl_free_aligned(y), sl_free_aligned(dx);
+}
 
 static int count_adapter(void *vp, const unet_linear *l) {
     flop_ctx *c = vp;
@@ -80,6 +112,7 @@ static int count_adapter(void *vp, const unet_linear *l) {
     double tokens = (strstr(l->path, "attn2.to_k") || strstr(l->path, "attn2.to_v")) ? (double)c->N * c->L
                                                                                      : (double)c->N * hh * ww;
     c->flops += tokens * 2.0 * a->rank * (a->d_in + a->d_out) * (1 + 2.5 + 1);
+    isolated_cost(c, l, tokens);
     return 0;
 }
 
@@ -157,9 +190,11 @@ int main(int argc, char **argv) {
     for (int k = 0; k < ns; k++)
         printf("%s %.3f %.3f %.3f %.3f %.3f\n", S[k].name, S[k].fw, S[k].bw, S[k].rss, S[k].cfw, S[k].cbw);
     unet_attach_adapters(m, ads, 1.0f, adapter_path);
-    flop_ctx fc = {m, h, w, L, N, 0};
+    flop_ctx fc = {m, h, w, L, N, 0, 0, 0};
+    for (int i = 0; i < ads->n_slots; i++) adapter_alloc_grads(&ads->slots[i].a);
     unet_walk_linears(m, count_adapter, &fc);
     printf("adapter_gflop %.3f\n", fc.flops * 1e-9);
+    printf("adapter_isolated %.3f %.3f\n", fc.iso_fw, fc.iso_bw);
     float *bufs[] = {x, t, ctx, target, out, dout, dx, dctx};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) sl_free_aligned(bufs[i]);
     st_close(f);
