@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
 
+#include "data/png.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 
@@ -127,28 +127,17 @@ void image_to_u8(uint8_t *out, const float *img, int C, int H, int W) {
         }
 }
 
-int image_save_png(const char *path, const float *img, int C, int H, int W) {
+int image_save_png_text(const char *path, const float *img, int C, int H, int W, const char *const *keys,
+                       const char *const *values, int n_text) {
     if (C != 1 && C != 3 && C != 4) return sl_error(path, "cannot save a %d-channel image as PNG", C);
     if (H <= 0 || W <= 0) return sl_error(path, "cannot save an empty %dx%d image", W, H);
     uint8_t *px = sl_malloc((size_t)H * (size_t)W * (size_t)C);
     image_to_u8(px, img, C, H, W);
-    // write next to the target and rename, so a failed write leaves no half file
-    size_t len = strlen(path) + 16;
-    char *tmp = sl_malloc(len);
-    snprintf(tmp, len, "%s.tmp", path);
-    int ok = stbi_write_png(tmp, W, H, C, px, W * C);
+    int rc = png_write(path, px, W, H, C, keys, values, n_text);   // atomic: temp file + rename
     free(px);
-    if (!ok) {
-        remove(tmp);
-        free(tmp);
-        return sl_error(path, "cannot write PNG (folder missing or not writable?)");
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return sl_error(path, "cannot write: %s", strerror(e));
-    }
-    free(tmp);
-    return 0;
+    return rc;
+}
+
+int image_save_png(const char *path, const float *img, int C, int H, int W) {
+    return image_save_png_text(path, img, C, H, W, NULL, NULL, 0);
 }

@@ -20,6 +20,7 @@ int cmd_init(int argc, char **argv);
 
 // targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
 int forward_text_main(int argc, char **argv);
+int forward_txt2img_main(int argc, char **argv);
 int forward_unet_main(int argc, char **argv);
 int forward_vae_encode_main(int argc, char **argv);
 int forward_vae_decode_main(int argc, char **argv);
