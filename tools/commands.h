@@ -17,6 +17,7 @@ int cmd_randn(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 // targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
 int forward_text_main(int argc, char **argv);
