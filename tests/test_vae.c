@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/image.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
@@ -469,5 +470,35 @@ TEST(vae_loader_errors) {
     // missing tensor: a diffusers vae file without config next to it is an error too
     m = vae_load(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"), NULL, NULL, VAE_BOTH);
     CHECK(m != NULL);   // config.json is next to it
+    vae_free(m);
+}
+
+TEST(vae_command_png_in_and_out) {
+    // decode to a PNG, encode that PNG back: the command's image paths end to end
+    char out[4096], png[512], enc[512];
+    snprintf(png, sizeof png, "%s", tmp_path("dec.png"));
+    snprintf(enc, sizeof enc, "%s", tmp_path("enc.safetensors"));
+    int rc = run_cmd(out, sizeof out, "%s forward vae-decode --model %s --in %s --out %s --tile 8 --overlap 2", singlora_bin(),
+                     sd1_dir(), shared_path("fixtures/io/vae_decode_io.safetensors"), png);
+    CHECK_MSG(rc == 0, "%s", out);
+    int h, w;
+    float *img = image_load(png, &h, &w);
+    REQUIRE(img);
+    CHECK(h == 64 && w == 96);
+    rc = run_cmd(out, sizeof out, "%s forward vae-encode --model %s --in %s --out %s", singlora_bin(), sd1_dir(), png, enc);
+    CHECK_MSG(rc == 0, "%s", out);
+    // the command's moments equal the in-process encode of the loaded PNG
+    vae_model *m = vae_load(sd1_dir(), NULL, NULL, VAE_ENCODER);
+    REQUIRE(m);
+    float *mom = sl_alloc_f32(8 * 8 * 12);
+    vae_encode(m, mom, img, 1, 64, 96);
+    st_file *f = st_open(enc);
+    REQUIRE(f);
+    float *got = fixture(f, "moments", NULL);
+    REQUIRE(got);
+    check_close("cli encode of a PNG", got, mom, 8 * 8 * 12, 1e-5);
+    CHECK(st_find(f, "sample") == NULL);   // no noise given, no sample
+    st_close(f);
+    sl_free_aligned(img), sl_free_aligned(mom), sl_free_aligned(got);
     vae_free(m);
 }
