@@ -110,7 +110,10 @@ TEST(vae_original_name_map) {
 
 typedef struct { st_file *f; int n, bad; } list_check;
 
-static void visit(void *u, const char *name, int ndim, const int64_t *shape) {
+static int visit(void *u, const param_desc *p) {
+    const char *name = p->name;
+    int ndim = p->ndim;
+    const int64_t *shape = p->shape;
     list_check *ctx = u;
     ctx->n++;
     const st_entry *e = st_find(ctx->f, name);
@@ -120,6 +123,7 @@ static void visit(void *u, const char *name, int ndim, const int64_t *shape) {
         ctx->bad++;
         fprintf(stderr, "    tensor list: %s not in the file with this shape\n", name);
     }
+    return 0;
 }
 
 TEST(vae_tensor_list_matches_files) {
@@ -129,7 +133,7 @@ TEST(vae_tensor_list_matches_files) {
     st_file *f = st_open(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"));
     REQUIRE(f);
     list_check ctx = {f, 0, 0};
-    vae_tensor_list(&c, visit, &ctx);
+    REQUIRE(vae_enumerate(&c, visit, &ctx) == 0);
     CHECK_EQ_INT(ctx.n, f->n_entries);
     CHECK_EQ_INT(ctx.bad, 0);
     st_close(f);
@@ -165,10 +169,10 @@ TEST(vae_original_without_config_fails_clearly) {
 }
 
 // Round every weight to f16 and back, as the fp16 file stores them.
-static int round_visit(void *u, const char *name, int ndim, const int64_t *shape, float **slot) {
-    (void)u, (void)name;
-    int64_t n = shape_numel(ndim, shape);
-    for (int64_t i = 0; i < n; i++) (*slot)[i] = f16_to_f32(f32_to_f16((*slot)[i]));
+static int round_visit(void *u, const param_desc *p) {
+    (void)u;
+    int64_t n = shape_numel(p->ndim, p->shape);
+    for (int64_t i = 0; i < n; i++) (*p->slot)[i] = f16_to_f32(f32_to_f16((*p->slot)[i]));
     return 0;
 }
 
