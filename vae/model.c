@@ -351,10 +351,10 @@ static int save_visit(void *user, const param_desc *p) {
     const int64_t *shape = p->shape;
     float **slot = p->slot;
     char stored[512], full[640];
+    int64_t sh[4] = {0, 0, 1, 1};
     if (s->original) {
         if (vae_name_original(name, stored, sizeof stored, &s->nctx)) return sl_error(NULL, "cannot map '%s'", name);
         // the original layout stores the mid-block attention projections as 1×1 convs
-        int64_t sh[4] = {0, 0, 1, 1};
         if (ndim == 2 && strstr(name, "attentions.0.")) {
             sh[0] = shape[0], sh[1] = shape[1];
             shape = sh, ndim = 4;
