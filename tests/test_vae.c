@@ -506,3 +506,38 @@ TEST(vae_command_png_in_and_out) {
     sl_free_aligned(img), sl_free_aligned(mom), sl_free_aligned(got);
     vae_free(m);
 }
+
+TEST(vae_old_diffusers_attention_names) {
+    // diffusers < 0.14 files name the attention query/key/value/proj_attn: they load the same
+    st_file *f = st_open(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"));
+    REQUIRE(f);
+    char dir[512], cmd[1200], out[256];
+    snprintf(dir, sizeof dir, "%s", tmp_path("old"));
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/vae && cp %s %s/vae/", dir, shared_path("fixtures/sd1_tiny/vae/config.json"), dir);
+    REQUIRE(run_cmd(out, sizeof out, "%s", cmd) == 0);
+    st_writer *w = st_writer_new();
+    static const char *from[] = {".to_q.", ".to_k.", ".to_v.", ".to_out.0."}, *to[] = {".query.", ".key.", ".value.", ".proj_attn."};
+    char names[64][256];
+    int nn = 0;
+    for (int i = 0; i < f->n_entries; i++) {
+        const st_entry *e = &f->entries[i];
+        const char *name = e->name;
+        for (int k = 0; k < 4 && nn < 64; k++) {
+            const char *p = strstr(e->name, from[k]);
+            if (!p) continue;
+            snprintf(names[nn], sizeof names[nn], "%.*s%s%s", (int)(p - e->name), e->name, to[k], p + strlen(from[k]));
+            name = names[nn++];
+        }
+        st_writer_add(w, name, e->dt, e->ndim, e->shape, e->data);
+    }
+    CHECK_EQ_INT(nn, 16);   // 4 projections × weight/bias × encoder/decoder
+    char path[600];
+    snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", dir);
+    REQUIRE(st_writer_save(w, path) == 0);
+    st_writer_free(w);
+    st_close(f);
+    vae_model *m = vae_load(dir, NULL, NULL, VAE_BOTH);
+    if (!m) { test_fail_at(__FILE__, __LINE__, "%s", sl_error_msg()); return; }
+    check_decode("decode, pre-0.14 attention names", m, TOL);
+    vae_free(m);
+}

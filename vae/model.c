@@ -359,7 +359,7 @@ static int save_visit(void *user, const param_desc *p) {
             sh[0] = shape[0], sh[1] = shape[1];
             shape = sh, ndim = 4;
         }
-        snprintf(full, sizeof full, "first_stage_model.%s", stored);
+        snprintf(full, sizeof full, "%s%s", s->original == 1 ? "first_stage_model." : "", stored);
     } else {
         snprintf(full, sizeof full, "%s", name);
     }

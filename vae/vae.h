@@ -90,8 +90,9 @@ vae_model *vae_load(const char *model_path, const char *config_dir, const char *
 // (norm weights near 1), deterministic in seed. For tests and benchmarks.
 vae_model *vae_random(const vae_config *c, int parts, uint64_t seed);
 void vae_free(vae_model *m);
-// Writes the loaded parts as safetensors in the diffusers layout, or the original one
-// (first_stage_model.* names, attention projections as 1×1 convs), in dt (F32, F16 or BF16).
+// Writes the loaded parts as safetensors in dt (F32, F16 or BF16): original_layout 0: diffusers
+// names; 1: a single-file checkpoint's (first_stage_model.encoder.down.0..., attention
+// projections as 1×1 convs); 2: a standalone original VAE file's (the same without the prefix).
 int vae_save(vae_model *m, const char *path, int original_layout, dtype dt);
 
 // ---- forward ----
