@@ -174,5 +174,5 @@ TEST(image_load_errors) {
     // saving into a missing folder fails cleanly
     float px[3] = {0, 0, 0};
     CHECK(image_save_png(tmp_path("no/such/dir/x.png"), px, 3, 1, 1) != 0);
-    CHECK(strstr(sl_error_msg(), "cannot write") != NULL);
+    CHECK(strstr(sl_error_msg(), "cannot create") != NULL);
 }
