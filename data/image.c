@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
@@ -17,6 +18,11 @@
 #define MAX_PIXELS (1ull << 28)   // 16384 x 16384
 
 static uint8_t *read_file(const char *path, size_t *n) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        sl_error(path, "cannot read: not a regular file%s", S_ISDIR(st.st_mode) ? " (a folder)" : "");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
     if (fseek(f, 0, SEEK_END) != 0) { fclose(f); sl_error(path, "cannot read: %s", strerror(errno)); return NULL; }
@@ -88,7 +94,7 @@ uint8_t *image_load_u8(const char *path, int *H, int *W) {
     free(buf);
     if (!px) {
         const char *why = stbi_failure_reason();
-        sl_error(path, "corrupt image: %s", why ? why : "decoding failed");
+        sl_error(path, "corrupt image (stb_image: %s; truncated or damaged file?)", why ? why : "decoding failed");
         return NULL;
     }
     *H = h, *W = w;

@@ -15,6 +15,8 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "unet/unet.h"
+#include "vae/names.h"
+#include "vae/vae.h"
 
 static const char *HELP =
     "usage: singlora init --config DIR --out FILE [--layout original|diffusers] [--dtype f32|f16|bf16]\n"
@@ -23,13 +25,14 @@ static const char *HELP =
     "../shared/models/sd15: unet/config.json, ...). Initialization follows PyTorch's defaults:\n"
     "weights and biases uniform in ±1/sqrt(fan_in), norm weights 1 and biases 0.\n"
     "  --layout original   (default) one single-file checkpoint FILE (.safetensors), each component\n"
-    "                      under its prefix (model.diffusion_model. for the UNet)\n"
+    "                      under its prefix (model.diffusion_model. for the UNet, first_stage_model.\n"
+    "                      for the VAE)\n"
     "  --layout diffusers  FILE is a folder: FILE/<component>/diffusion_pytorch_model.safetensors\n"
     "                      with <component>/config.json (and model_index.json) copied from DIR;\n"
     "                      when FILE ends in .safetensors, just the one component's weights file\n"
     "  --component NAME    only this component (default: every one DIR has a config for)\n"
     "  --dtype             storage dtype (default f32); --seed S (default 0)\n"
-    "Components: unet.\n";
+    "Components: unet, vae.\n";
 
 // ---------------------------------------------------------------- component registry
 
@@ -58,12 +61,36 @@ static int unet_params(const char *dir, component_visitor fn, void *ctx) {
     return unet_enumerate(&l.cfg, unet_list_one, &l);
 }
 
+typedef struct {
+    vae_config cfg;
+    component_visitor fn;
+    void *ctx;
+} vae_lister;
+
+static int vae_list_one(void *ctx, const param_desc *p) {
+    vae_lister *l = ctx;
+    vae_name_ctx nc = {l->cfg.n_levels, NULL, NULL};
+    char name[512];
+    if (vae_name_original(p->name, name, sizeof name, &nc) != 0)
+        return sl_error(NULL, "internal: no original name for '%s'", p->name);
+    return l->fn(l->ctx, p, name);
+}
+
+static int vae_params(const char *dir, component_visitor fn, void *ctx) {
+    vae_lister l = {.fn = fn, .ctx = ctx};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vae/config.json", dir);
+    if (vae_config_from_json(&l.cfg, path) != 0) return -1;
+    return vae_enumerate(&l.cfg, vae_list_one, &l);
+}
+
 static const struct {
     const char *name;              // the diffusers subfolder
     const char *original_prefix;   // tensor-name prefix in the single-file layout
     component_params params;
 } COMPONENTS[] = {
     {"unet", "model.diffusion_model.", unet_params},
+    {"vae", "first_stage_model.", vae_params},
 };
 static const int N_COMPONENTS = sizeof COMPONENTS / sizeof COMPONENTS[0];
 
@@ -202,7 +229,7 @@ int cmd_init(int argc, char **argv) {
         use[c] = 1;
         n_use++;
     }
-    if (only && !n_use) sl_die(NULL, "init: unknown component '%s' (known: unet)", only);
+    if (only && !n_use) sl_die(NULL, "init: unknown component '%s' (known: unet, vae)", only);
     if (!n_use) sl_die(dir, "no component config (unet/config.json, ...) in this folder");
 
     int single_component_file = !original && ends_with(outp, ".safetensors");
