@@ -522,8 +522,16 @@ TEST(unet_error_original_missing_tensor) {
     CHECK(strstr(out, drop) != NULL);
 }
 
-// Writes IN with x in `x_dt` and the context with `ctx_width` columns.
-static const char *write_inputs(const char *name, dtype x_dt, int ctx_width, int h, int w) {
+static float *forward_file(const char *model, const char *extra, const char *in, int64_t n) {
+    char out[4096];
+    const char *o = tmp_path("init_out.safetensors");
+    int rc = run_cmd(out, sizeof out, "%s forward unet --model %s %s --in %s --out %s", singlora_bin(), model, extra, in, o);
+    if (rc != 0) { fprintf(stderr, "    %s", out); return NULL; }
+    return read_out(o, n);
+}
+
+// Writes IN with x in `x_dt`, t in `t_dt` and the context with `ctx_width` columns.
+static const char *write_inputs(const char *name, dtype x_dt, dtype t_dt, int ctx_width, int h, int w) {
     unet_io io;
     if (io_load(&io, "sd1") != 0) return NULL;
     st_writer *wr = st_writer_new();
@@ -535,7 +543,9 @@ static const char *write_inputs(const char *name, dtype x_dt, int ctx_width, int
     float *ctx = sl_alloc_f32((int64_t)io.N * io.L * ctx_width);
     for (int64_t i = 0; i < (int64_t)io.N * io.L * ctx_width; i++) ctx[i] = io.ctx[i % ((int64_t)io.N * io.L * io.D)];
     st_writer_add(wr, "x", x_dt, 4, (int64_t[]){io.N, io.C, h, w}, xd);
-    st_writer_add(wr, "t", DT_F32, 1, (int64_t[]){io.N}, io.t);
+    int32_t t32[16];
+    for (int n = 0; n < io.N && n < 16; n++) t32[n] = (int32_t)io.t[n];
+    st_writer_add(wr, "t", t_dt, 1, (int64_t[]){io.N}, t_dt == DT_I32 ? (void *)t32 : (void *)io.t);
     st_writer_add(wr, "context", DT_F32, 3, (int64_t[]){io.N, io.L, ctx_width}, ctx);
     const char *p = tmp_path(name);
     int rc = st_writer_save(wr, p);
@@ -549,28 +559,30 @@ static const char *write_inputs(const char *name, dtype x_dt, int ctx_width, int
 
 TEST(unet_error_inputs) {
     const char *model = shared_path("fixtures/sd1_tiny");
-    const char *in = write_inputs("in_f16.safetensors", DT_F16, 32, 16, 24);
+    const char *in = write_inputs("in_f16.safetensors", DT_F16, DT_F32, 32, 16, 24);
     REQUIRE(in != NULL);
     expect_one_line_error(model, in, "'x'");
-    in = write_inputs("in_ctx.safetensors", DT_F32, 48, 16, 24);
+    in = write_inputs("in_ctx.safetensors", DT_F32, DT_F32, 48, 16, 24);
     REQUIRE(in != NULL);
     expect_one_line_error(model, in, "'context'");
-    // and a correct one with t given as f32 runs
-    in = write_inputs("in_ok.safetensors", DT_F32, 32, 16, 24);
-    char out[4096];
-    CHECK_EQ_INT(run_cmd(out, sizeof out, "%s forward unet --model %s --in %s --out %s", singlora_bin(), model, in,
-                         tmp_path("o.safetensors")), 0);
+    in = write_inputs("in_t16.safetensors", DT_F32, DT_F16, 32, 16, 24);
+    REQUIRE(in != NULL);
+    expect_one_line_error(model, in, "'t'");
+    // t as F32 or I32 gives the fixture's eps (it holds I64)
+    unet_io io;
+    REQUIRE(io_load(&io, "sd1") == 0);
+    for (int k = 0; k < 2; k++) {
+        in = write_inputs(k ? "in_i32.safetensors" : "in_f32.safetensors", DT_F32, k ? DT_I32 : DT_F32, 32, 16, 24);
+        REQUIRE(in != NULL);
+        float *got = forward_file(model, "", in, (int64_t)io.N * 4 * io.h * io.w);
+        REQUIRE(got != NULL);
+        check_close(k ? "t as I32" : "t as F32", got, io.eps, (size_t)io.N * 4 * io.h * io.w, TOL);
+        sl_free_aligned(got);
+    }
+    io_free(&io);
 }
 
 // ---------------------------------------------------------------- init
-
-static float *forward_file(const char *model, const char *extra, const char *in, int64_t n) {
-    char out[4096];
-    const char *o = tmp_path("init_out.safetensors");
-    int rc = run_cmd(out, sizeof out, "%s forward unet --model %s %s --in %s --out %s", singlora_bin(), model, extra, in, o);
-    if (rc != 0) { fprintf(stderr, "    %s", out); return NULL; }
-    return read_out(o, n);
-}
 
 TEST(unet_init_layouts_agree) {
     // the same seed gives the same weights in both layouts (and f16 close to them)

@@ -12,6 +12,7 @@ S=${UNET_BENCH_SIZE:-64}
 REPEAT=${UNET_BENCH_REPEAT:-2}
 if [ ! -f "$CFG/unet/config.json" ]; then echo "unet: no $CFG/unet/config.json, skipped"; exit 0; fi
 TMP=$(mktemp -d /tmp/singlora-bench-unet.XXXXXX)
+LOAD0=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 trap 'rm -rf "$TMP"' EXIT
 
 ./singlora init --config "$CFG" --component unet --out "$TMP/unet.safetensors" > /dev/null
@@ -25,7 +26,8 @@ else
         --out "$TMP/out.safetensors" --repeat "$REPEAT" 2> "$TMP/fwd.txt"
 fi
 
-awk -v n="$N" -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" '
+LOAD1=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
+awk -v n="$N" -v load0="$LOAD0" -v load1="$LOAD1" -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" '
     FILENAME ~ /work.txt/ { v[$1] = $2; next }
     /^forward [0-9]+:/ { t = $3; sum += t; cnt++; if (best == "" || t < best) best = t; next }
     /^load:/ { load = $2; next }
@@ -35,7 +37,9 @@ awk -v n="$N" -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" '
         printf "  GEMM work          %.1f GFLOP per forward (attention %.1f)\n", v["flops"] / 1e9, v["attention_flops"] / 1e9
         printf "  seconds/forward    %.2f best, %.2f mean of %d (load %.1f s; PyTorch 1.13: 48.0 s)\n", best, sum / cnt, cnt, load
         printf "  achieved           %.1f GFLOP/s\n", v["flops"] / best / 1e9
-        printf "  sgemm, same shapes %.1f GFLOP/s (%.1f s for the same GEMMs)\n", v["sgemm_gflops"], v["sgemm_seconds"]
-        printf "  ratio              %.0f %% of sgemm (target >= 60 %%)\n", 100 * v["flops"] / best / 1e9 / v["sgemm_gflops"]
+        printf "  sgemm, same shapes %.1f GFLOP/s (%.1f s for the same GEMMs; conv+linear shapes %.1f,\n", v["sgemm_gflops"], v["sgemm_seconds"], v["sgemm_convlin_gflops"]
+        printf "                     attention shapes %.1f, 2048^3 %.1f GFLOP/s)\n", v["sgemm_attention_gflops"], v["sgemm_square_gflops"]
+        printf "  ratio              %.0f %% of sgemm on the same shapes, %.0f %% of its conv+linear rate (target >= 60 %%)\n", 100 * v["flops"] / best / 1e9 / v["sgemm_gflops"], 100 * v["flops"] / best / 1e9 / v["sgemm_convlin_gflops"]
         if (rss > 0) printf "  peak RSS           %.2f GiB (PyTorch 1.13: 9.4 GiB)\n", rss
+        printf "  load average       %s before, %s after (other processes on the cores skew every figure)\n", load0, load1
     }' "$TMP/work.txt" "$TMP/fwd.txt"

@@ -3,7 +3,8 @@
 //   build/bench_unet_work --config DIR --batch N --size H W --context L [--inputs FILE] [--no-sgemm]
 // Prints "flops <total>" and, unless --no-sgemm, "sgemm_gflops <rate>" where the rate is the
 // UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
-// once, weighted by how often the forward runs it).
+// once, weighted by how often the forward runs it); the same split into conv/linear shapes and
+// attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference.
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,17 +18,21 @@
 #include "tools/args.h"
 #include "unet/unet.h"
 
-typedef struct { int64_t M, N, K, count; } gemm;
+typedef struct { int64_t M, N, K, count; int attn; } gemm;
 static gemm shapes[512];
 static int n_shapes;
 static double total_flops, attn_flops;
+static int in_attention;   // the shapes being added are attention's (scores, values)
 
 // C (M, N) = A (M, K) · B (K, N), `count` times
 static void add(int64_t M, int64_t N, int64_t K, int64_t count) {
     total_flops += 2.0 * (double)M * (double)N * (double)K * (double)count;
     for (int i = 0; i < n_shapes; i++)
-        if (shapes[i].M == M && shapes[i].N == N && shapes[i].K == K) { shapes[i].count += count; return; }
-    if (n_shapes < 512) shapes[n_shapes++] = (gemm){M, N, K, count};
+        if (shapes[i].M == M && shapes[i].N == N && shapes[i].K == K && shapes[i].attn == in_attention) {
+            shapes[i].count += count;
+            return;
+        }
+    if (n_shapes < 512) shapes[n_shapes++] = (gemm){M, N, K, count, in_attention};
 }
 
 // conv as GEMM per image: (C_out) × (H_out·W_out) × (C_in·k·k)
@@ -57,10 +62,12 @@ static void transformer(const unet_transformer *t, int N, int HW, int L) {
         linear(M, tb->ff_inner, C);
         // attention: per image and head, scores (HW × Lk × Dh) and values (HW × Dh × Lk)
         double before = total_flops;
+        in_attention = 1;
         add(HW, HW, Dh, (int64_t)N * H);
         add(HW, Dh, HW, (int64_t)N * H);
         add(HW, L, Dh, (int64_t)N * H);
         add(HW, Dh, L, (int64_t)N * H);
+        in_attention = 0;
         attn_flops += total_flops - before;
     }
     linear(M, C, C);   // proj_out
@@ -177,10 +184,14 @@ int main(int argc, char **argv) {
     printf("attention_flops %.6e\n", attn_flops);
     printf("gemm_shapes %d\n", n_shapes);
     if (sgemm) {
-        double t = 0;
-        for (int i = 0; i < n_shapes; i++) t += time_sgemm(shapes[i].M, shapes[i].N, shapes[i].K) * (double)shapes[i].count;
-        printf("sgemm_seconds %.3f\n", t);
-        printf("sgemm_gflops %.1f\n", total_flops / t * 1e-9);
+        double t[2] = {0, 0};   // conv/linear shapes, attention shapes
+        for (int i = 0; i < n_shapes; i++)
+            t[shapes[i].attn] += time_sgemm(shapes[i].M, shapes[i].N, shapes[i].K) * (double)shapes[i].count;
+        printf("sgemm_seconds %.3f\n", t[0] + t[1]);
+        printf("sgemm_gflops %.1f\n", total_flops / (t[0] + t[1]) * 1e-9);
+        printf("sgemm_convlin_gflops %.1f\n", (total_flops - attn_flops) / t[0] * 1e-9);
+        printf("sgemm_attention_gflops %.1f\n", attn_flops / t[1] * 1e-9);
+        printf("sgemm_square_gflops %.1f\n", 2.0 * 2048.0 * 2048.0 * 2048.0 / time_sgemm(2048, 2048, 2048) * 1e-9);
     }
     return 0;
 }
