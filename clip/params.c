@@ -73,16 +73,9 @@ clip_text_model *clip_text_model_new(const clip_text_config *c) {
     return m;
 }
 
-static int free_visitor(void *ctx, const param_desc *p) {
-    (void)ctx;
-    sl_free_aligned(*p->slot);
-    *p->slot = NULL;
-    return 0;
-}
-
 void clip_text_free(clip_text_model *m) {
     if (!m) return;
-    if (m->layer) clip_text_walk(m, free_visitor, NULL);
+    if (m->layer) clip_text_walk(m, param_free_visitor, NULL);
     free(m->layer);
     free(m);
 }

@@ -55,77 +55,72 @@ static const char *HELP =
 typedef int (*component_visitor)(void *ctx, const param_desc *p, const char *original_name, int part, int n_parts);
 typedef int (*component_params)(const char *dir, int original, component_visitor fn, void *ctx);
 
+// The walk of one component, with its original-layout name map.
+typedef int (*original_namer)(const void *cfg, const char *name, char *out, size_t len, int *part, int *n_parts);
 typedef struct {
-    unet_config cfg;
+    const void *cfg;
+    original_namer namer;
     component_visitor fn;
     void *ctx;
-} unet_lister;
+} lister;
 
-static int unet_list_one(void *ctx, const param_desc *p) {
-    unet_lister *l = ctx;
+static int list_one(void *ctx, const param_desc *p) {
+    lister *l = ctx;
     char name[512];
-    if (unet_original_name(&l->cfg, p->name, name, sizeof name) != 0)
+    int part = 0, n_parts = 1;
+    if (l->namer(l->cfg, p->name, name, sizeof name, &part, &n_parts) != 0)
         return sl_error(NULL, "internal: no original name for '%s'", p->name);
-    return l->fn(l->ctx, p, name, 0, 1);
+    return l->fn(l->ctx, p, name, part, n_parts);
+}
+
+static int unet_namer(const void *cfg, const char *name, char *out, size_t len, int *part, int *n_parts) {
+    (void)part, (void)n_parts;
+    return unet_original_name(cfg, name, out, len);
 }
 
 static int unet_params(const char *dir, int original, component_visitor fn, void *ctx) {
     (void)original;
-    unet_lister l = {.fn = fn, .ctx = ctx};
-    if (unet_config_load_dir(&l.cfg, dir) != 0) return -1;
-    return unet_enumerate(&l.cfg, unet_list_one, &l);
+    unet_config cfg;
+    if (unet_config_load_dir(&cfg, dir) != 0) return -1;
+    lister l = {&cfg, unet_namer, fn, ctx};
+    return unet_enumerate(&cfg, list_one, &l);
 }
 
-typedef struct {
-    vae_config cfg;
-    component_visitor fn;
-    void *ctx;
-} vae_lister;
-
-static int vae_list_one(void *ctx, const param_desc *p) {
-    vae_lister *l = ctx;
-    vae_name_ctx nc = {l->cfg.n_levels, NULL, NULL};
-    char name[512];
-    if (vae_name_original(p->name, name, sizeof name, &nc) != 0)
-        return sl_error(NULL, "internal: no original name for '%s'", p->name);
-    return l->fn(l->ctx, p, name, 0, 1);
+static int vae_namer(const void *cfg, const char *name, char *out, size_t len, int *part, int *n_parts) {
+    (void)part, (void)n_parts;
+    vae_name_ctx nc = {((const vae_config *)cfg)->n_levels, NULL, NULL};
+    return vae_name_original(name, out, len, &nc);
 }
 
 static int vae_params(const char *dir, int original, component_visitor fn, void *ctx) {
     (void)original;
-    vae_lister l = {.fn = fn, .ctx = ctx};
+    vae_config cfg;
     char path[4096];
     snprintf(path, sizeof path, "%s/vae/config.json", dir);
-    if (vae_config_from_json(&l.cfg, path) != 0) return -1;
-    return vae_enumerate(&l.cfg, vae_list_one, &l);
+    if (vae_config_from_json(&cfg, path) != 0) return -1;
+    lister l = {&cfg, vae_namer, fn, ctx};
+    return vae_enumerate(&cfg, list_one, &l);
 }
 
-typedef struct {
-    clip_layout layout;
-    component_visitor fn;
-    void *ctx;
-} clip_lister;
-
-static int clip_list_one(void *ctx, const param_desc *p) {
-    clip_lister *l = ctx;
-    char name[512];
+// cfg: the clip_layout to write
+static int clip_namer(const void *layout, const char *name, char *out, size_t len, int *part, int *n_parts) {
     int qkv;
-    if (clip_text_stored_name(l->layout, p->name, name, sizeof name, &qkv) != 0)
-        return sl_error(NULL, "internal: no original name for '%s'", p->name);
-    return qkv >= 0 ? l->fn(l->ctx, p, name, qkv, 3) : l->fn(l->ctx, p, name, 0, 1);
+    if (clip_text_stored_name(*(const clip_layout *)layout, name, out, len, &qkv) != 0) return -1;
+    if (qkv >= 0) *part = qkv, *n_parts = 3;   // OpenCLIP's fused in_proj: rows [q; k; v]
+    return 0;
 }
 
 static int clip_params(const char *dir, int original, component_visitor fn, void *ctx) {
-    clip_lister l = {.fn = fn, .ctx = ctx};
     clip_text_config cfg;
     char path[4096];
     snprintf(path, sizeof path, "%s/text_encoder/config.json", dir);
     if (clip_text_config_load(&cfg, path) != 0) return -1;
     // SD 2.x (OpenCLIP, gelu): the single file holds the whole tower, whose last resblock SD 2.x
     // skips; diffusers' config counts only the layers kept, so the original has one more.
-    l.layout = cfg.act == CLIP_ACT_GELU ? CLIP_LAYOUT_OPENCLIP : CLIP_LAYOUT_SD1;
-    if (original && l.layout == CLIP_LAYOUT_OPENCLIP) cfg.layers++;
-    return clip_text_enumerate(&cfg, clip_list_one, &l);
+    clip_layout layout = cfg.act == CLIP_ACT_GELU ? CLIP_LAYOUT_OPENCLIP : CLIP_LAYOUT_SD1;
+    if (original && layout == CLIP_LAYOUT_OPENCLIP) cfg.layers++;
+    lister l = {&layout, clip_namer, fn, ctx};
+    return clip_text_enumerate(&cfg, list_one, &l);
 }
 
 static const struct {

@@ -11,6 +11,7 @@
 #include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "engine/model_files.h"
+#include "engine/tensor.h"
 
 int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -66,4 +67,39 @@ int copy_folder_files(const char *from, const char *to) {
     }
     closedir(d);
     return rc;
+}
+
+// ---- inputs ----
+
+const st_entry *input_tensor(const st_file *f, const char *name, int ndim, const char *what) {
+    const st_entry *e = st_find(f, name);
+    if (!e) sl_die(f->path, "no tensor '%s' (%s)", name, what);
+    if (e->ndim != ndim) {
+        char s[128];
+        sl_die(f->path, "tensor '%s' has shape %s; expected %s", name, shape_str(s, sizeof s, e->ndim, e->shape), what);
+    }
+    for (int i = 0; i < ndim; i++)
+        if (e->shape[i] < 1) sl_die(f->path, "tensor '%s' is empty (dimension %d is %lld)", name, i, (long long)e->shape[i]);
+    return e;
+}
+
+void input_require_f32(const st_file *f, const st_entry *e, const char *what) {
+    if (e->dt != DT_F32) sl_die(f->path, "tensor '%s' has dtype %s; expected F32 %s", e->name, dtype_name(e->dt), what);
+}
+
+int32_t *input_token_ids(const st_file *f, const st_entry *e) {
+    if (e->dt != DT_I32 && e->dt != DT_I64)
+        sl_die(f->path, "tensor '%s' has dtype %s; expected I32 or I64 token ids", e->name, dtype_name(e->dt));
+    int64_t L = e->shape[e->ndim - 1], n = shape_numel(e->ndim, e->shape);
+    int32_t *ids = sl_malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t id;   // the mapped data need not be aligned for its dtype
+        if (e->dt == DT_I64) memcpy(&id, (const char *)e->data + 8 * (size_t)i, 8);
+        else { int32_t y; memcpy(&y, (const char *)e->data + 4 * (size_t)i, 4); id = y; }
+        if (id < 0 || id > INT32_MAX)
+            sl_die(f->path, "%s[%lld, %lld] = %lld is not a token id", e->name, (long long)(i / L), (long long)(i % L),
+                   (long long)id);
+        ids[i] = (int32_t)id;
+    }
+    return ids;
 }
