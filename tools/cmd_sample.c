@@ -18,6 +18,7 @@
 #include "pipeline/prompt.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
 
 static const char *HELP =
     "usage: singlora sample --model PATH --prompt TEXT --out DIR [options]\n\n"
@@ -75,20 +76,6 @@ typedef struct {
 static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
     (void)i; (void)n; (void)latents; (void)guided;
     progress_step(&((step_ctx *)ctx)->bar, NULL);
-}
-
-static int mkdir_p(const char *dir) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
-    if (!path_is_dir(buf)) return sl_error(dir, "exists and is not a folder");
-    return 0;
 }
 
 static void write_sidecar(const char *path, cJSON *j) {

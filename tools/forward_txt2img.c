@@ -10,6 +10,7 @@
 #include "pipeline/prompt.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
 
 static const char *HELP =
     "usage: singlora forward txt2img --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
@@ -58,25 +59,18 @@ int forward_txt2img_main(int argc, char **argv) {
     set_threads(threads);
     st_file *f = st_open(in);
     if (!f) sl_fail();
-    const st_entry *eid = st_find(f, "input_ids"), *elat = st_find(f, "latents_init");
-    if (!eid || !elat) sl_die(in, "needs tensors 'input_ids' (2, 77) and 'latents_init' (1, C, h, w)");
-    if (eid->ndim != 2 || eid->shape[0] != 2 || (eid->dt != DT_I32 && eid->dt != DT_I64))
-        sl_die(in, "tensor 'input_ids' must be (2, L) I32 or I64: row 0 the prompt, row 1 the unconditional prompt");
-    if (elat->ndim != 4 || elat->shape[0] != 1 || elat->dt != DT_F32)
-        sl_die(in, "tensor 'latents_init' must be (1, C, h, w) F32");
+    const st_entry *eid = input_tensor(f, "input_ids", 2, "(2, L) token ids, I32 or I64: row 0 the prompt, row 1 the unconditional");
+    const st_entry *elat = input_tensor(f, "latents_init", 4, "(1, C, h, w) F32, the unscaled initial noise");
+    if (eid->shape[0] != 2) sl_die(in, "tensor 'input_ids' must have 2 rows: the prompt, then the unconditional prompt");
+    if (elat->shape[0] != 1) sl_die(in, "tensor 'latents_init' must hold one latent (1, C, h, w)");
+    input_require_f32(f, elat, "initial noise");
+    int32_t *ids = input_token_ids(f, eid);
 
     sd_model *m = sd_model_load(&lo);
     if (!m) sl_fail();
     int L = (int)eid->shape[1], C = (int)elat->shape[1], h = (int)elat->shape[2], w = (int)elat->shape[3];
     if (L != m->text->cfg.max_pos) sl_die(in, "input_ids rows have %d tokens; the text encoder takes %d", L, m->text->cfg.max_pos);
     if (C != m->unet->cfg.in_channels) sl_die(in, "latents_init has %d channels; the UNet takes %d", C, m->unet->cfg.in_channels);
-    int32_t *ids = sl_malloc(sizeof(int32_t) * 2 * (size_t)L);
-    for (int k = 0; k < 2 * L; k++) {
-        int64_t x = 0;
-        if (eid->dt == DT_I64) memcpy(&x, (const char *)eid->data + 8 * (size_t)k, 8);
-        else { int32_t y; memcpy(&y, (const char *)eid->data + 4 * (size_t)k, 4); x = y; }
-        ids[k] = (int32_t)x;
-    }
     int D = m->text->cfg.hidden;
     float *ctx = sl_alloc_f32((int64_t)2 * L * D);   // rows: [prompt, uncond]
     if (sd_encode_ids(m, ids, 2, ctx) != 0) sl_die(in, "%s", sl_error_msg());

@@ -182,16 +182,9 @@ int vae_enumerate(const vae_config *c, param_visitor fn, void *ctx) {
 }
 
 // ---- free ----
-static int free_visit(void *user, const param_desc *p) {
-    (void)user;
-    sl_free_aligned(*p->slot);
-    *p->slot = NULL;
-    return 0;
-}
-
 void vae_free(vae_model *m) {
     if (!m) return;
-    if (m->parts) vae_walk(m, m->parts, free_visit, NULL);
+    if (m->parts) vae_walk(m, m->parts, param_free_visitor, NULL);
     for (int i = 0; i < VAE_MAX_LEVELS; i++) {
         free(m->enc.levels[i].resnets);
         free(m->dec.levels[i].resnets);
