@@ -192,7 +192,7 @@ TEST(unet_tblock_acts_match_trace) {
         }
         float *out = sl_alloc_f32((int64_t)N * L * C);
         tblock_acts a = {0};
-        tblock_forward(out, x, io.ctx, tb, N, L, io.L, &a, NULL, "b");
+        tblock_forward(out, x, io.ctx, tb, NULL, N, L, io.L, &a, NULL, "b");
         size_t n = (size_t)N * L * C;
         float *d = sl_alloc_f32((int64_t)n);
         snprintf(name, sizeof name, "%s.transformer_blocks.0.norm1", pre);

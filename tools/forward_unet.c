@@ -13,7 +13,8 @@
 
 static const char *HELP =
     "usage: singlora forward unet --model PATH [--config DIR] [--variant fp16] --in IN.safetensors\n"
-    "                             --out OUT.safetensors [--threads N] [--trace FILE] [--repeat K]\n\n"
+    "                             --out OUT.safetensors [--adapter FILE [--adapter-scale S]]\n"
+    "                             [--threads N] [--trace FILE] [--repeat K]\n\n"
     "Runs the UNet once on the inputs in IN and writes OUT.\n"
     "  IN:  x (N, C_in, h, w) F32, t (N) F32 timesteps (I64/I32 accepted), context (N, L, D) F32\n"
     "  OUT: out (N, C_out, h, w) F32\n"
@@ -22,6 +23,8 @@ static const char *HELP =
     "under model.diffusion_model.; its config is detected from the tensor shapes).\n"
     "  --config DIR   read DIR/unet/config.json instead (needed for non-standard original files)\n"
     "  --variant V    use a diffusers folder's *.V.safetensors weights (as diffusers' variant=)\n"
+    "  --adapter FILE a singlora adapter file (singlora/lora/dora) applied to the UNet's Linear layers\n"
+    "                 without merging, u(t) from its step; --adapter-scale S scales its effect (1)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
     "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
@@ -48,6 +51,8 @@ static void trace_collect(void *ctx, const char *name, const float *d, int ndim,
 
 int forward_unet_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *trace_path = NULL, *v;
+    const char *adapter_path = NULL;
+    float adapter_scale = 1.0f;
     int threads = 0, repeat = 1, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -57,6 +62,8 @@ int forward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--trace", &trace_path)) {}
+        else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
+        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
         else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
         else arg_unknown("forward unet", argv[i]);
@@ -83,6 +90,11 @@ int forward_unet_main(int argc, char **argv) {
     double t0 = now_seconds();
     unet_model *m = unet_load(model, config, variant);
     if (!m) sl_fail();
+    adapter_set *ads = NULL;
+    if (adapter_path) {
+        ads = adapter_set_load(adapter_path);
+        if (!ads || unet_attach_adapters(m, ads, adapter_scale, adapter_path) != 0) sl_fail();
+    }
     double t_load = now_seconds() - t0;
     const unet_config *c = &m->cfg;
     if (ex->shape[1] != c->in_channels)
@@ -126,6 +138,7 @@ int forward_unet_main(int argc, char **argv) {
     sl_free_aligned(t);
     sl_free_aligned(ctx);
     unet_free(m);
+    adapter_set_free(ads);
     st_close(f);
     return 0;
 }

@@ -52,6 +52,7 @@ static void block_init(unet_block *b, const unet_config *cfg, int lv, int n_res,
 unet_model *unet_model_new(const unet_config *cfg) {
     unet_model *m = sl_calloc(1, sizeof *m);
     m->cfg = *cfg;
+    m->adapter_scale = 1.0f;
     int n = cfg->n_levels, L = cfg->layers_per_block;
     const int *boc = cfg->block_out_channels;
     float rs = cfg->resnet_out_scale_factor;
@@ -79,8 +80,10 @@ unet_model *unet_model_new(const unet_config *cfg) {
 
 // ---------------------------------------------------------------- the walk
 
+// One walk serves both enumerations: parameters (fn) and Linear modules (lfn).
 typedef struct {
     param_visitor fn;
+    unet_linear_visitor lfn;
     void *ctx;
     int rc;
 } walker;
@@ -89,7 +92,7 @@ static void visit(walker *w, float **slot, param_kind kind, int64_t fan_in, int 
                   int64_t d2, int64_t d3, const char *fmt, ...) __attribute__((format(printf, 10, 11)));
 static void visit(walker *w, float **slot, param_kind kind, int64_t fan_in, int ndim, int64_t d0, int64_t d1,
                   int64_t d2, int64_t d3, const char *fmt, ...) {
-    if (w->rc) return;
+    if (w->rc || !w->fn) return;
     char name[256];
     va_list ap;
     va_start(ap, fmt);
@@ -105,10 +108,26 @@ static void linear_params(walker *w, float **wt, float **b, int d_out, int d_in,
     if (b) visit(w, b, PARAM_BIAS, d_in, 1, d_out, 0, 0, 0, "%s.%s.bias", pre, layer);
 }
 
+// A Linear module adapters can target: its parameters (as linear_params, or a 1×1 conv's when
+// conv) and the module itself for unet_walk_linears.
+static void module_linear(walker *w, float **wt, float **b, adapter **ad, int d_out, int d_in, int conv, const char *pre,
+                          const char *layer);
+
 static void conv_params(walker *w, float **wt, float **b, int C_out, int C_in, int k, const char *pre, const char *layer) {
     int64_t fan = (int64_t)C_in * k * k;
     visit(w, wt, PARAM_WEIGHT, fan, 4, C_out, C_in, k, k, "%s%s%s.weight", pre, *pre ? "." : "", layer);
     visit(w, b, PARAM_BIAS, fan, 1, C_out, 0, 0, 0, "%s%s%s.bias", pre, *pre ? "." : "", layer);
+}
+
+static void module_linear(walker *w, float **wt, float **b, adapter **ad, int d_out, int d_in, int conv, const char *pre,
+                          const char *layer) {
+    if (conv) conv_params(w, wt, b, d_out, d_in, 1, pre, layer);
+    else linear_params(w, wt, b, d_out, d_in, pre, layer);
+    if (w->rc || !w->lfn) return;
+    char path[320];
+    snprintf(path, sizeof path, "%.280s.%.32s", pre, layer);
+    unet_linear l = {.path = path, .d_in = d_in, .d_out = d_out, .weight = wt, .bias = b, .adapter = ad};
+    w->rc = w->lfn(w->ctx, &l);
 }
 
 static void norm_params(walker *w, float **g, float **b, int C, const char *pre, const char *layer) {
@@ -130,34 +149,32 @@ static void tblock_params(walker *w, unet_tblock *t, const char *pre) {
     char a[300];
     norm_params(w, &t->norm1_w, &t->norm1_b, C, pre, "norm1");
     snprintf(a, sizeof a, "%.240s.attn1", pre);
-    linear_params(w, &t->attn1_q, NULL, C, C, a, "to_q");
-    linear_params(w, &t->attn1_k, NULL, C, C, a, "to_k");
-    linear_params(w, &t->attn1_v, NULL, C, C, a, "to_v");
-    linear_params(w, &t->attn1_out_w, &t->attn1_out_b, C, C, a, "to_out.0");
+    module_linear(w, &t->attn1_q, NULL, &t->ad[TB_ATTN1_Q], C, C, 0, a, "to_q");
+    module_linear(w, &t->attn1_k, NULL, &t->ad[TB_ATTN1_K], C, C, 0, a, "to_k");
+    module_linear(w, &t->attn1_v, NULL, &t->ad[TB_ATTN1_V], C, C, 0, a, "to_v");
+    module_linear(w, &t->attn1_out_w, &t->attn1_out_b, &t->ad[TB_ATTN1_OUT], C, C, 0, a, "to_out.0");
     norm_params(w, &t->norm2_w, &t->norm2_b, C, pre, "norm2");
     snprintf(a, sizeof a, "%.240s.attn2", pre);
-    linear_params(w, &t->attn2_q, NULL, C, C, a, "to_q");
-    linear_params(w, &t->attn2_k, NULL, C, D, a, "to_k");
-    linear_params(w, &t->attn2_v, NULL, C, D, a, "to_v");
-    linear_params(w, &t->attn2_out_w, &t->attn2_out_b, C, C, a, "to_out.0");
+    module_linear(w, &t->attn2_q, NULL, &t->ad[TB_ATTN2_Q], C, C, 0, a, "to_q");
+    module_linear(w, &t->attn2_k, NULL, &t->ad[TB_ATTN2_K], C, D, 0, a, "to_k");
+    module_linear(w, &t->attn2_v, NULL, &t->ad[TB_ATTN2_V], C, D, 0, a, "to_v");
+    module_linear(w, &t->attn2_out_w, &t->attn2_out_b, &t->ad[TB_ATTN2_OUT], C, C, 0, a, "to_out.0");
     norm_params(w, &t->norm3_w, &t->norm3_b, C, pre, "norm3");
-    linear_params(w, &t->ff1_w, &t->ff1_b, 2 * F, C, pre, "ff.net.0.proj");
-    linear_params(w, &t->ff2_w, &t->ff2_b, C, F, pre, "ff.net.2");
+    module_linear(w, &t->ff1_w, &t->ff1_b, &t->ad[TB_FF1], 2 * F, C, 0, pre, "ff.net.0.proj");
+    module_linear(w, &t->ff2_w, &t->ff2_b, &t->ad[TB_FF2], C, F, 0, pre, "ff.net.2");
 }
 
 static void transformer_params(walker *w, unet_transformer *tr, const char *pre) {
     int C = tr->C;
     norm_params(w, &tr->norm_w, &tr->norm_b, C, pre, "norm");
     // proj_in/proj_out: 1×1 convs (C, C, 1, 1) in SD 1.x, Linears (C, C) with use_linear_projection
-    if (tr->linear_proj) linear_params(w, &tr->proj_in_w, &tr->proj_in_b, C, C, pre, "proj_in");
-    else conv_params(w, &tr->proj_in_w, &tr->proj_in_b, C, C, 1, pre, "proj_in");
+    module_linear(w, &tr->proj_in_w, &tr->proj_in_b, &tr->proj_in_ad, C, C, !tr->linear_proj, pre, "proj_in");
     char b[300];
     for (int k = 0; k < tr->n_blocks; k++) {
         snprintf(b, sizeof b, "%.200s.transformer_blocks.%d", pre, k);
         tblock_params(w, &tr->blocks[k], b);
     }
-    if (tr->linear_proj) linear_params(w, &tr->proj_out_w, &tr->proj_out_b, C, C, pre, "proj_out");
-    else conv_params(w, &tr->proj_out_w, &tr->proj_out_b, C, C, 1, pre, "proj_out");
+    module_linear(w, &tr->proj_out_w, &tr->proj_out_b, &tr->proj_out_ad, C, C, !tr->linear_proj, pre, "proj_out");
 }
 
 static void block_params(walker *w, unet_block *b, const char *kind, int i) {
@@ -176,8 +193,7 @@ static void block_params(walker *w, unet_block *b, const char *kind, int i) {
     }
 }
 
-int unet_walk(unet_model *m, param_visitor fn, void *ctx) {
-    walker w = {fn, ctx, 0};
+static int walk(unet_model *m, walker w) {
     const unet_config *c = &m->cfg;
     int C0 = c->block_out_channels[0], T = c->time_embed_dim;
     linear_params(&w, &m->time_w1, &m->time_b1, T, C0, "time_embedding", "linear_1");
@@ -192,6 +208,10 @@ int unet_walk(unet_model *m, param_visitor fn, void *ctx) {
     conv_params(&w, &m->conv_out_w, &m->conv_out_b, c->out_channels, C0, c->conv_out_kernel, "", "conv_out");
     return w.rc;
 }
+
+int unet_walk(unet_model *m, param_visitor fn, void *ctx) { return walk(m, (walker){fn, NULL, ctx, 0}); }
+
+int unet_walk_linears(unet_model *m, unet_linear_visitor fn, void *ctx) { return walk(m, (walker){NULL, fn, ctx, 0}); }
 
 // ---------------------------------------------------------------- freeing, enumeration
 
@@ -220,4 +240,41 @@ int unet_enumerate(const unet_config *cfg, param_visitor fn, void *ctx) {
     int rc = unet_walk(m, fn, ctx);
     unet_free(m);
     return rc;
+}
+
+// ---------------------------------------------------------------- model hash
+
+typedef struct {
+    char **names;
+    int64_t *shapes;   // 4 per tensor
+    int *ndims;
+    int n, cap;
+} hash_list;
+
+static int hash_visitor(void *ctx, const param_desc *p) {
+    hash_list *h = ctx;
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 1024;
+        h->names = realloc(h->names, sizeof(char *) * (size_t)h->cap);
+        h->shapes = realloc(h->shapes, sizeof(int64_t) * 4 * (size_t)h->cap);
+        h->ndims = realloc(h->ndims, sizeof(int) * (size_t)h->cap);
+        if (!h->names || !h->shapes || !h->ndims) sl_die(NULL, "out of memory");
+    }
+    h->names[h->n] = sl_strdup(p->name);
+    memcpy(h->shapes + 4 * h->n, p->shape, sizeof(int64_t) * 4);
+    h->ndims[h->n++] = p->ndim;
+    return 0;
+}
+
+void unet_model_hash(unet_model *m, char out[17]) {
+    hash_list h = {0};
+    unet_walk(m, hash_visitor, &h);
+    const int64_t **shapes = sl_malloc(sizeof(int64_t *) * (size_t)(h.n + 1));
+    for (int i = 0; i < h.n; i++) shapes[i] = h.shapes + 4 * i;
+    model_hash(out, (const char *const *)h.names, shapes, h.ndims, h.n);
+    for (int i = 0; i < h.n; i++) free(h.names[i]);
+    free(h.names);
+    free(h.shapes);
+    free(h.ndims);
+    free(shapes);
 }

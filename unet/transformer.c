@@ -1,13 +1,16 @@
 // Transformer2DModel and BasicTransformerBlock forward (diffusers semantics), on f32 arrays.
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/activations.h"
 #include "engine/attention.h"
+#include "engine/error.h"
 #include "engine/linear.h"
 #include "engine/norm.h"
 #include "engine/tensor.h"
+#include "unet/internal.h"
 #include "unet/unet.h"
 
 #define LN_EPS 1e-5f        // BasicTransformerBlock's LayerNorms (diffusers default norm_eps)
@@ -22,14 +25,12 @@ static void trace_out(const unet_trace *t, const char *pre, const char *what, co
     t->fn(t->ctx, name, d, ndim, shape);
 }
 
-// y += x, n elements
-static void add_inplace(float *y, const float *x, int64_t n) {
+void unet_add_inplace(float *y, const float *x, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] += x[i];
 }
 
-// out (N, HW, C) = x (N, C, HW) transposed per image, in cache-sized tiles
-static void nchw_to_nlc(float *out, const float *x, int N, int C, int HW) {
+void unet_nchw_to_nlc(float *out, const float *x, int N, int C, int HW) {
     enum { T = 32 };
 #pragma omp parallel for collapse(3) schedule(static)
     for (int n = 0; n < N; n++)
@@ -43,8 +44,7 @@ static void nchw_to_nlc(float *out, const float *x, int N, int C, int HW) {
             }
 }
 
-// out (N, C, HW) = t (N, HW, C) transposed [+ res (N, C, HW)]
-static void nlc_to_nchw(float *out, const float *t, const float *res, int N, int C, int HW) {
+void unet_nlc_to_nchw(float *out, const float *t, const float *res, int N, int C, int HW) {
     enum { T = 32 };
 #pragma omp parallel for collapse(3) schedule(static)
     for (int n = 0; n < N; n++)
@@ -73,8 +73,8 @@ void tblock_acts_free(tblock_acts *a) {
 // In inference (nothing kept for backward) a buffer is freed as soon as it is dead.
 #define DROP(p) do { if (!keep) { sl_free_aligned(p); (p) = NULL; } } while (0)
 
-void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, int N, int L, int Lc,
-                    tblock_acts *acts, const unet_trace *trace, const char *name) {
+void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua, int N,
+                    int L, int Lc, tblock_acts *acts, const unet_trace *trace, const char *name) {
     const int C = tb->C, D = tb->D, H = tb->heads, Dh = tb->head_dim, F = tb->ff_inner;
     const int M = N * L, Mc = N * Lc;
     const float scale = 1.0f / sqrtf((float)Dh);
@@ -91,9 +91,9 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     a->q1 = sl_alloc_f32((int64_t)M * C);
     a->k1 = sl_alloc_f32((int64_t)M * C);
     a->v1 = sl_alloc_f32((int64_t)M * C);
-    linear_forward(a->q1, a->n1, tb->attn1_q, NULL, M, C, C);
-    linear_forward(a->k1, a->n1, tb->attn1_k, NULL, M, C, C);
-    linear_forward(a->v1, a->n1, tb->attn1_v, NULL, M, C, C);
+    unet_linear_forward(a->q1, a->n1, tb->attn1_q, NULL, tb->ad[TB_ATTN1_Q], ua, M, C, C);
+    unet_linear_forward(a->k1, a->n1, tb->attn1_k, NULL, tb->ad[TB_ATTN1_K], ua, M, C, C);
+    unet_linear_forward(a->v1, a->n1, tb->attn1_v, NULL, tb->ad[TB_ATTN1_V], ua, M, C, C);
     DROP(a->n1);
     a->a1 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
@@ -101,10 +101,10 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     DROP(a->k1);
     DROP(a->v1);
     a->x1 = sl_alloc_f32((int64_t)M * C);
-    linear_forward(a->x1, a->a1, tb->attn1_out_w, tb->attn1_out_b, M, C, C);
+    unet_linear_forward(a->x1, a->a1, tb->attn1_out_w, tb->attn1_out_b, tb->ad[TB_ATTN1_OUT], ua, M, C, C);
     DROP(a->a1);
     trace_out(trace, name, "attn1", a->x1, 3, N, L, C, 0);
-    add_inplace(a->x1, x, (int64_t)M * C);
+    unet_add_inplace(a->x1, x, (int64_t)M * C);
 
     // cross-attention: q from LN2(x1), k/v from the context
     a->n2 = sl_alloc_f32((int64_t)M * C);
@@ -112,22 +112,22 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     a->rstd2 = sl_alloc_f32(M);
     layernorm_forward(a->n2, a->mean2, a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C, LN_EPS);
     a->q2 = sl_alloc_f32((int64_t)M * C);
-    linear_forward(a->q2, a->n2, tb->attn2_q, NULL, M, C, C);
+    unet_linear_forward(a->q2, a->n2, tb->attn2_q, NULL, tb->ad[TB_ATTN2_Q], ua, M, C, C);
     DROP(a->n2);
     a->k2 = sl_alloc_f32((int64_t)Mc * C);
     a->v2 = sl_alloc_f32((int64_t)Mc * C);
-    linear_forward(a->k2, ctx, tb->attn2_k, NULL, Mc, D, C);
-    linear_forward(a->v2, ctx, tb->attn2_v, NULL, Mc, D, C);
+    unet_linear_forward(a->k2, ctx, tb->attn2_k, NULL, tb->ad[TB_ATTN2_K], ua, Mc, D, C);
+    unet_linear_forward(a->v2, ctx, tb->attn2_v, NULL, tb->ad[TB_ATTN2_V], ua, Mc, D, C);
     a->a2 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
     DROP(a->q2);
     DROP(a->k2);
     DROP(a->v2);
     a->x2 = sl_alloc_f32((int64_t)M * C);
-    linear_forward(a->x2, a->a2, tb->attn2_out_w, tb->attn2_out_b, M, C, C);
+    unet_linear_forward(a->x2, a->a2, tb->attn2_out_w, tb->attn2_out_b, tb->ad[TB_ATTN2_OUT], ua, M, C, C);
     DROP(a->a2);
     trace_out(trace, name, "attn2", a->x2, 3, N, L, C, 0);
-    add_inplace(a->x2, a->x1, (int64_t)M * C);
+    unet_add_inplace(a->x2, a->x1, (int64_t)M * C);
     DROP(a->x1);
 
     // feed-forward: out = x2 + W2·GEGLU(W1·LN3(x2))
@@ -136,50 +136,78 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     a->rstd3 = sl_alloc_f32(M);
     layernorm_forward(a->n3, a->mean3, a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C, LN_EPS);
     a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
-    linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, M, C, 2 * F);
+    unet_linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, tb->ad[TB_FF1], ua, M, C, 2 * F);
     DROP(a->n3);
     a->ff_g = sl_alloc_f32((int64_t)M * F);
     geglu_forward(a->ff_g, a->ff_h, M, F);
     DROP(a->ff_h);
-    linear_forward(out, a->ff_g, tb->ff2_w, tb->ff2_b, M, F, C);
+    unet_linear_forward(out, a->ff_g, tb->ff2_w, tb->ff2_b, tb->ad[TB_FF2], ua, M, F, C);
     DROP(a->ff_g);
     trace_out(trace, name, "ff", out, 3, N, L, C, 0);
-    add_inplace(out, a->x2, (int64_t)M * C);
+    unet_add_inplace(out, a->x2, (int64_t)M * C);
     if (!keep) tblock_acts_free(a);
     trace_out(trace, name, "", out, 3, N, L, C, 0);
 }
 
-void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr, int N, int H,
-                         int W, int Lc, const unet_trace *trace, const char *name) {
-    const int C = tr->C, HW = H * W;
+void transformer_acts_free(transformer_acts *a) {
+    for (int k = 0; a->hs && k <= a->n_blocks; k++) sl_free_aligned(a->hs[k]);
+    for (int k = 0; a->blocks && k < a->n_blocks; k++) tblock_acts_free(&a->blocks[k]);
+    free(a->hs);
+    free(a->blocks);
+    memset(a, 0, sizeof *a);
+}
+
+void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                         const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts,
+                         const unet_trace *trace, const char *name) {
+    const int C = tr->C, HW = H * W, nb = tr->n_blocks;
     const int64_t n = (int64_t)N * C * HW;
+    if (acts) {
+        transformer_acts_free(acts);
+        acts->n_blocks = nb;
+        acts->hs = sl_calloc((size_t)nb + 1, sizeof *acts->hs);
+        acts->blocks = sl_calloc((size_t)nb, sizeof *acts->blocks);
+    }
     // GroupNorm, then tokens (N, HW, C); a 1×1 conv proj_in on NCHW equals a Linear on the tokens
     float *gn = sl_alloc_f32(n);
     groupnorm_forward(gn, NULL, NULL, x, tr->norm_w, tr->norm_b, N, C, HW, tr->groups, GN_EPS, 0);
     float *tok = sl_alloc_f32(n);
-    nchw_to_nlc(tok, gn, N, C, HW);
-    float *h = gn;   // reuse
-    linear_forward(h, tok, tr->proj_in_w, tr->proj_in_b, N * HW, C, C);
+    unet_nchw_to_nlc(tok, gn, N, C, HW);
+    float *h = gn;   // reuse (kept as block 0's input in training)
+    unet_linear_forward(h, tok, tr->proj_in_w, tr->proj_in_b, tr->proj_in_ad, ua, N * HW, C, C);
     if (trace && trace->fn) {
         char pre[256];
         snprintf(pre, sizeof pre, "%s.proj_in", name);
         if (tr->linear_proj) {
             trace_out(trace, pre, "", h, 3, N, HW, C, 0);
         } else {   // the conv's output is NCHW
-            nlc_to_nchw(tok, h, NULL, N, C, HW);
+            unet_nlc_to_nchw(tok, h, NULL, N, C, HW);
             trace_out(trace, pre, "", tok, 4, N, C, H, W);
         }
     }
-    float *h2 = tok;
-    for (int k = 0; k < tr->n_blocks; k++) {
-        char pre[256];
-        snprintf(pre, sizeof pre, "%s.transformer_blocks.%d", name, k);
-        tblock_forward(h2, h, ctx, &tr->blocks[k], N, HW, Lc, NULL, trace, pre);
-        float *s = h; h = h2; h2 = s;
+    if (acts) {   // every block's input is kept: blocks write fresh buffers
+        acts->hs[0] = h;
+        for (int k = 0; k < nb; k++) {
+            char pre[256];
+            snprintf(pre, sizeof pre, "%s.transformer_blocks.%d", name ? name : "", k);
+            acts->hs[k + 1] = sl_alloc_f32(n);
+            tblock_forward(acts->hs[k + 1], acts->hs[k], ctx, &tr->blocks[k], ua, N, HW, Lc, &acts->blocks[k], trace,
+                           pre);
+        }
+        h = acts->hs[nb];
+    } else {      // ping-pong between two buffers
+        float *h2 = tok;
+        for (int k = 0; k < nb; k++) {
+            char pre[256];
+            snprintf(pre, sizeof pre, "%s.transformer_blocks.%d", name ? name : "", k);
+            tblock_forward(h2, h, ctx, &tr->blocks[k], ua, N, HW, Lc, NULL, trace, pre);
+            float *s = h; h = h2; h2 = s;
+        }
+        tok = h2;
     }
-    linear_forward(h2, h, tr->proj_out_w, tr->proj_out_b, N * HW, C, C);
-    nlc_to_nchw(out, h2, x, N, C, HW);   // back to NCHW, + the input
-    sl_free_aligned(h);
-    sl_free_aligned(h2);
+    unet_linear_forward(tok, h, tr->proj_out_w, tr->proj_out_b, tr->proj_out_ad, ua, N * HW, C, C);
+    unet_nlc_to_nchw(out, tok, x, N, C, HW);   // back to NCHW, + the input
+    if (!acts) sl_free_aligned(h);
+    sl_free_aligned(tok);
     trace_out(trace, name, "", out, 4, N, C, H, W);
 }

@@ -1,8 +1,11 @@
-// The UNet forward: time embedding, down path collecting skips, mid block, up path consuming
-// them, output head. Buffers are freed as soon as nothing reads them any more, so the largest
-// live set is the skips plus a few (N, C, h, w) activations.
+// The UNet forward: time embedding, conv_in, then the layers as a sequence of ops (down path
+// collecting skips, mid block, up path consuming them), then the output head. One code path
+// serves inference (buffers freed as soon as nothing reads them, so the largest live set is the
+// skips plus a few (N, C, h, w) activations) and training (everything backward needs is kept
+// in a tape, see unet/backward.c).
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/activations.h"
@@ -13,6 +16,7 @@
 #include "engine/resample.h"
 #include "engine/tensor.h"
 #include "engine/timestep.h"
+#include "unet/internal.h"
 #include "unet/unet.h"
 
 static void trace4(const unet_trace *t, const float *d, int64_t N, int64_t C, int64_t H, int64_t W, const char *fmt,
@@ -29,184 +33,257 @@ static void trace4(const unet_trace *t, const float *d, int64_t N, int64_t C, in
     t->fn(t->ctx, name, d, W ? 4 : 2, shape);
 }
 
-// out (N, Ca+Cb, HW) = [a (N, Ca, HW), b (N, Cb, HW)] along channels
-static void concat_channels(float *out, const float *a, int Ca, const float *b, int Cb, int N, int HW) {
+void unet_concat_channels(float *out, const float *a, int Ca, const float *b, int Cb, int N, int HW) {
     for (int n = 0; n < N; n++) {
         memcpy(out + (int64_t)n * (Ca + Cb) * HW, a + (int64_t)n * Ca * HW, sizeof(float) * (size_t)Ca * HW);
         memcpy(out + ((int64_t)n * (Ca + Cb) + Ca) * HW, b + (int64_t)n * Cb * HW, sizeof(float) * (size_t)Cb * HW);
     }
 }
 
-static float *conv(const float *x, const float *w, const float *b, int N, int C_in, int H, int W, int C_out, int k,
-                   int stride) {
-    conv2d_shape s = {.N = N, .C_in = C_in, .H = H, .W = W, .C_out = C_out, .k = k, .stride = stride, .pad = k / 2};
-    float *out = sl_alloc_f32((int64_t)N * C_out * conv2d_out_h(s) * conv2d_out_w(s));
-    conv2d_forward(out, x, w, b, s);
-    return out;
-}
-
-// A stack of skip activations (the outputs of conv_in and every down layer) with their sizes.
-typedef struct {
-    float *data[3 * UNET_MAX_LEVELS + 2];
-    int C[3 * UNET_MAX_LEVELS + 2], H[3 * UNET_MAX_LEVELS + 2], W[3 * UNET_MAX_LEVELS + 2];
-    int n;
-} skip_stack;
-
-static void push(skip_stack *sk, float *d, int C, int H, int W) {
-    sk->data[sk->n] = d;
-    sk->C[sk->n] = C;
-    sk->H[sk->n] = H;
-    sk->W[sk->n++] = W;
-}
-
-// out (N, C, Ho, Wo) = the top-left Ho×Wo of x (N, C, H, W)
-static void crop(float *out, const float *x, int N, int C, int H, int W, int Ho, int Wo) {
+// For sizes that are not multiples of 2^(levels-1), diffusers interpolates to the size of the
+// skip the next block takes, which equals the top-left crop of the 2× upsample.
+void unet_upsample_to(float *out, const float *x, int N, int C, int H, int W, int Ho, int Wo) {
+    if (Ho == 2 * H && Wo == 2 * W) {
+        upsample_nearest2x_forward(out, x, N, C, H, W);
+        return;
+    }
+    float *u = sl_alloc_f32((int64_t)N * C * 4 * H * W);
+    upsample_nearest2x_forward(u, x, N, C, H, W);
 #pragma omp parallel for schedule(static)
     for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
-        for (int y = 0; y < Ho; y++) memcpy(out + (nc * Ho + y) * Wo, x + (nc * H + y) * W, sizeof(float) * (size_t)Wo);
+        for (int y = 0; y < Ho; y++)
+            memcpy(out + (nc * Ho + y) * Wo, u + (nc * 2 * H + y) * 2 * W, sizeof(float) * (size_t)Wo);
+    sl_free_aligned(u);
+}
+
+// ---------------------------------------------------------------- the op sequence
+
+static unet_op *add_op(unet_tape *T, unet_op_kind kind, int part, int i, int j, int C_in, int C_out, int H, int W,
+                       int Ho, int Wo) {
+    unet_op *op = &T->ops[T->n_ops++];
+    *op = (unet_op){.kind = kind, .part = part, .i = i, .j = j, .C_in = C_in, .C_out = C_out, .H = H, .W = W,
+                    .Ho = Ho, .Wo = Wo, .skip = -1, .out_skip = -1};
+    return op;
+}
+
+// Lays out the ops for an h×w latent: channels, sizes, and which outputs are skips.
+static void plan_ops(unet_tape *T, const unet_model *m, int h, int w) {
+    const unet_config *c = &m->cfg;
+    int C = c->block_out_channels[0], H = h, W = w;
+    int sC[UNET_MAX_SKIPS], sH[UNET_MAX_SKIPS], sW[UNET_MAX_SKIPS], ns = 0;   // the skip stack's sizes
+    sC[ns] = C, sH[ns] = H, sW[ns++] = W;                                       // skip 0: conv_in's output
+    for (int i = 0; i < c->n_levels; i++) {
+        const unet_block *b = &m->down[i];
+        for (int j = 0; j < b->n_res; j++) {
+            unet_op *op = add_op(T, OP_RESNET, 0, i, j, C, b->res[j].C_out, H, W, H, W);
+            C = b->res[j].C_out;
+            if (b->has_attn) op = add_op(T, OP_TRANSFORMER, 0, i, j, C, C, H, W, H, W);
+            op->out_skip = ns;
+            sC[ns] = C, sH[ns] = H, sW[ns++] = W;
+        }
+        if (b->has_resample) {   // stride 2, padding 1: ceil(H / 2)
+            unet_op *op = add_op(T, OP_DOWNSAMPLE, 0, i, 0, C, C, H, W, (H + 1) / 2, (W + 1) / 2);
+            H = op->Ho, W = op->Wo;
+            op->out_skip = ns;
+            sC[ns] = C, sH[ns] = H, sW[ns++] = W;
+        }
+    }
+    add_op(T, OP_RESNET, 1, 0, 0, C, C, H, W, H, W);
+    add_op(T, OP_TRANSFORMER, 1, 0, 0, C, C, H, W, H, W);
+    add_op(T, OP_RESNET, 1, 0, 1, C, C, H, W, H, W);
+    for (int i = 0; i < c->n_levels; i++) {
+        const unet_block *b = &m->up[i];
+        for (int j = 0; j < b->n_res; j++) {   // each resnet takes [h, skip] along channels
+            unet_op *op = add_op(T, OP_RESNET, 2, i, j, C, b->res[j].C_out, H, W, H, W);
+            op->skip = --ns;
+            op->Cs = sC[ns];
+            C = b->res[j].C_out;
+            if (b->has_attn) add_op(T, OP_TRANSFORMER, 2, i, j, C, C, H, W, H, W);
+        }
+        if (b->has_resample) {   // nearest 2× to the size of the skip the next block takes
+            unet_op *op = add_op(T, OP_UPSAMPLE, 2, i, 0, C, C, H, W, sH[ns - 1], sW[ns - 1]);
+            H = op->Ho, W = op->Wo;
+        }
+    }
+    T->n_skips = 0;
+}
+
+void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const float *skip, const float *temb_silu,
+                     const float *ctx, const unet_adapt *ua, int N, int L, int keep, int out_too,
+                     const unet_trace *trace) {
+    const int64_t n_out = (int64_t)N * op->C_out * op->Ho * op->Wo;
+    if (out_too) op->out = sl_alloc_f32(n_out);
+    switch (op->kind) {
+    case OP_RESNET: {
+        const resnet_block *rb = unet_op_resnet(m, op);
+        const float *x = in;
+        float *cat = NULL;
+        if (skip) {
+            cat = sl_alloc_f32((int64_t)N * (op->C_in + op->Cs) * op->H * op->W);
+            unet_concat_channels(cat, in, op->C_in, skip, op->Cs, N, op->H * op->W);
+            x = cat;
+        }
+        if (keep) resnet_forward_train(out_too ? op->out : NULL, x, temb_silu, rb, N, op->H, op->W, &op->ra);
+        else resnet_forward(op->out, x, temb_silu, rb, N, op->H, op->W);
+        sl_free_aligned(cat);
+        break;
+    }
+    case OP_TRANSFORMER: {
+        char name[64];
+        if (op->part == 1) snprintf(name, sizeof name, "mid_block.attentions.0");
+        else snprintf(name, sizeof name, "%s_blocks.%d.attentions.%d", op->part ? "up" : "down", op->i, op->j);
+        float *out = out_too ? op->out : sl_alloc_f32(n_out);
+        transformer_forward(out, in, ctx, unet_op_transformer(m, op), ua, N, op->H, op->W, L, keep ? &op->ta : NULL,
+                            trace, name);
+        if (!out_too) sl_free_aligned(out);
+        break;
+    }
+    case OP_DOWNSAMPLE:
+        if (out_too) {
+            const unet_block *b = unet_op_block(m, op);
+            conv2d_forward(op->out, in, b->resample_w, b->resample_b,
+                           (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
+        }
+        break;
+    case OP_UPSAMPLE:
+        if (out_too) {
+            const unet_block *b = unet_op_block(m, op);
+            float *u = sl_alloc_f32((int64_t)N * op->C_in * op->Ho * op->Wo);
+            unet_upsample_to(u, in, N, op->C_in, op->H, op->W, op->Ho, op->Wo);
+            conv2d_forward(op->out, u, b->resample_w, b->resample_b,
+                           (conv2d_shape){N, op->C_in, op->Ho, op->Wo, op->C_out, 3, 1, 1});
+            sl_free_aligned(u);
+        }
+        break;
+    }
+}
+
+// ---------------------------------------------------------------- the forward
+
+static const char *PART[] = {"down_blocks", "mid_block", "up_blocks"};
+
+// tp == NULL: inference. Otherwise tp (zeroed, with checkpoint set) receives the tape.
+static int unet_run(float *out, const float *x, const float *t, const float *context, int N, int h, int w, int L,
+                    const unet_model *m, const unet_trace *trace, unet_tape *tp) {
+    const unet_config *c = &m->cfg;
+    const int C0 = c->block_out_channels[0], T = c->time_embed_dim;
+    if (N < 1 || L < 1 || h < 1 || w < 1) return sl_error(NULL, "UNet input: empty batch, context or latent");
+    if ((int64_t)N * h * w > (1 << 30) / 8 || (int64_t)N * L > (1 << 24))
+        return sl_error(NULL, "UNet input: batch %d × %d×%d latents or %d context tokens is too large", N, h, w, L);
+    const int infer = tp == NULL, keep = tp && !tp->checkpoint;
+    unet_tape *tape = tp ? tp : sl_calloc(1, sizeof *tape);
+    *tape = (unet_tape){.m = m, .N = N, .h = h, .w = w, .L = L, .checkpoint = tape->checkpoint,
+                        .ua = unet_adapter_state(m), .x = x, .t = t, .ctx = context};
+
+    // time embedding: temb_silu (N, T) = SiLU(linear_2(SiLU(linear_1(sinusoids(t)))))
+    float *tproj = sl_alloc_f32((int64_t)N * C0);
+    timestep_embedding(tproj, t, N, C0, c->flip_sin_to_cos, c->freq_shift);
+    trace4(trace, tproj, N, C0, 0, 0, "time_proj");
+    float *e1 = sl_alloc_f32((int64_t)N * T), *s1 = sl_alloc_f32((int64_t)N * T);
+    linear_forward(e1, tproj, m->time_w1, m->time_b1, N, C0, T);
+    silu_forward(s1, e1, (int64_t)N * T);
+    float *temb = sl_alloc_f32((int64_t)N * T), *temb_silu = sl_alloc_f32((int64_t)N * T);
+    linear_forward(temb, s1, m->time_w2, m->time_b2, N, T, T);
+    trace4(trace, temb, N, T, 0, 0, "time_embedding");
+    silu_forward(temb_silu, temb, (int64_t)N * T);   // every resnet applies SiLU before its projection
+    sl_free_aligned(s1);
+    tape->tp = tproj, tape->e1 = e1, tape->temb = temb, tape->temb_silu = temb_silu;
+
+    // conv_in
+    const float *xin = x;
+    if (c->center_input_sample) {
+        int64_t n = (int64_t)N * c->in_channels * h * w;
+        tape->xin = sl_alloc_f32(n);
+        for (int64_t i = 0; i < n; i++) tape->xin[i] = 2.0f * x[i] - 1.0f;
+        xin = tape->xin;
+    }
+    tape->c0 = sl_alloc_f32((int64_t)N * C0 * h * w);
+    conv2d_forward(tape->c0, xin, m->conv_in_w, m->conv_in_b,
+                   (conv2d_shape){N, c->in_channels, h, w, C0, c->conv_in_kernel, 1, c->conv_in_kernel / 2});
+    if (infer) {
+        sl_free_aligned(tape->xin);
+        tape->xin = NULL;
+    }
+    trace4(trace, tape->c0, N, C0, h, w, "conv_in");
+
+    // the layers; skip k is the output of the op with out_skip == k (skip 0: conv_in's)
+    plan_ops(tape, m, h, w);
+    int skip_owner[UNET_MAX_SKIPS];
+    tape->skips[0] = tape->c0;
+    skip_owner[0] = -1;
+    const float *cur = tape->c0;
+    for (int k = 0; k < tape->n_ops; k++) {
+        unet_op *op = &tape->ops[k];
+        const float *skip = op->skip >= 0 ? tape->skips[op->skip] : NULL;
+        unet_op_forward(op, m, cur, skip, temb_silu, context, &tape->ua, N, L, keep, 1, trace);
+        if (op->out_skip >= 0) {
+            tape->skips[op->out_skip] = op->out;
+            skip_owner[op->out_skip] = k;
+        }
+        if (op->kind == OP_RESNET && op->part != 1)
+            trace4(trace, op->out, N, op->C_out, op->Ho, op->Wo, "%s.%d.resnets.%d", PART[op->part], op->i, op->j);
+        if (k == tape->n_ops - 1 || tape->ops[k + 1].part != op->part || tape->ops[k + 1].i != op->i) {
+            if (op->part == 1) trace4(trace, op->out, N, op->C_out, op->Ho, op->Wo, "mid_block");
+            else trace4(trace, op->out, N, op->C_out, op->Ho, op->Wo, "%s.%d", PART[op->part], op->i);
+        }
+        if (infer) {   // the input is dead unless it is a skip; a consumed skip is dead
+            if (k > 0 && tape->ops[k - 1].out_skip < 0) {
+                sl_free_aligned(tape->ops[k - 1].out);
+                tape->ops[k - 1].out = NULL;
+            }
+            if (skip) {
+                int o = skip_owner[op->skip];
+                sl_free_aligned(tape->skips[op->skip]);
+                tape->skips[op->skip] = NULL;
+                if (o >= 0) tape->ops[o].out = NULL;
+                else tape->c0 = NULL;
+            }
+        }
+        cur = op->out;
+    }
+
+    // output head: conv_out(SiLU(GroupNorm(h)))
+    const int64_t n0 = (int64_t)N * C0 * h * w;
+    float *g = sl_alloc_f32(n0);
+    if (trace && trace->fn) {   // the trace wants the GroupNorm output before the SiLU
+        groupnorm_forward(g, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w, c->norm_num_groups, c->norm_eps, 0);
+        trace4(trace, g, N, C0, h, w, "conv_norm_out");
+        silu_forward(g, g, n0);
+    } else {
+        groupnorm_forward(g, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w, c->norm_num_groups, c->norm_eps, 1);
+    }
+    conv2d_forward(out, g, m->conv_out_w, m->conv_out_b,
+                   (conv2d_shape){N, C0, h, w, c->out_channels, c->conv_out_kernel, 1, c->conv_out_kernel / 2});
+    sl_free_aligned(g);
+    trace4(trace, out, N, c->out_channels, h, w, "conv_out");
+    if (infer) unet_tape_free(tape);
+    return 0;
 }
 
 int unet_forward(float *out, const float *x, const float *t, const float *context, int N, int h, int w, int L,
                  const unet_model *m, const unet_trace *trace) {
-    const unet_config *c = &m->cfg;
-    const int n_lv = c->n_levels, C0 = c->block_out_channels[0], T = c->time_embed_dim;
-    if (N < 1 || L < 1 || h < 1 || w < 1) return sl_error(NULL, "UNet input: empty batch, context or latent");
-    if ((int64_t)N * h * w > (1 << 30) / 8 || (int64_t)N * L > (1 << 24))
-        return sl_error(NULL, "UNet input: batch %d × %d×%d latents or %d context tokens is too large", N, h, w, L);
+    return unet_run(out, x, t, context, N, h, w, L, m, trace, NULL);
+}
 
-    // time embedding: temb_silu (N, T) = SiLU(linear_2(SiLU(linear_1(sinusoids(t)))))
-    float *tp = sl_alloc_f32((int64_t)N * C0);
-    timestep_embedding(tp, t, N, C0, c->flip_sin_to_cos, c->freq_shift);
-    trace4(trace, tp, N, C0, 0, 0, "time_proj");
-    float *e1 = sl_alloc_f32((int64_t)N * T);
-    linear_forward(e1, tp, m->time_w1, m->time_b1, N, C0, T);
-    silu_forward(e1, e1, (int64_t)N * T);
-    float *temb = sl_alloc_f32((int64_t)N * T);
-    linear_forward(temb, e1, m->time_w2, m->time_b2, N, T, T);
-    trace4(trace, temb, N, T, 0, 0, "time_embedding");
-    silu_forward(temb, temb, (int64_t)N * T);   // every resnet applies SiLU before its projection
-    sl_free_aligned(tp);
-    sl_free_aligned(e1);
-
-    // conv_in
-    const float *xin = x;
-    float *centered = NULL;
-    if (c->center_input_sample) {
-        int64_t n = (int64_t)N * c->in_channels * h * w;
-        centered = sl_alloc_f32(n);
-        for (int64_t i = 0; i < n; i++) centered[i] = 2.0f * x[i] - 1.0f;
-        xin = centered;
+unet_tape *unet_forward_train(float *out, const float *x, const float *t, const float *context, int N, int h, int w,
+                              int L, const unet_model *m, int checkpoint) {
+    unet_tape *tape = sl_calloc(1, sizeof *tape);
+    tape->checkpoint = checkpoint != 0;
+    if (unet_run(out, x, t, context, N, h, w, L, m, NULL, tape) != 0) {
+        free(tape);
+        return NULL;
     }
-    int H = h, W = w;
-    float *cur = conv(xin, m->conv_in_w, m->conv_in_b, N, c->in_channels, H, W, C0, c->conv_in_kernel, 1);
-    sl_free_aligned(centered);
-    trace4(trace, cur, N, C0, H, W, "conv_in");
-    int C = C0;
+    return tape;
+}
 
-    // down path: every layer's output is a skip for the up path
-    skip_stack sk = {.n = 0};
-    push(&sk, cur, C, H, W);
-    for (int i = 0; i < n_lv; i++) {
-        const unet_block *b = &m->down[i];
-        for (int j = 0; j < b->n_res; j++) {
-            const resnet_block *rb = &b->res[j];
-            float *r = sl_alloc_f32((int64_t)N * rb->C_out * H * W);
-            resnet_forward(r, cur, temb, rb, N, H, W);
-            C = rb->C_out;
-            trace4(trace, r, N, C, H, W, "down_blocks.%d.resnets.%d", i, j);
-            if (b->has_attn) {
-                float *a = sl_alloc_f32((int64_t)N * C * H * W);
-                char name[64];
-                snprintf(name, sizeof name, "down_blocks.%d.attentions.%d", i, j);
-                transformer_forward(a, r, context, &b->attn[j], N, H, W, L, trace, name);
-                sl_free_aligned(r);
-                r = a;
-            }
-            cur = r;
-            push(&sk, cur, C, H, W);
-        }
-        if (b->has_resample) {
-            cur = conv(cur, b->resample_w, b->resample_b, N, C, H, W, C, 3, 2);
-            H = (H + 1) / 2;   // stride 2, padding 1: ceil(H / 2)
-            W = (W + 1) / 2;
-            push(&sk, cur, C, H, W);
-        }
-        trace4(trace, cur, N, C, H, W, "down_blocks.%d", i);
+void unet_tape_free(unet_tape *T) {
+    if (!T) return;
+    for (int k = 0; k < T->n_ops; k++) {
+        sl_free_aligned(T->ops[k].out);
+        resnet_acts_free(&T->ops[k].ra);
+        transformer_acts_free(&T->ops[k].ta);
     }
-
-    // mid block: resnet, transformer, resnet
-    float *r0 = sl_alloc_f32((int64_t)N * C * H * W);
-    resnet_forward(r0, cur, temb, &m->mid_res[0], N, H, W);
-    float *a = sl_alloc_f32((int64_t)N * C * H * W);
-    transformer_forward(a, r0, context, &m->mid_attn, N, H, W, L, trace, "mid_block.attentions.0");
-    resnet_forward(r0, a, temb, &m->mid_res[1], N, H, W);
-    sl_free_aligned(a);
-    cur = r0;   // owned here (not a skip)
-    trace4(trace, cur, N, C, H, W, "mid_block");
-
-    // up path: each resnet takes [h, skip] concatenated along channels
-    for (int i = 0; i < n_lv; i++) {
-        const unet_block *b = &m->up[i];
-        for (int j = 0; j < b->n_res; j++) {
-            const resnet_block *rb = &b->res[j];
-            float *s = sk.data[--sk.n];
-            int Cs = sk.C[sk.n];   // same H, W as cur
-            float *cat = sl_alloc_f32((int64_t)N * (C + Cs) * H * W);
-            concat_channels(cat, cur, C, s, Cs, N, H * W);
-            sl_free_aligned(cur);
-            sl_free_aligned(s);
-            float *r = sl_alloc_f32((int64_t)N * rb->C_out * H * W);
-            resnet_forward(r, cat, temb, rb, N, H, W);
-            sl_free_aligned(cat);
-            C = rb->C_out;
-            trace4(trace, r, N, C, H, W, "up_blocks.%d.resnets.%d", i, j);
-            if (b->has_attn) {
-                float *at = sl_alloc_f32((int64_t)N * C * H * W);
-                char name[64];
-                snprintf(name, sizeof name, "up_blocks.%d.attentions.%d", i, j);
-                transformer_forward(at, r, context, &b->attn[j], N, H, W, L, trace, name);
-                sl_free_aligned(r);
-                r = at;
-            }
-            cur = r;
-        }
-        if (b->has_resample) {
-            // nearest 2× to the size of the skip the next block takes: for sizes that are not
-            // multiples of 2^(levels-1), diffusers interpolates to that size, which equals the
-            // top-left crop of the 2× upsample
-            int Ht = sk.H[sk.n - 1], Wt = sk.W[sk.n - 1];
-            float *u = sl_alloc_f32((int64_t)N * C * 4 * H * W);
-            upsample_nearest2x_forward(u, cur, N, C, H, W);
-            sl_free_aligned(cur);
-            if (Ht != 2 * H || Wt != 2 * W) {
-                float *c2 = sl_alloc_f32((int64_t)N * C * Ht * Wt);
-                crop(c2, u, N, C, 2 * H, 2 * W, Ht, Wt);
-                sl_free_aligned(u);
-                u = c2;
-            }
-            H = Ht;
-            W = Wt;
-            cur = conv(u, b->resample_w, b->resample_b, N, C, H, W, C, 3, 1);
-            sl_free_aligned(u);
-        }
-        trace4(trace, cur, N, C, H, W, "up_blocks.%d", i);
-    }
-
-    // output head: conv_out(SiLU(GroupNorm(h)))
-    float *g = sl_alloc_f32((int64_t)N * C * H * W);
-    if (trace && trace->fn) {   // the trace wants the GroupNorm output before the SiLU
-        groupnorm_forward(g, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C, H * W, c->norm_num_groups, c->norm_eps, 0);
-        trace4(trace, g, N, C, H, W, "conv_norm_out");
-        silu_forward(g, g, (int64_t)N * C * H * W);
-    } else {
-        groupnorm_forward(g, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C, H * W, c->norm_num_groups, c->norm_eps, 1);
-    }
-    sl_free_aligned(cur);
-    conv2d_shape s = {.N = N, .C_in = C, .H = H, .W = W, .C_out = c->out_channels, .k = c->conv_out_kernel, .stride = 1,
-                      .pad = c->conv_out_kernel / 2};
-    conv2d_forward(out, g, m->conv_out_w, m->conv_out_b, s);
-    sl_free_aligned(g);
-    sl_free_aligned(temb);
-    trace4(trace, out, N, c->out_channels, H, W, "conv_out");
-    return 0;
+    float *bufs[] = {T->xin, T->tp, T->e1, T->temb, T->temb_silu, T->c0};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) sl_free_aligned(bufs[i]);
+    free(T);
 }

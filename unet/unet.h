@@ -7,9 +7,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/adapter.h"
+#include "engine/adapter_set.h"
 #include "engine/params.h"
 #include "engine/resnet.h"
 #include "unet/config.h"
+
+// The Linear layers of a BasicTransformerBlock, in forward order (indices of unet_tblock.ad).
+enum {
+    TB_ATTN1_Q, TB_ATTN1_K, TB_ATTN1_V, TB_ATTN1_OUT,
+    TB_ATTN2_Q, TB_ATTN2_K, TB_ATTN2_V, TB_ATTN2_OUT,
+    TB_FF1, TB_FF2,
+    TB_N_LINEARS
+};
 
 // BasicTransformerBlock: LN -> self-attention, LN -> cross-attention on the context,
 // LN -> GEGLU feed-forward; each with a residual. Linear weights are (d_out, d_in).
@@ -25,6 +35,7 @@ typedef struct {
     float *norm3_w, *norm3_b;                   // (C)
     float *ff1_w, *ff1_b;                       // (2F, C), (2F): GEGLU projection [value | gate]
     float *ff2_w, *ff2_b;                       // (C, F), (C)
+    adapter *ad[TB_N_LINEARS];                  // attached adapters (not owned), NULL: plain Linear
 } unet_tblock;
 
 // Transformer2DModel: GroupNorm (eps 1e-6) -> proj_in -> blocks -> proj_out -> + input.
@@ -35,6 +46,7 @@ typedef struct {
     float *proj_in_w, *proj_in_b;               // (C, C), (C)
     float *proj_out_w, *proj_out_b;             // (C, C), (C)
     unet_tblock *blocks;                        // (n_blocks)
+    adapter *proj_in_ad, *proj_out_ad;          // attached adapters (not owned) or NULL
 } unet_transformer;
 
 // One down or up block: n_res resnets, each followed by a transformer when has_attn, then an
@@ -58,6 +70,8 @@ typedef struct {
     unet_block up[UNET_MAX_LEVELS];             // up[0] is the deepest
     float *norm_out_w, *norm_out_b;             // (C0)
     float *conv_out_w, *conv_out_b;             // (C_out, C0, k, k), (C_out)
+    adapter_set *adapters;                      // attached by unet_attach_adapters (not owned), or NULL
+    float adapter_scale;                        // strength of the attached adapters (1)
 } unet_model;
 
 // ---- structure and parameters (unet/params.c)
@@ -84,6 +98,52 @@ int unet_weight_name_map(const char *diffusers_name, char *out, size_t len, cons
 // detection from shapes. F32/F16/BF16 files are widened to f32. NULL with sl_error.
 unet_model *unet_load(const char *path, const char *config_dir, const char *variant);
 
+// ---- Linear modules and adapters (unet/params.c, unet/adapters.c)
+// The Linear layers of the transformers (every module adapters and LoRA files can target):
+// attn1/attn2 to_q, to_k, to_v, to_out.0, ff.net.0.proj, ff.net.2 of every BasicTransformerBlock
+// and proj_in/proj_out of every Transformer2DModel (SD 1.x's 1×1 convs are Linears over channels:
+// their (C, C, 1, 1) weight is the (C, C) matrix).
+typedef struct {
+    const char *path;       // diffusers module path, e.g. down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k
+    int d_in, d_out;
+    float **weight;         // where the model keeps W (d_out, d_in)
+    float **bias;           // (d_out), or NULL when the layer has none (to_q, to_k, to_v)
+    adapter **adapter;      // the layer's adapter slot (unet_attach_adapters sets it)
+} unet_linear;
+// Called once per Linear module in a fixed order; l->path is valid during the call only.
+// A nonzero return stops the walk and is returned by it.
+typedef int (*unet_linear_visitor)(void *ctx, const unet_linear *l);
+// The one enumeration of Linear modules (built by the same walk as unet_walk's names).
+int unet_walk_linears(unet_model *m, unet_linear_visitor fn, void *ctx);
+// 16 hex digits: model_hash over the diffusers names and shapes of every UNet parameter.
+void unet_model_hash(unet_model *m, char out[17]);
+
+// Binds every slot of `s` to its Linear module (by module path): fixes and checks each adapter's
+// layer shape (adapter_bind_shape) and sets the module's adapter pointer. A slot that names no
+// Linear of this UNet is an error naming it (and `path`, the adapter file). A base-model hash
+// that differs from this UNet's is only a warning. scale multiplies the adapters' effect (1 =
+// as trained; DoRA interpolates between the base and the adapted layer). s == NULL detaches.
+// The set is not owned and must outlive its use; its step (so u(t)) is read at every forward.
+int unet_attach_adapters(unet_model *m, adapter_set *s, float scale, const char *path);
+
+// The adapter values a forward uses, fixed for one forward and its backward: u = the SingLoRA
+// ramp u(t) of the attached set at its current optimizer step (never advanced by forwards or
+// recomputation), and the strength.
+typedef struct {
+    float u, scale;
+} unet_adapt;
+unet_adapt unet_adapter_state(const unet_model *m);
+
+// y (M, d_out) = x (M, d_in)·Wᵀ + b through adapter `a` when one is attached (a == NULL: the
+// plain Linear). ua == NULL means u = scale = 1.
+void unet_linear_forward(float *y, const float *x, const float *w, const float *b, const adapter *a,
+                         const unet_adapt *ua, int M, int d_in, int d_out);
+// Accumulates dx (M, d_in), dw (d_out, d_in), db (d_out) (each may be NULL: a frozen W costs no
+// dW GEMM) and the adapter's gradients when it has gradient buffers (adapter_alloc_grads).
+// W0's gradient under a DoRA adapter is not defined here (unet_backward refuses it).
+void unet_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                          adapter *a, const unet_adapt *ua, int M, int d_in, int d_out);
+
 // ---- forward (unet/unet.c, unet/transformer.c)
 // Optional hook that sees intermediate outputs by diffusers module name ("conv_in",
 // "down_blocks.0.resnets.0", "mid_block", ...); data is only valid during the call.
@@ -94,8 +154,9 @@ typedef struct {
 
 // out (N, C_out, h, w) = unet(x (N, C_in, h, w), t (N), context (N, L, D)), D the config's
 // cross_attention_dim. Any h, w: sizes that are not multiples of 2^(levels-1) are handled as
-// diffusers does (stride-2 convs round up, upsampling matches the skip's size).
-// Returns 0, or -1 with sl_error for shapes the model cannot take.
+// diffusers does (stride-2 convs round up, upsampling matches the skip's size). Attached
+// adapters apply (unet_attach_adapters). Returns 0, or -1 with sl_error for shapes the model
+// cannot take.
 int unet_forward(float *out, const float *x, const float *t, const float *context, int N, int h, int w, int L,
                  const unet_model *m, const unet_trace *trace);
 
@@ -115,10 +176,61 @@ typedef struct {
 } tblock_acts;
 void tblock_acts_free(tblock_acts *a);
 
+// What a Transformer2DModel's backward needs: each block's input and activations. The
+// GroupNorm and proj_in input are recomputed from the transformer's input.
+typedef struct {
+    int n_blocks;
+    float **hs;                                 // (n_blocks + 1) × (N·HW, C): block k's input; hs[n_blocks] feeds proj_out
+    tblock_acts *blocks;                        // (n_blocks)
+} transformer_acts;
+void transformer_acts_free(transformer_acts *a);
+
 // out (N, L, C) = block(x (N, L, C), ctx (N, Lc, D)). out may not alias x. With acts == NULL
-// (inference) intermediates are freed as soon as they are dead.
-void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, int N, int L, int Lc,
-                    tblock_acts *acts, const unet_trace *trace, const char *name);
-// out (N, C, H, W) = transformer(x (N, C, H, W), ctx (N, Lc, D)).
-void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr, int N, int H,
-                         int W, int Lc, const unet_trace *trace, const char *name);
+// (inference) intermediates are freed as soon as they are dead. ua: adapter values (NULL: u = 1).
+void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua, int N,
+                    int L, int Lc, tblock_acts *acts, const unet_trace *trace, const char *name);
+// out (N, C, H, W) = transformer(x (N, C, H, W), ctx (N, Lc, D)); acts as for tblock_forward.
+void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                         const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts,
+                         const unet_trace *trace, const char *name);
+
+// ---- backward (unet/transformer_backward.c, unet/backward.c)
+// Gradients of parameters live in a "gradient mirror": a unet_model of the same structure
+// whose parameter pointers are f32 gradient buffers (same shapes), or NULL for frozen
+// parameters, which then get no weight-gradient GEMM at all. A NULL mirror freezes everything.
+
+// dx (N, L, C) += dL/dx, dctx (N, Lc, D) += dL/dctx (NULL: not needed; the k/v projections are
+// then skipped unless they train), g's non-NULL buffers += their gradients (g may be NULL),
+// attached adapters' gradient buffers += theirs. dout (N, L, C), acts from tblock_forward.
+void tblock_backward(float *dx, float *dctx, unet_tblock *g, const float *dout, const float *x, const float *ctx,
+                     const unet_tblock *tb, const unet_adapt *ua, const tblock_acts *acts, int N, int L, int Lc);
+// The same for a Transformer2DModel: dx (N, C, H, W) += ..., dout (N, C, H, W).
+void transformer_backward(float *dx, float *dctx, unet_transformer *g, const float *dout, const float *x,
+                          const float *ctx, const unet_transformer *tr, const unet_adapt *ua,
+                          const transformer_acts *acts, int N, int H, int W, int Lc);
+
+// A gradient mirror of m with zeroed buffers for the parameters `params` selects: NULL, "" or
+// "none" (nothing), "all" (full fine-tuning), or a comma-separated list of diffusers parameter
+// names, each exact or a shell pattern (`*.attn2.to_k.weight`; fnmatch). An item that matches no
+// parameter is an error naming it. Free with unet_free.
+unet_model *unet_grads_new(const unet_model *m, const char *params);
+// Zeroes every gradient buffer of a mirror (between optimizer steps).
+void unet_grads_zero(unet_model *g);
+// Number of parameters (floats) with gradient buffers.
+int64_t unet_grads_count(unet_model *g);
+
+// A training forward's record (unet/backward.c): every layer's input and, without gradient
+// checkpointing, every layer's activations; with it, the activations are recomputed per layer in
+// backward from the kept input (the same code, so the same bits).
+typedef struct unet_tape unet_tape;
+// out = unet_forward(...) (same values) and the tape for unet_backward. x, t, context must stay
+// alive and unchanged until unet_tape_free. NULL with sl_error for bad shapes.
+unet_tape *unet_forward_train(float *out, const float *x, const float *t, const float *context, int N, int h, int w,
+                              int L, const unet_model *m, int checkpoint);
+// From dout = dL/dout (N, C_out, h, w): dx (N, C_in, h, w) += dL/dx and dcontext (N, L, D) +=
+// dL/dcontext (each may be NULL), grads (a mirror of the model, may be NULL) += parameter
+// gradients, attached adapters with gradient buffers += theirs. The timestep is not
+// differentiated. Uses the tape up (frees activations as it goes): call once per tape.
+// 0, or -1 with sl_error (a used tape, a W0 gradient under a DoRA adapter).
+int unet_backward(float *dx, float *dcontext, unet_model *grads, const float *dout, unet_tape *tape);
+void unet_tape_free(unet_tape *tape);

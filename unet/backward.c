@@ -1,0 +1,198 @@
+// The UNet backward: the training forward's ops in reverse (unet/unet.c lays them out), with
+// the output head first and conv_in and the time embedding last. The gradient of a down-path
+// output that is also a skip is the sum of what its next layer and its up-path resnet send
+// back. Under gradient checkpointing each op's activations are recomputed from its kept input
+// right before its backward, by the same code the forward ran, so gradients are bit-identical.
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/activations.h"
+#include "engine/conv2d.h"
+#include "engine/error.h"
+#include "engine/linear.h"
+#include "engine/norm.h"
+#include "engine/resample.h"
+#include "engine/tensor.h"
+#include "unet/internal.h"
+#include "unet/unet.h"
+
+#define G(f) (g ? g->f : NULL)
+
+static float *zeros(int64_t n) {
+    float *p = sl_alloc_f32(n);
+    memset(p, 0, sizeof(float) * (size_t)n);
+    return p;
+}
+
+// W0 of a layer with a DoRA adapter has no gradient here (its norm couples W0 and the adapter).
+typedef struct {
+    char *trains;   // per Linear module, in walk order: 1 when the mirror has its weight buffer
+    int n, cap, k;
+    const char *bad;
+} dora_check;
+
+static int collect_trained(void *ctx, const unet_linear *l) {
+    dora_check *d = ctx;
+    if (d->n == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 256;
+        d->trains = realloc(d->trains, (size_t)d->cap);
+        if (!d->trains) sl_die(NULL, "out of memory");
+    }
+    d->trains[d->n++] = *l->weight != NULL;
+    return 0;
+}
+
+static int find_dora(void *ctx, const unet_linear *l) {
+    dora_check *d = ctx;
+    if (d->trains[d->k++] && *l->adapter && (*l->adapter)->method == ADAPTER_DORA)
+        return sl_error(NULL, "the weight of '%s' cannot train under its DoRA adapter", l->path);
+    return 0;
+}
+
+static int check_dora(const unet_model *m, unet_model *g) {
+    if (!m->adapters || m->adapters->method != ADAPTER_DORA) return 0;
+    dora_check d = {0};
+    unet_walk_linears(g, collect_trained, &d);
+    int rc = unet_walk_linears((unet_model *)m, find_dora, &d);
+    free(d.trains);
+    return rc;
+}
+
+// One op's backward: din (N, C_in, H, W) += dL/d(input); an up resnet also sends dL/d(skip)
+// into dskip (allocated on first use); dtemb_silu, dctx and the mirror g accumulate.
+static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const float *in, const float *skip,
+                        float *din, float **dskip, const float *dout, unet_tape *T, float *dtemb_silu, float *dctx) {
+    const int N = T->N, HW = op->H * op->W;
+    switch (op->kind) {
+    case OP_RESNET: {
+        const resnet_block *rb = unet_op_resnet(m, op);
+        resnet_block *gr = g ? unet_op_resnet(g, op) : NULL;
+        if (!skip) {
+            resnet_backward(din, dtemb_silu, gr, dout, in, T->temb_silu, rb, &op->ra, N, op->H, op->W);
+            break;
+        }
+        // the input was [in, skip] along channels: split its gradient
+        const int Ca = op->C_in, Cb = op->Cs;
+        float *cat = sl_alloc_f32((int64_t)N * (Ca + Cb) * HW), *dcat = zeros((int64_t)N * (Ca + Cb) * HW);
+        unet_concat_channels(cat, in, Ca, skip, Cb, N, HW);
+        resnet_backward(dcat, dtemb_silu, gr, dout, cat, T->temb_silu, rb, &op->ra, N, op->H, op->W);
+        if (!*dskip) *dskip = zeros((int64_t)N * Cb * HW);
+        for (int n = 0; n < N; n++) {
+            unet_add_inplace(din + (int64_t)n * Ca * HW, dcat + (int64_t)n * (Ca + Cb) * HW, (int64_t)Ca * HW);
+            unet_add_inplace(*dskip + (int64_t)n * Cb * HW, dcat + ((int64_t)n * (Ca + Cb) + Ca) * HW, (int64_t)Cb * HW);
+        }
+        sl_free_aligned(cat);
+        sl_free_aligned(dcat);
+        break;
+    }
+    case OP_TRANSFORMER:
+        transformer_backward(din, dctx, g ? unet_op_transformer(g, op) : NULL, dout, in, T->ctx,
+                             unet_op_transformer(m, op), &T->ua, &op->ta, N, op->H, op->W, T->L);
+        break;
+    case OP_DOWNSAMPLE: {
+        const unet_block *b = unet_op_block(m, op);
+        unet_block *gb = g ? unet_op_block(g, op) : NULL;
+        conv2d_backward(din, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, in, b->resample_w,
+                        (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
+        break;
+    }
+    case OP_UPSAMPLE: {
+        // out = conv(crop(up2×(in))): the conv's input is recomputed
+        const unet_block *b = unet_op_block(m, op);
+        unet_block *gb = g ? unet_op_block(g, op) : NULL;
+        const int C = op->C_in, Ho = op->Ho, Wo = op->Wo, H = op->H, W = op->W;
+        float *u = sl_alloc_f32((int64_t)N * C * Ho * Wo), *du = zeros((int64_t)N * C * Ho * Wo);
+        unet_upsample_to(u, in, N, C, H, W, Ho, Wo);
+        conv2d_backward(du, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, u, b->resample_w,
+                        (conv2d_shape){N, C, Ho, Wo, op->C_out, 3, 1, 1});
+        sl_free_aligned(u);
+        if (Ho == 2 * H && Wo == 2 * W) {
+            upsample_nearest2x_backward(din, du, N, C, H, W);
+        } else {   // the crop's gradient: du in the top-left of a zero (2H, 2W) plane
+            float *dpad = zeros((int64_t)N * C * 4 * H * W);
+            for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
+                for (int y = 0; y < Ho; y++)
+                    memcpy(dpad + (nc * 2 * H + y) * 2 * W, du + (nc * Ho + y) * Wo, sizeof(float) * (size_t)Wo);
+            upsample_nearest2x_backward(din, dpad, N, C, H, W);
+            sl_free_aligned(dpad);
+        }
+        sl_free_aligned(du);
+        break;
+    }
+    }
+}
+
+int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet_tape *T) {
+    if (!T || T->used) return sl_error(NULL, "unet_backward: the tape was already used (one backward per forward)");
+    const unet_model *m = T->m;
+    const unet_config *c = &m->cfg;
+    const int N = T->N, h = T->h, w = T->w, C0 = c->block_out_channels[0], TD = c->time_embed_dim;
+    if (g && check_dora(m, g) != 0) return -1;
+    T->used = 1;
+    const int time_trains = g && (g->time_w1 || g->time_b1 || g->time_w2 || g->time_b2);
+    float *dtemb_silu = time_trains ? zeros((int64_t)N * TD) : NULL;   // (N, T), summed over all resnets
+
+    // output head: out = conv_out(SiLU(GN(cur)))
+    const float *cur = T->ops[T->n_ops - 1].out;
+    const int64_t n0 = (int64_t)N * C0 * h * w;
+    float *gs = sl_alloc_f32(n0), *dgs = zeros(n0);
+    groupnorm_forward(gs, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w, c->norm_num_groups, c->norm_eps, 1);
+    conv2d_backward(dgs, G(conv_out_w), G(conv_out_b), dout, gs, m->conv_out_w,
+                    (conv2d_shape){N, C0, h, w, c->out_channels, c->conv_out_kernel, 1, c->conv_out_kernel / 2});
+    float *dcur = zeros(n0);
+    groupnorm_silu_backward(dcur, G(norm_out_w), G(norm_out_b), dgs, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w,
+                            c->norm_num_groups, c->norm_eps);
+    sl_free_aligned(gs);
+    sl_free_aligned(dgs);
+
+    // the ops in reverse; dcur is dL/d(op output)
+    float *dskip[UNET_MAX_SKIPS] = {0};
+    for (int k = T->n_ops - 1; k >= 0; k--) {
+        unet_op *op = &T->ops[k];
+        const float *in = k ? T->ops[k - 1].out : T->c0;
+        const float *skip = op->skip >= 0 ? T->skips[op->skip] : NULL;
+        if (op->out_skip >= 0 && dskip[op->out_skip]) {   // the up path's share of this output's gradient
+            unet_add_inplace(dcur, dskip[op->out_skip], (int64_t)N * op->C_out * op->Ho * op->Wo);
+            sl_free_aligned(dskip[op->out_skip]);
+            dskip[op->out_skip] = NULL;
+        }
+        if (T->checkpoint) unet_op_forward(op, m, in, skip, T->temb_silu, T->ctx, &T->ua, N, T->L, 1, 0, NULL);
+        float *din = zeros((int64_t)N * op->C_in * op->H * op->W);
+        op_backward(op, m, g, in, skip, din, op->skip >= 0 ? &dskip[op->skip] : NULL, dcur, T, dtemb_silu, dctx);
+        resnet_acts_free(&op->ra);
+        transformer_acts_free(&op->ta);
+        sl_free_aligned(dcur);
+        dcur = din;
+        sl_free_aligned(op->out);   // read by nothing any more
+        op->out = NULL;
+        if (op->out_skip >= 0) T->skips[op->out_skip] = NULL;
+    }
+
+    // conv_in (its output is skip 0)
+    if (dskip[0]) unet_add_inplace(dcur, dskip[0], n0);
+    const int Ci = c->in_channels;
+    const int64_t nx = (int64_t)N * Ci * h * w;
+    float *dxin = dx && c->center_input_sample ? zeros(nx) : dx;
+    conv2d_backward(dxin, G(conv_in_w), G(conv_in_b), dcur, T->xin ? T->xin : T->x, m->conv_in_w,
+                    (conv2d_shape){N, Ci, h, w, C0, c->conv_in_kernel, 1, c->conv_in_kernel / 2});
+    if (dxin && dxin != dx) {   // x -> 2x − 1
+        for (int64_t i = 0; i < nx; i++) dx[i] += 2.0f * dxin[i];
+        sl_free_aligned(dxin);
+    }
+    sl_free_aligned(dcur);
+    for (int s = 0; s < UNET_MAX_SKIPS; s++) sl_free_aligned(dskip[s]);
+
+    // time embedding: temb_silu = SiLU(temb), temb = linear_2(SiLU(e1)), e1 = linear_1(sinusoids)
+    if (dtemb_silu) {
+        const int64_t nt = (int64_t)N * TD;
+        float *dtemb = zeros(nt), *s1 = sl_alloc_f32(nt), *ds1 = zeros(nt), *de1 = zeros(nt);
+        silu_backward(dtemb, dtemb_silu, T->temb, nt);
+        silu_forward(s1, T->e1, nt);
+        linear_backward(ds1, G(time_w2), G(time_b2), dtemb, s1, m->time_w2, N, TD, TD);
+        silu_backward(de1, ds1, T->e1, nt);
+        linear_backward(NULL, G(time_w1), G(time_b1), de1, T->tp, m->time_w1, N, C0, TD);
+        float *bufs[] = {dtemb, s1, ds1, de1, dtemb_silu};
+        for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) sl_free_aligned(bufs[i]);
+    }
+    return 0;
+}
