@@ -7,6 +7,8 @@ const command COMMANDS[] = {
     {"forward", "run one model (unet, vae-encode, vae-decode, text) on inputs from a file", cmd_forward},
     {"sample", "generate images from a prompt (txt2img, img2img)", cmd_sample},
     {"backward", "loss and gradients of one model (unet) on inputs from a file", cmd_backward},
+    {"adapter", "create a SingLoRA / LoRA / DoRA adapter (adapter init)", cmd_adapter},
+    {"export", "write an adapter as a kohya or diffusers LoRA file", cmd_export},
     {"init", "write a model with random weights at a config's real shapes", cmd_init},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];

@@ -18,6 +18,8 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_adapter(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_backward(int argc, char **argv);
 
 // targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
