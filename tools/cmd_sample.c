@@ -14,6 +14,7 @@
 #include "engine/model_files.h"
 #include "engine/progress.h"
 #include "engine/sha256.h"
+#include "pipeline/adapters.h"
 #include "pipeline/denoise.h"
 #include "pipeline/prompt.h"
 #include "tools/args.h"
@@ -42,6 +43,8 @@ static const char *HELP =
     "  --clip-skip N          A1111's clip skip for SD 1.x (1)\n"
     "  --long-prompts         encode prompts past 75 tokens in 75-token chunks (A1111) instead of truncating\n"
     "  --prediction-type T    epsilon or v_prediction (default: the scheduler config, else epsilon)\n"
+    "  --adapter FILE         a singlora adapter (singlora/lora/dora) on the UNet; --adapter-scale S (1)\n"
+    "  --lora FILE[:SCALE]    fold a kohya / diffusers / PEFT LoRA file into the UNet (repeatable)\n"
     "  --threads N            OpenMP/OpenBLAS threads\n"
     "  --out DIR              output folder (created); files NNNNN-SEED.png + .json\n\n"
     "Seeds: the initial noise for seed S is torch.randn(shape, generator=torch.Generator().manual_seed(S))\n"
@@ -67,6 +70,11 @@ static void model_hash10(const char *path, char out[11]) {
     if (!file || sha256_file_hex(file, hex) != 0) snprintf(hex, sizeof hex, "unknown");
     snprintf(out, 11, "%.10s", hex);
     free(comp);
+}
+
+static const char *base_name(const char *path) {
+    const char *b = strrchr(path, '/');
+    return b ? b + 1 : path;
 }
 
 typedef struct {
@@ -95,6 +103,9 @@ int cmd_sample(int argc, char **argv) {
     o.sampler.kind = SL_SAMPLER_EULER_A;
     o.sampler.steps = 30;
     long long seed = -1;
+    const char *adapter_path = NULL, *loras[32];
+    int n_loras = 0;
+    float adapter_scale = 1.0f;
     int n_images = 1, width = 0, height = 0, tiling = 0, threads = 0, long_prompts = 0, clip_skip = 1;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -121,6 +132,12 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_long("--clip-skip", v);
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
         else if (arg_value(argc, argv, &i, "--out", &out_dir)) {}
+        else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
+        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
+        else if (arg_value(argc, argv, &i, "--lora", &v)) {
+            if (n_loras == 32) sl_die(NULL, "sample: at most 32 --lora files");
+            loras[n_loras++] = v;
+        }
         else arg_unknown("sample", argv[i]);
     }
     if (!lo.path || !prompt || !out_dir) sl_die(NULL, "sample: --model, --prompt and --out are required (see --help)");
@@ -151,6 +168,13 @@ int cmd_sample(int argc, char **argv) {
     sd_model *m = sd_model_load(&lo);
     if (!m) sl_fail();
     m->clip_skip = clip_skip;
+    for (int k = 0; k < n_loras; k++)
+        if (unet_apply_lora_spec(m->unet, loras[k]) != 0) sl_fail();
+    adapter_set *ads = NULL;
+    if (adapter_path) {
+        ads = adapter_set_load(adapter_path);
+        if (!ads || unet_attach_adapters(m->unet, ads, adapter_scale, adapter_path) != 0) sl_fail();
+    }
     if (clip_text_cond_layers(m->text, clip_skip) < 0) sl_fail();
     int f = vae_factor(&m->vae->cfg);
     if (width % f || height % f) sl_die(lo.path, "this VAE needs width and height that are multiples of %d", f);
@@ -161,7 +185,7 @@ int cmd_sample(int argc, char **argv) {
     if (sd_encode_prompts(m, prompt, negative, o.cfg != 1.0f, long_prompts, &cond) != 0) sl_fail();
     char hash[11];
     model_hash10(lo.path, hash);
-    const char *model_name = strrchr(lo.path, '/') ? strrchr(lo.path, '/') + 1 : lo.path;
+    const char *model_name = base_name(lo.path);
 
     float *lat = sl_alloc_f32(n), *z = sl_alloc_f32(n), *init_latent = NULL;
     float *img = sl_alloc_f32((int64_t)3 * height * width);
@@ -211,6 +235,11 @@ int cmd_sample(int argc, char **argv) {
         char params[8192], extra[256] = "";
         if (init_px) snprintf(extra, sizeof extra, ", Denoising strength: %g", (double)o.strength);
         if (clip_skip > 1) snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", Clip skip: %d", clip_skip);
+        if (adapter_path)
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", Adapter: %s:%g", base_name(adapter_path),
+                     (double)adapter_scale);
+        for (int q = 0; q < n_loras; q++)
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), "%s%s", q ? " " : ", Lora: ", base_name(loras[q]));
         snprintf(params, sizeof params,
                  "%s\n%s%s%sSteps: %d, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, "
                  "Model hash: %s, Model: %s%s, Version: singlora %s",
@@ -240,6 +269,14 @@ int cmd_sample(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "strength", o.strength);
         }
         if (clip_skip > 1) cJSON_AddNumberToObject(j, "clip_skip", clip_skip);
+        if (adapter_path) {
+            cJSON_AddStringToObject(j, "adapter", adapter_path);
+            cJSON_AddNumberToObject(j, "adapter_scale", adapter_scale);
+        }
+        if (n_loras) {
+            cJSON *arr = cJSON_AddArrayToObject(j, "loras");
+            for (int q = 0; q < n_loras; q++) cJSON_AddItemToArray(arr, cJSON_CreateString(loras[q]));
+        }
         cJSON_AddStringToObject(j, "parameters", params);
         write_sidecar(json, j);
         cJSON_Delete(j);
@@ -266,5 +303,6 @@ int cmd_sample(int argc, char **argv) {
     sl_free_aligned(init_latent);
     sl_free_aligned(init_px);
     sd_model_free(m);
+    adapter_set_free(ads);
     return 0;
 }

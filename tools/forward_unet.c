@@ -9,6 +9,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"
+#include "pipeline/adapters.h"
 #include "unet/unet.h"
 
 static const char *HELP =
@@ -25,6 +26,7 @@ static const char *HELP =
     "  --variant V    use a diffusers folder's *.V.safetensors weights (as diffusers' variant=)\n"
     "  --adapter FILE a singlora adapter file (singlora/lora/dora) applied to the UNet's Linear layers\n"
     "                 without merging, u(t) from its step; --adapter-scale S scales its effect (1)\n"
+    "  --lora FILE[:SCALE]  fold a kohya / diffusers / PEFT LoRA file into the weights (repeatable)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
     "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
@@ -53,6 +55,8 @@ int forward_unet_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *trace_path = NULL, *v;
     const char *adapter_path = NULL;
     float adapter_scale = 1.0f;
+    const char *loras[32];
+    int n_loras = 0;
     int threads = 0, repeat = 1, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -63,6 +67,10 @@ int forward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--trace", &trace_path)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
+        else if (arg_value(argc, argv, &i, "--lora", &v)) {
+            if (n_loras == 32) sl_die(NULL, "forward unet: at most 32 --lora files");
+            loras[n_loras++] = v;
+        }
         else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
         else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
@@ -90,6 +98,8 @@ int forward_unet_main(int argc, char **argv) {
     double t0 = now_seconds();
     unet_model *m = unet_load(model, config, variant);
     if (!m) sl_fail();
+    for (int k = 0; k < n_loras; k++)
+        if (unet_apply_lora_spec(m, loras[k]) != 0) sl_fail();
     adapter_set *ads = NULL;
     if (adapter_path) {
         ads = adapter_set_load(adapter_path);
