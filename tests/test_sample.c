@@ -97,3 +97,18 @@ TEST(sample_img2img_and_errors) {
                  shared_path("fixtures/sd1_tiny"), out);
     CHECK(rc == 1 && strstr(log, "--tokenizer"));
 }
+
+TEST(sample_readme_tiny_preset) {
+    // the README's first command, smaller: configs/tiny + CLIP's real tokenizer
+    const char *m = tmp_path("tiny-model"), *out = tmp_path("out");
+    char log[8192];
+    int rc = run_cmd(log, sizeof log, "%s init --config configs/tiny --layout diffusers --tokenizer %s --out %s", singlora_bin(),
+                     shared_path("models/clip-tokenizer"), m);
+    CHECK_MSG(rc == 0, "init: %s", log);
+    rc = run_cmd(log, sizeof log, "%s sample --model %s --prompt 'a photo of sks dog' --steps 2 --width 64 --height 64 --n 2 --out %s",
+                 singlora_bin(), m, out);
+    CHECK_MSG(rc == 0, "sample: %s", log);
+    char p[600];
+    snprintf(p, sizeof p, "%s/grid.png", out);
+    CHECK(file_size(p) > 0);
+}
