@@ -140,11 +140,22 @@ typedef struct {
 
 enum { MAX_FUSED = 4 };   // at most a weight and a bias are in flight at once
 
+// A tensor of the file being assembled; handed to the st_writer at the save.
+typedef struct {
+    char *name;
+    dtype dt;
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    const void *data;
+} pending_tensor;
+
 struct model_writer {
     st_writer *w;
     int original;
     dtype dt;
-    void **bufs;          // owned buffers the st_writer borrows until the save
+    pending_tensor *t;    // the file's tensors, in the order added
+    int n_t, cap_t;
+    void **bufs;          // owned buffers the tensors point to until the save
     int n, cap;
     fused_tensor fused[MAX_FUSED];
     int64_t params, tensors;
@@ -153,6 +164,23 @@ struct model_writer {
 static void new_file(model_writer *w) {
     w->w = st_writer_new();
     st_writer_meta(w->w, "format", "pt");
+}
+
+static void add_tensor(model_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape, const void *data) {
+    if (ndim < 0 || ndim > TENSOR_MAX_DIMS) sl_die(NULL, "internal: '%s' has %d dimensions", name, ndim);
+    if (w->n_t == w->cap_t) {
+        w->cap_t = w->cap_t ? 2 * w->cap_t : 256;
+        w->t = realloc(w->t, sizeof(pending_tensor) * (size_t)w->cap_t);
+        if (!w->t) sl_die(NULL, "out of memory");
+    }
+    pending_tensor *t = &w->t[w->n_t++];
+    t->name = sl_strdup(name);
+    t->dt = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->data = data;
+    w->params += shape_numel(ndim, shape);
+    w->tensors++;
 }
 
 model_writer *mw_new(int original, dtype dt) {
@@ -191,16 +219,12 @@ int mw_add_f32(model_writer *w, const char *name, dtype dt, int ndim, const int6
         sl_free_aligned(owned);
     }
     keep(w, stored);
-    st_writer_add(w->w, name, dt, ndim, shape, stored);
-    w->params += n;
-    w->tensors++;
+    add_tensor(w, name, dt, ndim, shape, stored);
     return 0;
 }
 
 void mw_add_raw(model_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape, const void *bytes) {
-    st_writer_add(w->w, name, dt, ndim, shape, bytes);
-    w->params += shape_numel(ndim, shape);
-    w->tensors++;
+    add_tensor(w, name, dt, ndim, shape, bytes);
 }
 
 void mw_meta(model_writer *w, const char *key, const char *value) { st_writer_meta(w->w, key, value); }
@@ -242,11 +266,9 @@ static int add_part(model_writer *w, const mw_param *mp, const mw_data *d) {
     }
     if (++t->filled == t->n_parts) {
         keep(w, t->data);
-        st_writer_add(w->w, t->name, t->dt, t->ndim, t->shape, t->data);
-        w->tensors++;
+        add_tensor(w, t->name, t->dt, t->ndim, t->shape, t->data);
         t->data = NULL;
     }
-    w->params += block;
     return 0;
 }
 
@@ -297,6 +319,10 @@ int mw_add_component(model_writer *w, const char *component, const char *config_
 }
 
 static void drop_buffers(model_writer *w) {
+    for (int i = 0; i < w->n_t; i++) free(w->t[i].name);
+    free(w->t);
+    w->t = NULL;
+    w->n_t = w->cap_t = 0;
     for (int i = 0; i < w->n; i++) sl_free_aligned(w->bufs[i]);
     free(w->bufs);
     w->bufs = NULL;
@@ -313,6 +339,12 @@ int mw_save(model_writer *w, const char *path) {
         if (w->fused[i].data)
             rc = sl_error(path, "internal: fused tensor '%s' has %d of %d row blocks", w->fused[i].name,
                           w->fused[i].filled, w->fused[i].n_parts);
+    // widest elements first (stable otherwise), as Python's safetensors orders them: with the
+    // data section 8-byte aligned, every tensor then starts aligned to its element size
+    for (size_t size = 8; rc == 0 && size >= 1; size /= 2)
+        for (int i = 0; i < w->n_t; i++)
+            if (dtype_size(w->t[i].dt) == size)
+                st_writer_add(w->w, w->t[i].name, w->t[i].dt, w->t[i].ndim, w->t[i].shape, w->t[i].data);
     if (rc == 0) rc = st_writer_save(w->w, path);
     st_writer_free(w->w);
     drop_buffers(w);
