@@ -137,6 +137,7 @@ TEST(merge_original_singlora) {
         CHECK_MSG(eb, "'%s' missing from the merged file", ea->name);
         if (!eb) continue;
         CHECK(eb->dt == ea->dt && eb->ndim == ea->ndim);
+        CHECK_MSG(eb->begin % dtype_size(eb->dt) == 0, "'%s' (%s) is not aligned", eb->name, dtype_name(eb->dt));
         CHECK(!memcmp(eb->shape, ea->shape, sizeof(int64_t) * (size_t)ea->ndim));
         int same = eb->end - eb->begin == ea->end - ea->begin && !memcmp(ea->data, eb->data, ea->end - ea->begin);
         if (original_component(ea->name) != 0) {

@@ -109,7 +109,7 @@ static int unet_source(void *ctx, const mw_param *mp, mw_data *d) {
     unet_tensor *u = table_find(c->table, mp->p->name, 0);
     if (!u) return sl_error(NULL, "internal: UNet tensor '%s' is not in the loaded model", mp->p->name);
     const st_entry *e = st_find(c->file, mp->p->name);
-    d->dt = e && dtype_size(e->dt) > 1 && dtype_is_float(e->dt) && e->dt != DT_F64 ? e->dt : DT_F32;
+    d->dt = e ? e->dt : DT_F32;   // (unet_load read every tensor, so e is there)
     d->f32 = take(u, c->file->path);
     return 0;
 }
