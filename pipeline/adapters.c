@@ -147,6 +147,13 @@ static int merge_visitor(void *ctx, const unet_linear *l) {
 }
 
 int unet_merge_adapters(unet_model *m, adapter_set *s, float scale, const char *path) {
+    if (s->base_model[0]) {   // adapters are often applied to fine-tuned relatives of their base
+        char h[17];
+        unet_model_hash(m, h);
+        if (strcmp(h, s->base_model) != 0)
+            sl_warn("%s: adapter was made for base model %s, this UNet is %s (merged anyway)", path ? path : "adapter",
+                    s->base_model, h);
+    }
     merge_ctx c = {s, adapter_set_ramp(s), scale, sl_calloc((size_t)s->n_slots + 1, sizeof(int)), path};
     int rc = unet_walk_linears(m, merge_visitor, &c);
     for (int i = 0; rc == 0 && i < s->n_slots; i++)

@@ -23,5 +23,6 @@ adapter_set *adapter_set_create(unet_model *m, const adapter_new_opts *o);
 int unet_apply_lora_spec(unet_model *m, const char *spec);
 
 // Folds the attached-to-be adapter set into m's weights (W0 += ΔW·scale; DoRA interpolates).
-// Every slot must find its module (as unet_attach_adapters checks). 0, or -1 with sl_error.
+// Every slot must find its module (as unet_attach_adapters checks; a different base-model hash
+// is only a warning, as there). 0, or -1 with sl_error.
 int unet_merge_adapters(unet_model *m, adapter_set *s, float scale, const char *path);
