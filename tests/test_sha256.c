@@ -32,3 +32,30 @@ TEST(sha256_vectors) {
     run_cmd(out, sizeof out, "sha256sum %s", p);
     CHECK(strncmp(out, h, 64) == 0);
 }
+
+#include <stdlib.h>
+
+#include "pipeline/model_hash.h"
+
+TEST(model_hash_cache) {
+    // the digest is cached by path, size and mtime: a stale entry is not used after a change
+    char env[600];
+    snprintf(env, sizeof env, "%s", tmp_path("cache"));
+    setenv("XDG_CACHE_HOME", env, 1);
+    const char *p = tmp_path("m.safetensors");
+    FILE *f = fopen(p, "wb");
+    fputs("first", f);
+    fclose(f);
+    char h1[65], h2[65], h3[65], out[512];
+    REQUIRE(model_sha256(p, h1) == 0);
+    CHECK(!strcmp(h1, "a7937b64b8caa58f03721bb6bacf5c78cb235febe0e70b1b84cd99541461a08e"));   // sha256("first")
+    run_cmd(out, sizeof out, "cat %s/singlora/hashes.tsv", env);
+    CHECK(strncmp(out, h1, 64) == 0 && strstr(out, "m.safetensors"));
+    REQUIRE(model_sha256(p, h2) == 0);
+    CHECK(!strcmp(h1, h2));
+    f = fopen(p, "wb");
+    fputs("second!", f);   // another size: the cached line no longer matches
+    fclose(f);
+    REQUIRE(model_sha256(p, h3) == 0);
+    CHECK(strcmp(h3, h1) != 0);
+}

@@ -11,11 +11,10 @@
 #include "data/image.h"
 #include "engine/atomic_file.h"
 #include "engine/error.h"
-#include "engine/model_files.h"
 #include "engine/progress.h"
-#include "engine/sha256.h"
 #include "pipeline/adapters.h"
 #include "pipeline/denoise.h"
+#include "pipeline/model_hash.h"
 #include "pipeline/prompt.h"
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -61,15 +60,12 @@ static const char *sampler_display(sl_sampler_kind k) {
     return "?";
 }
 
-// A1111's "Model hash": the first 10 hex digits of the weights file's SHA-256.
+// A1111's "Model hash": the first 10 hex digits of the weights file's SHA-256 (cached).
 static void model_hash10(const char *path, char out[11]) {
     char hex[65];
-    const char *file = path;
-    char *comp = NULL;
-    if (path_is_dir(path)) file = comp = diffusers_component_file(path, "unet", NULL);
-    if (!file || sha256_file_hex(file, hex) != 0) snprintf(hex, sizeof hex, "unknown");
+    if (model_sha256(path, hex) != 0) snprintf(hex, sizeof hex, "unknown");
+    sl_error_clear();
     snprintf(out, 11, "%.10s", hex);
-    free(comp);
 }
 
 static const char *base_name(const char *path) {
