@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,14 @@ void *sl_alloc_aligned(size_t bytes) {
 }
 
 void sl_free_aligned(void *p) { free(p); }
+
+void sl_memory_reuse(void) {
+#ifdef __GLIBC__
+    // every block from the heap (no fresh mmap per large buffer), and no trimming of its top
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
 
 float *sl_alloc_f32(int64_t n) { return sl_alloc_aligned((size_t)(n < 0 ? 0 : n) * sizeof(float)); }
 

@@ -37,5 +37,10 @@ tensor tensor_convert(const tensor *t, dtype dt);
 
 // 64-byte aligned allocation for compute buffers (dies on OOM); free with sl_free_aligned.
 float *sl_alloc_f32(int64_t n);
+// Keeps freed buffers in the process for reuse instead of returning them to the system: loops
+// that allocate and free the same large activations every step (training) then stop paying page
+// faults (measured: a kept-activation UNet forward spent ~25 % of its time clearing fresh pages).
+// Peak RSS is unchanged; the memory stays resident until exit. Call once at program start.
+void sl_memory_reuse(void);
 void *sl_alloc_aligned(size_t bytes);
 void sl_free_aligned(void *p);

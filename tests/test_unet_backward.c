@@ -800,34 +800,83 @@ static void run_free(grad_run *r) {
 }
 
 TEST(unet_checkpointing_bit_identical) {
-    // several threads: every reduction must be independent of the schedule for this to hold
+    // several threads: every reduction must be independent of the schedule for this to hold;
+    // several parameter sets: the recomputation skips what frozen layers do not read
+    const char *sets[3] = {"all", "*.attn2.to_k.weight,*.norm1.weight,conv_in.bias", "none"};
     for (int threads = 1; threads <= 2; threads++) {
         omp_set_num_threads(threads);
-        for (int lp = 0; lp < 2; lp++) {
-            unet_model *m = tiny_unet(lp, 99);
-            REQUIRE(m != NULL);
-            tiny_io io;
-            tiny_io_new(&io, m, 5);
-            grad_run a, b;
-            run_all(&a, m, &io, "all", 0);
-            run_all(&b, m, &io, "all", 1);
-            int64_t nx = (int64_t)io.N * io.Ci * io.h * io.w, nc = (int64_t)io.N * io.L * io.D;
-            CHECK(a.loss == b.loss);
-            CHECK(memcmp(a.dx, b.dx, sizeof(float) * nx) == 0);
-            CHECK(memcmp(a.dctx, b.dctx, sizeof(float) * nc) == 0);
-            slot_list pm = {0};
-            unet_walk(m, list_visitor, &pm);
-            int same = 0;
-            for (int i = 0; i < a.ng; i++) same += memcmp(a.grads[i], b.grads[i], sizeof(float) * (size_t)pm.sizes[i]) == 0;
-            CHECK_EQ_INT(same, a.ng);
-            fprintf(stderr, "    threads %d, %s proj: %d of %d parameter gradients, dx, dctx identical with checkpointing\n",
-                    threads, lp ? "linear" : "conv", same, a.ng);
-            slot_list_free(&pm);
-            run_free(&a), run_free(&b);
-            tiny_io_free(&io);
-            unet_free(m);
-        }
+        for (int lp = 0; lp < 2; lp++)
+            for (int ps = 0; ps < 3; ps++) {
+                unet_model *m = tiny_unet(lp, 99);
+                REQUIRE(m != NULL);
+                tiny_io io;
+                tiny_io_new(&io, m, 5);
+                grad_run a, b;
+                run_all(&a, m, &io, sets[ps], 0);
+                run_all(&b, m, &io, sets[ps], 1);
+                int64_t nx = (int64_t)io.N * io.Ci * io.h * io.w, nc = (int64_t)io.N * io.L * io.D;
+                CHECK(a.loss == b.loss);
+                CHECK(memcmp(a.dx, b.dx, sizeof(float) * nx) == 0);
+                CHECK(memcmp(a.dctx, b.dctx, sizeof(float) * nc) == 0);
+                slot_list pm = {0};
+                unet_walk(m, list_visitor, &pm);
+                int same = 0, n = 0;
+                for (int i = 0; i < a.ng; i++)
+                    if (a.grads[i]) {
+                        n++;
+                        same += memcmp(a.grads[i], b.grads[i], sizeof(float) * (size_t)pm.sizes[i]) == 0;
+                    }
+                CHECK_EQ_INT(same, n);
+                fprintf(stderr, "    threads %d, %s proj, params %s: %d of %d parameter gradients, dx, dctx identical\n",
+                        threads, lp ? "linear" : "conv", sets[ps], same, n);
+                slot_list_free(&pm);
+                run_free(&a), run_free(&b);
+                tiny_io_free(&io);
+                unet_free(m);
+            }
     }
+}
+
+// tblock_recompute refills exactly what tblock_forward kept, and leaves out the attention and
+// GEGLU outputs frozen layers do not read.
+TEST(tblock_recompute_matches_forward) {
+    unet_model *m = tiny_unet(1, 77);
+    REQUIRE(m != NULL);
+    tiny_io io;
+    tiny_io_new(&io, m, 78);
+    const unet_tblock *tb = &m->down[2].attn[0].blocks[1];
+    int N = 2, L = 6, C = tb->C, F = tb->ff_inner;
+    int64_t n = (int64_t)N * L * C;
+    float *x = sl_alloc_f32(n), *out = sl_alloc_f32(n);
+    fill_uniform(x, (size_t)n, 79, -1, 1);
+    tblock_acts full = {0}, re = {0};
+    tblock_forward(out, x, io.ctx, tb, NULL, N, L, io.L, &full, NULL, "b");
+    for (int frozen = 0; frozen < 2; frozen++) {
+        unet_model *g = unet_grads_new(m, frozen ? "none" : "all");
+        re.x1 = sl_alloc_f32(n), re.x2 = sl_alloc_f32(n);
+        memcpy(re.x1, full.x1, sizeof(float) * n), memcpy(re.x2, full.x2, sizeof(float) * n);
+        tblock_recompute(&re, x, io.ctx, tb, &g->down[2].attn[0].blocks[1], NULL, N, L, io.L);
+        struct { const char *name; float *a, *b; int64_t n; } f[] = {
+            {"n1", full.n1, re.n1, n}, {"mean1", full.mean1, re.mean1, N * L}, {"rstd1", full.rstd1, re.rstd1, N * L},
+            {"q1", full.q1, re.q1, n}, {"k1", full.k1, re.k1, n}, {"v1", full.v1, re.v1, n}, {"n2", full.n2, re.n2, n},
+            {"q2", full.q2, re.q2, n}, {"k2", full.k2, re.k2, (int64_t)N * io.L * C}, {"v2", full.v2, re.v2, (int64_t)N * io.L * C},
+            {"n3", full.n3, re.n3, n}, {"rstd3", full.rstd3, re.rstd3, N * L}, {"ff_h", full.ff_h, re.ff_h, n / C * 2 * F},
+            {"a1", full.a1, re.a1, n}, {"a2", full.a2, re.a2, n}, {"ff_g", full.ff_g, re.ff_g, n / C * F}};
+        for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+            int optional = i >= 13;
+            if (optional && frozen) {
+                CHECK_MSG(f[i].b == NULL, "%s recomputed for frozen layers", f[i].name);
+                continue;
+            }
+            CHECK_MSG(f[i].b && memcmp(f[i].a, f[i].b, sizeof(float) * (size_t)f[i].n) == 0, "%s differs", f[i].name);
+        }
+        tblock_acts_free(&re);
+        unet_free(g);
+    }
+    tblock_acts_free(&full);
+    sl_free_aligned(x), sl_free_aligned(out);
+    tiny_io_free(&io);
+    unet_free(m);
 }
 
 TEST(unet_frozen_params_no_buffers_same_input_grads) {
@@ -875,6 +924,16 @@ TEST(unet_frozen_params_no_buffers_same_input_grads) {
         }
     }
     CHECK_EQ_INT(n_sel, 11 + 1);   // the tiny config has 11 transformer blocks
+    // with neither dx nor dcontext asked for, the ops before the first trained one are skipped:
+    // the gradients that are computed stay the same
+    const char *late = "up_blocks.0.attentions.0.transformer_blocks.1.attn2.to_v.weight";
+    unet_model *g1 = unet_grads_new(m, late);
+    REQUIRE(g1 != NULL);
+    tiny_backward(m, &io, g1, NULL, NULL, 1);
+    for (int i = 0; i < pm.n; i++)
+        if (!strcmp(pm.names[i], late))
+            CHECK(memcmp(g1->up[0].attn[0].blocks[1].attn2_v, b.grads[i], sizeof(float) * (size_t)pm.sizes[i]) == 0);
+    unet_free(g1);
     run_free(&a), run_free(&b), run_free(&c);
     slot_list_free(&pm);
     unet_free(none), unet_free(empty), unet_free(all);

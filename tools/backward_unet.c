@@ -7,6 +7,7 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h"
+#include "engine/tensor.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "unet/unet.h"
@@ -101,6 +102,7 @@ int backward_unet_main(int argc, char **argv) {
     if (!model || !in || !outp) sl_die(NULL, "backward unet: --model, --in and --out are required (see --help)");
     if (threads < 0 || repeat < 1) sl_die(NULL, "backward unet: --threads must be >= 0 and --repeat >= 1");
     set_threads(threads);
+    sl_memory_reuse();   // repeated steps reuse their activation memory
 
     st_file *f = st_open(in);
     if (!f) sl_fail();

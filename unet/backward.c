@@ -1,8 +1,9 @@
 // The UNet backward: the training forward's ops in reverse (unet/unet.c lays them out), with
 // the output head first and conv_in and the time embedding last. The gradient of a down-path
 // output that is also a skip is the sum of what its next layer and its up-path resnet send
-// back. Under gradient checkpointing each op's activations are recomputed from its kept input
-// right before its backward, by the same code the forward ran, so gradients are bit-identical.
+// back. Under gradient checkpointing a transformer's activations are recomputed from what its
+// forward kept right before its backward, with the calls the forward made, so gradients are
+// bit-identical.
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +59,54 @@ static int check_dora(const unet_model *m, unet_model *g) {
     return rc;
 }
 
-// One op's backward: din (N, C_in, H, W) += dL/d(input); an up resnet also sends dL/d(skip)
-// into dskip (allocated on first use); dtemb_silu, dctx and the mirror g accumulate.
+static int adapter_trains(const adapter *a) { return a && (a->dA || a->ddown || a->dup || a->dmagnitude); }
+
+static int any_set(float *const *p, int n) {
+    for (int i = 0; i < n; i++)
+        if (p[i]) return 1;
+    return 0;
+}
+
+// Does the op have a parameter with a gradient buffer in g, or an adapter that trains?
+static int op_trains(const unet_op *op, const unet_model *m, unet_model *g) {
+    if (op->kind == OP_TRANSFORMER) {
+        const unet_transformer *tr = unet_op_transformer(m, op);
+        if (adapter_trains(tr->proj_in_ad) || adapter_trains(tr->proj_out_ad)) return 1;
+        for (int k = 0; k < tr->n_blocks; k++)
+            for (int l = 0; l < TB_N_LINEARS; l++)
+                if (adapter_trains(tr->blocks[k].ad[l])) return 1;
+    }
+    if (!g) return 0;
+    switch (op->kind) {
+    case OP_RESNET: {
+        const resnet_block *r = unet_op_resnet(g, op);
+        float *const p[] = {r->norm1_w, r->norm1_b, r->conv1_w, r->conv1_b, r->temb_w, r->temb_b,
+                            r->norm2_w, r->norm2_b, r->conv2_w, r->conv2_b, r->skip_w, r->skip_b};
+        return any_set(p, (int)(sizeof p / sizeof *p));
+    }
+    case OP_TRANSFORMER: {
+        const unet_transformer *t = unet_op_transformer(g, op);
+        float *const p[] = {t->norm_w, t->norm_b, t->proj_in_w, t->proj_in_b, t->proj_out_w, t->proj_out_b};
+        if (any_set(p, 6)) return 1;
+        for (int k = 0; k < t->n_blocks; k++) {
+            const unet_tblock *b = &t->blocks[k];
+            float *const q[] = {b->norm1_w, b->norm1_b, b->attn1_q, b->attn1_k, b->attn1_v, b->attn1_out_w,
+                                b->attn1_out_b, b->norm2_w, b->norm2_b, b->attn2_q, b->attn2_k, b->attn2_v,
+                                b->attn2_out_w, b->attn2_out_b, b->norm3_w, b->norm3_b, b->ff1_w, b->ff1_b,
+                                b->ff2_w, b->ff2_b};
+            if (any_set(q, (int)(sizeof q / sizeof *q))) return 1;
+        }
+        return 0;
+    }
+    default: {
+        const unet_block *b = unet_op_block(g, op);
+        return b->resample_w || b->resample_b;
+    }
+    }
+}
+
+// One op's backward: din (N, C_in, H, W) += dL/d(input) (din NULL: not needed); an up resnet
+// also sends dL/d(skip) into dskip (allocated on first use); dtemb_silu, dctx and g accumulate.
 static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const float *in, const float *skip,
                         float *din, float **dskip, const float *dout, unet_tape *T, float *dtemb_silu, float *dctx) {
     const int N = T->N, HW = op->H * op->W;
@@ -67,7 +114,7 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
     case OP_RESNET: {
         const resnet_block *rb = unet_op_resnet(m, op);
         resnet_block *gr = g ? unet_op_resnet(g, op) : NULL;
-        if (!skip) {
+        if (!skip || !din) {
             resnet_backward(din, dtemb_silu, gr, dout, in, T->temb_silu, rb, &op->ra, N, op->H, op->W);
             break;
         }
@@ -103,10 +150,11 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
         const int C = op->C_in, Ho = op->Ho, Wo = op->Wo, H = op->H, W = op->W;
         float *u = sl_alloc_f32((int64_t)N * C * Ho * Wo), *du = zeros((int64_t)N * C * Ho * Wo);
         unet_upsample_to(u, in, N, C, H, W, Ho, Wo);
-        conv2d_backward(du, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, u, b->resample_w,
+        conv2d_backward(din ? du : NULL, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, u, b->resample_w,
                         (conv2d_shape){N, C, Ho, Wo, op->C_out, 3, 1, 1});
         sl_free_aligned(u);
-        if (Ho == 2 * H && Wo == 2 * W) {
+        if (!din) {
+        } else if (Ho == 2 * H && Wo == 2 * W) {
             upsample_nearest2x_backward(din, du, N, C, H, W);
         } else {   // the crop's gradient: du in the top-left of a zero (2H, 2W) plane
             float *dpad = zeros((int64_t)N * C * 4 * H * W);
@@ -145,6 +193,18 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     sl_free_aligned(gs);
     sl_free_aligned(dgs);
 
+    // Gradients flow only to earlier ops: op k needs its input's gradient when an earlier op
+    // trains or sends a gradient to the time embedding or the context, or conv_in or x needs
+    // one. An op with nothing to compute is skipped (e.g. the first resnet when only adapters
+    // train).
+    int needs[UNET_MAX_OPS + 1];   // needs[k]: something before op k wants a gradient
+    needs[0] = dx || (g && (g->conv_in_w || g->conv_in_b));
+    for (int k = 0; k < T->n_ops; k++) {
+        const unet_op *op = &T->ops[k];
+        needs[k + 1] = needs[k] || op_trains(op, m, g) || (op->kind == OP_RESNET && dtemb_silu) ||
+                       (op->kind == OP_TRANSFORMER && dctx);
+    }
+
     // the ops in reverse; dcur is dL/d(op output)
     float *dskip[UNET_MAX_SKIPS] = {0};
     for (int k = T->n_ops - 1; k >= 0; k--) {
@@ -152,13 +212,17 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
         const float *in = k ? T->ops[k - 1].out : T->c0;
         const float *skip = op->skip >= 0 ? T->skips[op->skip] : NULL;
         if (op->out_skip >= 0 && dskip[op->out_skip]) {   // the up path's share of this output's gradient
-            unet_add_inplace(dcur, dskip[op->out_skip], (int64_t)N * op->C_out * op->Ho * op->Wo);
+            if (dcur) unet_add_inplace(dcur, dskip[op->out_skip], (int64_t)N * op->C_out * op->Ho * op->Wo);
             sl_free_aligned(dskip[op->out_skip]);
             dskip[op->out_skip] = NULL;
         }
-        if (T->checkpoint) unet_op_forward(op, m, in, skip, T->temb_silu, T->ctx, &T->ua, N, T->L, 1, 0, NULL);
-        float *din = zeros((int64_t)N * op->C_in * op->H * op->W);
-        op_backward(op, m, g, in, skip, din, op->skip >= 0 ? &dskip[op->skip] : NULL, dcur, T, dtemb_silu, dctx);
+        float *din = needs[k] ? zeros((int64_t)N * op->C_in * op->H * op->W) : NULL;
+        if (needs[k + 1]) {   // dcur != NULL
+            if (T->checkpoint && op->kind == OP_TRANSFORMER)
+                transformer_recompute(&op->ta, T->ctx, unet_op_transformer(m, op), g ? unet_op_transformer(g, op) : NULL,
+                                      &T->ua, N, op->H, op->W, T->L);
+            op_backward(op, m, g, in, skip, din, op->skip >= 0 ? &dskip[op->skip] : NULL, dcur, T, dtemb_silu, dctx);
+        }
         resnet_acts_free(&op->ra);
         transformer_acts_free(&op->ta);
         sl_free_aligned(dcur);
@@ -169,11 +233,11 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     }
 
     // conv_in (its output is skip 0)
-    if (dskip[0]) unet_add_inplace(dcur, dskip[0], n0);
+    if (dcur && dskip[0]) unet_add_inplace(dcur, dskip[0], n0);
     const int Ci = c->in_channels;
     const int64_t nx = (int64_t)N * Ci * h * w;
     float *dxin = dx && c->center_input_sample ? zeros(nx) : dx;
-    conv2d_backward(dxin, G(conv_in_w), G(conv_in_b), dcur, T->xin ? T->xin : T->x, m->conv_in_w,
+    if (dcur) conv2d_backward(dxin, G(conv_in_w), G(conv_in_b), dcur, T->xin ? T->xin : T->x, m->conv_in_w,
                     (conv2d_shape){N, Ci, h, w, C0, c->conv_in_kernel, 1, c->conv_in_kernel / 2});
     if (dxin && dxin != dx) {   // x -> 2x − 1
         for (int64_t i = 0; i < nx; i++) dx[i] += 2.0f * dxin[i];

@@ -25,7 +25,7 @@ typedef struct {
     int out_skip;            // this op's output is skip #out_skip (a later up resnet takes it), else -1
     float *out;              // (N, C_out, Ho, Wo), owned; the next op's input
     resnet_acts ra;          // OP_RESNET activations (training)
-    transformer_acts ta;     // OP_TRANSFORMER activations (training)
+    transformer_acts ta;     // OP_TRANSFORMER activations (training; partial under checkpointing)
 } unet_op;
 
 #define UNET_MAX_SKIPS (3 * UNET_MAX_LEVELS + 2)
@@ -59,12 +59,17 @@ static inline unet_block *unet_op_block(const unet_model *m, const unet_op *op) 
     return &(op->part == 0 ? mm->down : mm->up)[op->i];
 }
 
-// Runs one op: op->out = layer(input [, skip]); allocates op->out. With keep, fills the op's
-// activations for backward. The recomputation under checkpointing calls it with out_too = 0
-// (activations only, where the layer allows) and the same inputs.
+// What the forward keeps of an op for backward.
+enum {
+    UNET_KEEP_NONE,        // inference
+    UNET_KEEP_ALL,         // every activation
+    UNET_KEEP_CHECKPOINT,  // resnets: their one activation h (a 3×3 conv to recompute, little memory);
+                           // transformers: block inputs/outputs and residual streams (the rest is
+                           // recomputed in backward by transformer_recompute)
+};
+// Runs one op: op->out = layer(input [, skip]) (allocated) and keeps its activations as asked.
 void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const float *skip, const float *temb_silu,
-                     const float *ctx, const unet_adapt *ua, int N, int L, int keep, int out_too,
-                     const unet_trace *trace);
+                     const float *ctx, const unet_adapt *ua, int N, int L, int keep, const unet_trace *trace);
 // out (N, Ca+Cb, HW) = [a (N, Ca, HW), b (N, Cb, HW)] along channels
 void unet_concat_channels(float *out, const float *a, int Ca, const float *b, int Cb, int N, int HW);
 // out (N, C, Ho, Wo) = the top-left Ho×Wo of nearest-2×(x (N, C, H, W)), Ho ≤ 2H, Wo ≤ 2W

@@ -70,17 +70,20 @@ void tblock_acts_free(tblock_acts *a) {
     }
 }
 
-// In inference (nothing kept for backward) a buffer is freed as soon as it is dead.
-#define DROP(p) do { if (!keep) { sl_free_aligned(p); (p) = NULL; } } while (0)
+// What a forward keeps: nothing (inference: a buffer is freed as soon as it is dead), all
+// activations, or for gradient checkpointing only the residual stream x1, x2 (which spares the
+// recomputation the self-attention forward, see tblock_recompute).
+enum { KEEP_NONE, KEEP_ALL, KEEP_RESIDUALS };
+#define DROP(p) do { if (keep != KEEP_ALL) { sl_free_aligned(p); (p) = NULL; } } while (0)
+#define DROP_RESIDUAL(p) do { if (keep == KEEP_NONE) { sl_free_aligned(p); (p) = NULL; } } while (0)
 
-void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua, int N,
-                    int L, int Lc, tblock_acts *acts, const unet_trace *trace, const char *name) {
+static void tblock_run(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua,
+                       int N, int L, int Lc, tblock_acts *acts, int keep, const unet_trace *trace, const char *name) {
     const int C = tb->C, D = tb->D, H = tb->heads, Dh = tb->head_dim, F = tb->ff_inner;
     const int M = N * L, Mc = N * Lc;
     const float scale = 1.0f / sqrtf((float)Dh);
     tblock_acts local = {0};
     tblock_acts *a = acts ? acts : &local;
-    const int keep = acts != NULL;
 
     // self-attention: x1 = x + to_out(attn(q, k, v)), q/k/v from LN1(x)
     a->n1 = sl_alloc_f32((int64_t)M * C);
@@ -128,7 +131,7 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     DROP(a->a2);
     trace_out(trace, name, "attn2", a->x2, 3, N, L, C, 0);
     unet_add_inplace(a->x2, a->x1, (int64_t)M * C);
-    DROP(a->x1);
+    DROP_RESIDUAL(a->x1);
 
     // feed-forward: out = x2 + W2·GEGLU(W1·LN3(x2))
     a->n3 = sl_alloc_f32((int64_t)M * C);
@@ -145,8 +148,62 @@ void tblock_forward(float *out, const float *x, const float *ctx, const unet_tbl
     DROP(a->ff_g);
     trace_out(trace, name, "ff", out, 3, N, L, C, 0);
     unet_add_inplace(out, a->x2, (int64_t)M * C);
-    if (!keep) tblock_acts_free(a);
+    if (keep == KEEP_NONE) tblock_acts_free(a);
     trace_out(trace, name, "", out, 3, N, L, C, 0);
+}
+
+void tblock_forward(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua, int N,
+                    int L, int Lc, tblock_acts *acts, const unet_trace *trace, const char *name) {
+    tblock_run(out, x, ctx, tb, ua, N, L, Lc, acts, acts ? KEEP_ALL : KEEP_NONE, trace, name);
+}
+
+// The input of a Linear is read by its backward only for a weight gradient or through an adapter.
+static int reads_input(const unet_tblock *tb, int li, const float *gw) { return gw != NULL || tb->ad[li] != NULL; }
+
+void tblock_recompute(tblock_acts *a, const float *x, const float *ctx, const unet_tblock *tb, const unet_tblock *g,
+                      const unet_adapt *ua, int N, int L, int Lc) {
+    const int C = tb->C, D = tb->D, H = tb->heads, Dh = tb->head_dim, F = tb->ff_inner;
+    const int M = N * L, Mc = N * Lc;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    // the same calls on the same inputs as tblock_run, so the same bits
+    a->n1 = sl_alloc_f32((int64_t)M * C);
+    a->mean1 = sl_alloc_f32(M);
+    a->rstd1 = sl_alloc_f32(M);
+    layernorm_forward(a->n1, a->mean1, a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C, LN_EPS);
+    a->q1 = sl_alloc_f32((int64_t)M * C);
+    a->k1 = sl_alloc_f32((int64_t)M * C);
+    a->v1 = sl_alloc_f32((int64_t)M * C);
+    unet_linear_forward(a->q1, a->n1, tb->attn1_q, NULL, tb->ad[TB_ATTN1_Q], ua, M, C, C);
+    unet_linear_forward(a->k1, a->n1, tb->attn1_k, NULL, tb->ad[TB_ATTN1_K], ua, M, C, C);
+    unet_linear_forward(a->v1, a->n1, tb->attn1_v, NULL, tb->ad[TB_ATTN1_V], ua, M, C, C);
+    if (reads_input(tb, TB_ATTN1_OUT, g ? g->attn1_out_w : NULL)) {
+        a->a1 = sl_alloc_f32((int64_t)M * C);
+        attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
+    }
+    a->n2 = sl_alloc_f32((int64_t)M * C);
+    a->mean2 = sl_alloc_f32(M);
+    a->rstd2 = sl_alloc_f32(M);
+    layernorm_forward(a->n2, a->mean2, a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C, LN_EPS);
+    a->q2 = sl_alloc_f32((int64_t)M * C);
+    unet_linear_forward(a->q2, a->n2, tb->attn2_q, NULL, tb->ad[TB_ATTN2_Q], ua, M, C, C);
+    a->k2 = sl_alloc_f32((int64_t)Mc * C);
+    a->v2 = sl_alloc_f32((int64_t)Mc * C);
+    unet_linear_forward(a->k2, ctx, tb->attn2_k, NULL, tb->ad[TB_ATTN2_K], ua, Mc, D, C);
+    unet_linear_forward(a->v2, ctx, tb->attn2_v, NULL, tb->ad[TB_ATTN2_V], ua, Mc, D, C);
+    if (reads_input(tb, TB_ATTN2_OUT, g ? g->attn2_out_w : NULL)) {
+        a->a2 = sl_alloc_f32((int64_t)M * C);
+        attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
+    }
+    a->n3 = sl_alloc_f32((int64_t)M * C);
+    a->mean3 = sl_alloc_f32(M);
+    a->rstd3 = sl_alloc_f32(M);
+    layernorm_forward(a->n3, a->mean3, a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C, LN_EPS);
+    a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
+    unet_linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, tb->ad[TB_FF1], ua, M, C, 2 * F);
+    if (reads_input(tb, TB_FF2, g ? g->ff2_w : NULL)) {
+        a->ff_g = sl_alloc_f32((int64_t)M * F);
+        geglu_forward(a->ff_g, a->ff_h, M, F);
+    }
 }
 
 void transformer_acts_free(transformer_acts *a) {
@@ -157,9 +214,9 @@ void transformer_acts_free(transformer_acts *a) {
     memset(a, 0, sizeof *a);
 }
 
-void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr,
-                         const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts,
-                         const unet_trace *trace, const char *name) {
+static void transformer_run(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                            const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts, int keep,
+                            const unet_trace *trace, const char *name) {
     const int C = tr->C, HW = H * W, nb = tr->n_blocks;
     const int64_t n = (int64_t)N * C * HW;
     if (acts) {
@@ -191,8 +248,8 @@ void transformer_forward(float *out, const float *x, const float *ctx, const une
             char pre[256];
             snprintf(pre, sizeof pre, "%s.transformer_blocks.%d", name ? name : "", k);
             acts->hs[k + 1] = sl_alloc_f32(n);
-            tblock_forward(acts->hs[k + 1], acts->hs[k], ctx, &tr->blocks[k], ua, N, HW, Lc, &acts->blocks[k], trace,
-                           pre);
+            tblock_run(acts->hs[k + 1], acts->hs[k], ctx, &tr->blocks[k], ua, N, HW, Lc, &acts->blocks[k], keep, trace,
+                       pre);
         }
         h = acts->hs[nb];
     } else {      // ping-pong between two buffers
@@ -210,4 +267,22 @@ void transformer_forward(float *out, const float *x, const float *ctx, const une
     if (!acts) sl_free_aligned(h);
     sl_free_aligned(tok);
     trace_out(trace, name, "", out, 4, N, C, H, W);
+}
+
+void transformer_forward(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                         const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts,
+                         const unet_trace *trace, const char *name) {
+    transformer_run(out, x, ctx, tr, ua, N, H, W, Lc, acts, acts ? KEEP_ALL : KEEP_NONE, trace, name);
+}
+
+void transformer_forward_checkpoint(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                                    const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts) {
+    transformer_run(out, x, ctx, tr, ua, N, H, W, Lc, acts, KEEP_RESIDUALS, NULL, NULL);
+}
+
+void transformer_recompute(transformer_acts *acts, const float *ctx, const unet_transformer *tr,
+                           const unet_transformer *g, const unet_adapt *ua, int N, int H, int W, int Lc) {
+    for (int k = 0; k < tr->n_blocks; k++)
+        tblock_recompute(&acts->blocks[k], acts->hs[k], ctx, &tr->blocks[k], g ? &g->blocks[k] : NULL, ua, N, H * W,
+                         Lc);
 }

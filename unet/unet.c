@@ -109,10 +109,8 @@ static void plan_ops(unet_tape *T, const unet_model *m, int h, int w) {
 }
 
 void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const float *skip, const float *temb_silu,
-                     const float *ctx, const unet_adapt *ua, int N, int L, int keep, int out_too,
-                     const unet_trace *trace) {
-    const int64_t n_out = (int64_t)N * op->C_out * op->Ho * op->Wo;
-    if (out_too) op->out = sl_alloc_f32(n_out);
+                     const float *ctx, const unet_adapt *ua, int N, int L, int keep, const unet_trace *trace) {
+    op->out = sl_alloc_f32((int64_t)N * op->C_out * op->Ho * op->Wo);
     switch (op->kind) {
     case OP_RESNET: {
         const resnet_block *rb = unet_op_resnet(m, op);
@@ -123,7 +121,7 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
             unet_concat_channels(cat, in, op->C_in, skip, op->Cs, N, op->H * op->W);
             x = cat;
         }
-        if (keep) resnet_forward_train(out_too ? op->out : NULL, x, temb_silu, rb, N, op->H, op->W, &op->ra);
+        if (keep != UNET_KEEP_NONE) resnet_forward_train(op->out, x, temb_silu, rb, N, op->H, op->W, &op->ra);
         else resnet_forward(op->out, x, temb_silu, rb, N, op->H, op->W);
         sl_free_aligned(cat);
         break;
@@ -132,29 +130,26 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
         char name[64];
         if (op->part == 1) snprintf(name, sizeof name, "mid_block.attentions.0");
         else snprintf(name, sizeof name, "%s_blocks.%d.attentions.%d", op->part ? "up" : "down", op->i, op->j);
-        float *out = out_too ? op->out : sl_alloc_f32(n_out);
-        transformer_forward(out, in, ctx, unet_op_transformer(m, op), ua, N, op->H, op->W, L, keep ? &op->ta : NULL,
-                            trace, name);
-        if (!out_too) sl_free_aligned(out);
+        const unet_transformer *tr = unet_op_transformer(m, op);
+        if (keep == UNET_KEEP_CHECKPOINT) transformer_forward_checkpoint(op->out, in, ctx, tr, ua, N, op->H, op->W, L, &op->ta);
+        else transformer_forward(op->out, in, ctx, tr, ua, N, op->H, op->W, L, keep ? &op->ta : NULL, trace, name);
         break;
     }
-    case OP_DOWNSAMPLE:
-        if (out_too) {
-            const unet_block *b = unet_op_block(m, op);
-            conv2d_forward(op->out, in, b->resample_w, b->resample_b,
-                           (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
-        }
+    case OP_DOWNSAMPLE: {
+        const unet_block *b = unet_op_block(m, op);
+        conv2d_forward(op->out, in, b->resample_w, b->resample_b,
+                       (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
         break;
-    case OP_UPSAMPLE:
-        if (out_too) {
-            const unet_block *b = unet_op_block(m, op);
-            float *u = sl_alloc_f32((int64_t)N * op->C_in * op->Ho * op->Wo);
-            unet_upsample_to(u, in, N, op->C_in, op->H, op->W, op->Ho, op->Wo);
-            conv2d_forward(op->out, u, b->resample_w, b->resample_b,
-                           (conv2d_shape){N, op->C_in, op->Ho, op->Wo, op->C_out, 3, 1, 1});
-            sl_free_aligned(u);
-        }
+    }
+    case OP_UPSAMPLE: {
+        const unet_block *b = unet_op_block(m, op);
+        float *u = sl_alloc_f32((int64_t)N * op->C_in * op->Ho * op->Wo);
+        unet_upsample_to(u, in, N, op->C_in, op->H, op->W, op->Ho, op->Wo);
+        conv2d_forward(op->out, u, b->resample_w, b->resample_b,
+                       (conv2d_shape){N, op->C_in, op->Ho, op->Wo, op->C_out, 3, 1, 1});
+        sl_free_aligned(u);
         break;
+    }
     }
 }
 
@@ -170,7 +165,8 @@ static int unet_run(float *out, const float *x, const float *t, const float *con
     if (N < 1 || L < 1 || h < 1 || w < 1) return sl_error(NULL, "UNet input: empty batch, context or latent");
     if ((int64_t)N * h * w > (1 << 30) / 8 || (int64_t)N * L > (1 << 24))
         return sl_error(NULL, "UNet input: batch %d × %d×%d latents or %d context tokens is too large", N, h, w, L);
-    const int infer = tp == NULL, keep = tp && !tp->checkpoint;
+    const int infer = tp == NULL;
+    const int keep = !tp ? UNET_KEEP_NONE : tp->checkpoint ? UNET_KEEP_CHECKPOINT : UNET_KEEP_ALL;
     unet_tape *tape = tp ? tp : sl_calloc(1, sizeof *tape);
     *tape = (unet_tape){.m = m, .N = N, .h = h, .w = w, .L = L, .checkpoint = tape->checkpoint,
                         .ua = unet_adapter_state(m), .x = x, .t = t, .ctx = context};
@@ -215,7 +211,7 @@ static int unet_run(float *out, const float *x, const float *t, const float *con
     for (int k = 0; k < tape->n_ops; k++) {
         unet_op *op = &tape->ops[k];
         const float *skip = op->skip >= 0 ? tape->skips[op->skip] : NULL;
-        unet_op_forward(op, m, cur, skip, temb_silu, context, &tape->ua, N, L, keep, 1, trace);
+        unet_op_forward(op, m, cur, skip, temb_silu, context, &tape->ua, N, L, keep, trace);
         if (op->out_skip >= 0) {
             tape->skips[op->out_skip] = op->out;
             skip_owner[op->out_skip] = k;

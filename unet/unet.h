@@ -194,6 +194,22 @@ void transformer_forward(float *out, const float *x, const float *ctx, const une
                          const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts,
                          const unet_trace *trace, const char *name);
 
+// ---- gradient checkpointing (unet/transformer.c)
+// A transformer's training forward that keeps only its blocks' inputs and outputs (acts->hs) and
+// each block's residual stream x1, x2 (3 (N·HW, C) tensors a block instead of ~18). Memory
+// that spares the recomputation the self-attention forward.
+void transformer_forward_checkpoint(float *out, const float *x, const float *ctx, const unet_transformer *tr,
+                                    const unet_adapt *ua, int N, int H, int W, int Lc, transformer_acts *acts);
+// Refills a block's acts from its input x and the kept x1, x2 with exactly the values
+// tblock_forward computes (the same calls on the same inputs), leaving out what the backward
+// will not read: the attention outputs a1, a2 and the GEGLU output ff_g unless the Linear that
+// reads them (to_out.0, ff.net.2) trains (g's weight buffer) or has an adapter.
+void tblock_recompute(tblock_acts *a, const float *x, const float *ctx, const unet_tblock *tb, const unet_tblock *g,
+                      const unet_adapt *ua, int N, int L, int Lc);
+// The same for every block of a transformer whose acts transformer_forward_checkpoint filled.
+void transformer_recompute(transformer_acts *acts, const float *ctx, const unet_transformer *tr,
+                           const unet_transformer *g, const unet_adapt *ua, int N, int H, int W, int Lc);
+
 // ---- backward (unet/transformer_backward.c, unet/backward.c)
 // Gradients of parameters live in a "gradient mirror": a unet_model of the same structure
 // whose parameter pointers are f32 gradient buffers (same shapes), or NULL for frozen
@@ -219,9 +235,11 @@ void unet_grads_zero(unet_model *g);
 // Number of parameters (floats) with gradient buffers.
 int64_t unet_grads_count(unet_model *g);
 
-// A training forward's record (unet/backward.c): every layer's input and, without gradient
-// checkpointing, every layer's activations; with it, the activations are recomputed per layer in
-// backward from the kept input (the same code, so the same bits).
+// A training forward's record (unet/unet.c, unet/backward.c): every layer's input and, without
+// gradient checkpointing, every layer's activations. With checkpointing, a transformer keeps its
+// blocks' inputs/outputs and residual streams (x1, x2) and recomputes the rest in backward (the
+// same calls, so the same bits), skipping the self-attention forward; a resnet keeps its one
+// activation h (about 5 % of the activation memory, and a 3×3 conv to recompute).
 typedef struct unet_tape unet_tape;
 // out = unet_forward(...) (same values) and the tape for unet_backward. x, t, context must stay
 // alive and unchanged until unet_tape_free. NULL with sl_error for bad shapes.

@@ -1,5 +1,6 @@
 // bench_unet_work: what one UNet forward costs in GEMM work, and how fast plain sgemm runs the
-// same shapes on this machine. Also writes random inputs for `singlora forward unet`.
+// same shapes on this machine. Also writes random inputs for `singlora forward unet` (and a
+// target for `singlora backward unet`).
 //   build/bench_unet_work --config DIR --batch N --size H W --context L [--inputs FILE] [--no-sgemm]
 // Prints "flops <total>" and, unless --no-sgemm, "sgemm_gflops <rate>" where the rate is the
 // UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
@@ -135,9 +136,10 @@ static double time_sgemm(int64_t M, int64_t N, int64_t K) {
 
 static void write_inputs(const char *path, const unet_config *c, int N, int h, int w, int L) {
     int64_t nx = (int64_t)N * c->in_channels * h * w, nc = (int64_t)N * L * c->cross_attention_dim;
-    float *x = sl_alloc_f32(nx), *ctx = sl_alloc_f32(nc), *t = sl_alloc_f32(N);
+    int64_t no = (int64_t)N * c->out_channels * h * w;
+    float *x = sl_alloc_f32(nx), *ctx = sl_alloc_f32(nc), *t = sl_alloc_f32(N), *target = sl_alloc_f32(no);
     uint64_t s = 12345;
-    for (int64_t i = 0; i < nx + nc; i++) {   // roughly unit-variance noise
+    for (int64_t i = 0; i < nx + nc + no; i++) {   // roughly unit-variance noise
         double u = 0;
         for (int k = 0; k < 4; k++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -145,18 +147,21 @@ static void write_inputs(const char *path, const unet_config *c, int N, int h, i
         }
         float v = (float)((u - 2.0) * 1.7320508);
         if (i < nx) x[i] = v;
-        else ctx[i - nx] = v;
+        else if (i < nx + nc) ctx[i - nx] = v;
+        else target[i - nx - nc] = v;   // for `singlora backward unet`
     }
     for (int n = 0; n < N; n++) t[n] = (float)(999 - (n * 997) % 1000);
     st_writer *wr = st_writer_new();
     st_writer_add(wr, "x", DT_F32, 4, (int64_t[]){N, c->in_channels, h, w}, x);
     st_writer_add(wr, "t", DT_F32, 1, (int64_t[]){N}, t);
     st_writer_add(wr, "context", DT_F32, 3, (int64_t[]){N, L, c->cross_attention_dim}, ctx);
+    st_writer_add(wr, "target", DT_F32, 4, (int64_t[]){N, c->out_channels, h, w}, target);
     if (st_writer_save(wr, path) != 0) sl_fail();
     st_writer_free(wr);
     sl_free_aligned(x);
     sl_free_aligned(ctx);
     sl_free_aligned(t);
+    sl_free_aligned(target);
 }
 
 int main(int argc, char **argv) {
