@@ -63,48 +63,6 @@ static int count_layers(const st_file *f, clip_layout l) {
 
 // ---- config ----
 
-static int read_config(const char *path, clip_text_config *c) {
-    json_config *j = config_load(path);
-    if (!j) return -1;
-    const char *act;
-    double eps;
-    int rc = 0;
-    rc |= config_int(j, "hidden_size", &c->hidden);
-    rc |= config_int(j, "num_hidden_layers", &c->layers);
-    rc |= config_int(j, "num_attention_heads", &c->heads);
-    rc |= config_int(j, "intermediate_size", &c->intermediate);
-    rc |= config_int_or(j, "max_position_embeddings", 77, &c->max_pos);
-    rc |= config_int(j, "vocab_size", &c->vocab);
-    rc |= config_float_or(j, "layer_norm_eps", 1e-5, &eps);
-    rc |= config_int_or(j, "eos_token_id", 2, &c->eos_id);
-    rc |= config_string_or(j, "hidden_act", "quick_gelu", &act);
-    if (rc == 0) {
-        c->eps = (float)eps;
-        if (!strcmp(act, "quick_gelu")) c->act = CLIP_ACT_QUICK_GELU;
-        else if (!strcmp(act, "gelu")) c->act = CLIP_ACT_GELU;
-        else rc = sl_error(path, "key 'hidden_act': '%s' is not a CLIP activation (quick_gelu or gelu)", act);
-    }
-    if (rc == 0 && (c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->hidden % c->heads || c->intermediate <= 0 ||
-                    c->max_pos <= 0 || c->vocab <= 0 || !(c->eps > 0)))
-        rc = sl_error(path, "inconsistent text encoder sizes (hidden_size %d, %d heads, %d layers, intermediate %d, "
-                            "%d positions, vocabulary %d)",
-                      c->hidden, c->heads, c->layers, c->intermediate, c->max_pos, c->vocab);
-    config_free(j);
-    return rc;
-}
-
-// A config given as a diffusers folder, a text_encoder folder or the config.json itself.
-static char *resolve_config(const char *p) {
-    char buf[4096];
-    if (!path_is_dir(p)) return path_exists(p) ? sl_strdup(p) : (sl_error(p, "no such config file"), NULL);
-    snprintf(buf, sizeof buf, "%s/text_encoder/config.json", p);
-    if (path_exists(buf)) return sl_strdup(buf);
-    snprintf(buf, sizeof buf, "%s/config.json", p);
-    if (path_exists(buf)) return sl_strdup(buf);
-    sl_error(p, "no text_encoder/config.json or config.json here");
-    return NULL;
-}
-
 // The sizes an original checkpoint's shapes give. The head count is not stored anywhere: the
 // released models (ViT-L/14: 768 wide, 12 heads; ViT-H/14: 1024, 16) all use 64-wide heads.
 static int detect_config(const st_file *f, clip_layout l, clip_text_config *c) {
@@ -158,45 +116,9 @@ static float *load(loader *L, const char *name, int ndim, const int64_t *shape) 
     return weights_load(&L->wl, name, ndim, shape);
 }
 
-#define VEC(n) (int64_t[]){(n)}
-#define MAT(r, c) (int64_t[]){(r), (c)}
-
-static int load_layer(loader *L, clip_text_layer *y, int i, const clip_text_config *c) {
-    int D = c->hidden, I = c->intermediate;
-    char p[96];
-    snprintf(p, sizeof p, "text_model.encoder.layers.%d.", i);
-    struct { float **dst; const char *name; int ndim; int64_t r, c; } items[] = {
-        {&y->ln1_w, "layer_norm1.weight", 1, D, 0},       {&y->ln1_b, "layer_norm1.bias", 1, D, 0},
-        {&y->q_w, "self_attn.q_proj.weight", 2, D, D},    {&y->q_b, "self_attn.q_proj.bias", 1, D, 0},
-        {&y->k_w, "self_attn.k_proj.weight", 2, D, D},    {&y->k_b, "self_attn.k_proj.bias", 1, D, 0},
-        {&y->v_w, "self_attn.v_proj.weight", 2, D, D},    {&y->v_b, "self_attn.v_proj.bias", 1, D, 0},
-        {&y->o_w, "self_attn.out_proj.weight", 2, D, D},  {&y->o_b, "self_attn.out_proj.bias", 1, D, 0},
-        {&y->ln2_w, "layer_norm2.weight", 1, D, 0},       {&y->ln2_b, "layer_norm2.bias", 1, D, 0},
-        {&y->fc1_w, "mlp.fc1.weight", 2, I, D},           {&y->fc1_b, "mlp.fc1.bias", 1, I, 0},
-        {&y->fc2_w, "mlp.fc2.weight", 2, D, I},           {&y->fc2_b, "mlp.fc2.bias", 1, D, 0},
-    };
-    for (size_t k = 0; k < sizeof items / sizeof items[0]; k++) {
-        char name[160];
-        snprintf(name, sizeof name, "%s%s", p, items[k].name);
-        *items[k].dst = load(L, name, items[k].ndim, items[k].ndim == 2 ? MAT(items[k].r, items[k].c) : VEC(items[k].r));
-        if (!*items[k].dst) return -1;
-    }
-    return 0;
-}
-
-void clip_text_free(clip_text_model *m) {
-    if (!m) return;
-    if (m->layer)
-        for (int i = 0; i < m->cfg.layers; i++) {
-            float **p = (float **)&m->layer[i];
-            for (size_t k = 0; k < sizeof(clip_text_layer) / sizeof(float *); k++) sl_free_aligned(p[k]);
-        }
-    free(m->layer);
-    sl_free_aligned(m->tok_emb);
-    sl_free_aligned(m->pos_emb);
-    sl_free_aligned(m->lnf_w);
-    sl_free_aligned(m->lnf_b);
-    free(m);
+static int load_visitor(void *ctx, const param_desc *p) {
+    *p->slot = load(ctx, p->name, p->ndim, p->shape);
+    return *p->slot ? 0 : -1;
 }
 
 // Finds the weights file (and the config next to it) for `model`.
@@ -240,18 +162,16 @@ clip_text_model *clip_text_load(const char *model, const char *config, const cha
     if (!f) goto done;
     clip_layout layout = CLIP_LAYOUT_DIFFUSERS;
     if (detect_clip_layout(f, &layout) != 0) goto done;
-    m = sl_calloc(1, sizeof *m);
-    m->layout = layout;
-    clip_text_config *c = &m->cfg;
+    clip_text_config cfg, *c = &cfg;
     int file_layers = count_layers(f, layout);
     if (config) {
-        if (!(cfg_path = resolve_config(config)) || read_config(cfg_path, c) != 0) goto fail;
+        if (!(cfg_path = clip_text_config_path(config)) || clip_text_config_load(c, cfg_path) != 0) goto fail;
     } else if (layout == CLIP_LAYOUT_DIFFUSERS) {
         if (!default_cfg || !path_exists(default_cfg)) {
             sl_error(wpath, "a diffusers text encoder needs its config.json (beside it, or pass --config DIR)");
             goto fail;
         }
-        if (read_config(default_cfg, c) != 0) goto fail;
+        if (clip_text_config_load(c, default_cfg) != 0) goto fail;
     } else if (detect_config(f, layout, c) != 0) {
         goto fail;
     }
@@ -283,16 +203,11 @@ clip_text_model *clip_text_load(const char *model, const char *config, const cha
                                                              : "transformer.embeddings.position_ids";
         if (layout == CLIP_LAYOUT_DIFFUSERS) ignore[n_ignore++] = "text_projection.";   // CLIPTextModelWithProjection
     }
+    m = clip_text_model_new(c);
+    m->layout = layout;
     m->sd2 = layout == CLIP_LAYOUT_OPENCLIP || c->act == CLIP_ACT_GELU;
     loader L = {{.file = f, .prefix = clip_layout_prefix(layout), .map = MAPS[layout]}, layout, c->hidden};
-    int D = c->hidden;
-    if (!(m->tok_emb = load(&L, "text_model.embeddings.token_embedding.weight", 2, MAT(c->vocab, D)))) goto fail;
-    if (!(m->pos_emb = load(&L, "text_model.embeddings.position_embedding.weight", 2, MAT(c->max_pos, D)))) goto fail;
-    m->layer = sl_calloc((size_t)c->layers, sizeof *m->layer);
-    for (int i = 0; i < c->layers; i++)
-        if (load_layer(&L, &m->layer[i], i, c) != 0) goto fail;
-    if (!(m->lnf_w = load(&L, "text_model.final_layer_norm.weight", 1, VEC(D)))) goto fail;
-    if (!(m->lnf_b = load(&L, "text_model.final_layer_norm.bias", 1, VEC(D)))) goto fail;
+    if (clip_text_walk(m, load_visitor, &L) != 0) goto fail;
     if (weights_check_unused(&L.wl, ignore) != 0) goto fail;
     goto done;
 fail:

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "clip/names.h"
+#include "engine/params.h"
 
 typedef enum { CLIP_ACT_QUICK_GELU, CLIP_ACT_GELU } clip_act;
 
@@ -51,6 +52,18 @@ typedef struct {
 // NULL with sl_error.
 clip_text_model *clip_text_load(const char *model, const char *config, const char *variant);
 void clip_text_free(clip_text_model *m);
+
+// The parameters (clip/params.c): one walk over every tensor of m (diffusers names, shapes,
+// init kinds, slots), used by the loader, clip_text_free and `singlora init`. m->layer must
+// hold cfg.layers entries (clip_text_model_new). A nonzero visitor return stops the walk.
+int clip_text_walk(clip_text_model *m, param_visitor fn, void *ctx);
+clip_text_model *clip_text_model_new(const clip_text_config *c);   // no weights yet
+// Walks the parameters of a model with config c without allocating weights.
+int clip_text_enumerate(const clip_text_config *c, param_visitor fn, void *ctx);
+// Reads c from a config.json, a text_encoder folder or a diffusers folder (text_encoder/
+// config.json). clip_text_config_path: which file that is (owned), NULL with sl_error.
+int clip_text_config_load(clip_text_config *c, const char *path);
+char *clip_text_config_path(const char *path);
 
 // ids (N, L) with L <= max_pos. Runs the embeddings and the first n_layers layers;
 // out (N, L, D) = final LayerNorm of layer n_layers' output. hs (may be NULL): n_layers + 1

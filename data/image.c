@@ -6,10 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <stb/stb_image.h>
-#include <stb/stb_image_write.h>
 
+#include "data/png.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 
@@ -17,6 +18,11 @@
 #define MAX_PIXELS (1ull << 28)   // 16384 x 16384
 
 static uint8_t *read_file(const char *path, size_t *n) {
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        sl_error(path, "cannot read: not a regular file%s", S_ISDIR(st.st_mode) ? " (a folder)" : "");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
     if (fseek(f, 0, SEEK_END) != 0) { fclose(f); sl_error(path, "cannot read: %s", strerror(errno)); return NULL; }
@@ -88,7 +94,7 @@ uint8_t *image_load_u8(const char *path, int *H, int *W) {
     free(buf);
     if (!px) {
         const char *why = stbi_failure_reason();
-        sl_error(path, "corrupt image: %s", why ? why : "decoding failed");
+        sl_error(path, "corrupt image (stb_image: %s; truncated or damaged file?)", why ? why : "decoding failed");
         return NULL;
     }
     *H = h, *W = w;
@@ -127,28 +133,17 @@ void image_to_u8(uint8_t *out, const float *img, int C, int H, int W) {
         }
 }
 
-int image_save_png(const char *path, const float *img, int C, int H, int W) {
+int image_save_png_text(const char *path, const float *img, int C, int H, int W, const char *const *keys,
+                       const char *const *values, int n_text) {
     if (C != 1 && C != 3 && C != 4) return sl_error(path, "cannot save a %d-channel image as PNG", C);
     if (H <= 0 || W <= 0) return sl_error(path, "cannot save an empty %dx%d image", W, H);
     uint8_t *px = sl_malloc((size_t)H * (size_t)W * (size_t)C);
     image_to_u8(px, img, C, H, W);
-    // write next to the target and rename, so a failed write leaves no half file
-    size_t len = strlen(path) + 16;
-    char *tmp = sl_malloc(len);
-    snprintf(tmp, len, "%s.tmp", path);
-    int ok = stbi_write_png(tmp, W, H, C, px, W * C);
+    int rc = png_write(path, px, W, H, C, keys, values, n_text);   // atomic: temp file + rename
     free(px);
-    if (!ok) {
-        remove(tmp);
-        free(tmp);
-        return sl_error(path, "cannot write PNG (folder missing or not writable?)");
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        remove(tmp);
-        free(tmp);
-        return sl_error(path, "cannot write: %s", strerror(e));
-    }
-    free(tmp);
-    return 0;
+    return rc;
+}
+
+int image_save_png(const char *path, const float *img, int C, int H, int W) {
+    return image_save_png_text(path, img, C, H, W, NULL, NULL, 0);
 }

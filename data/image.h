@@ -19,3 +19,6 @@ void image_from_u8(float *out, const uint8_t *px, int C, int H, int W);
 
 // Writes (C, H, W) float in [-1, 1] (C = 1, 3 or 4) as an 8-bit PNG. 0, or -1 with sl_error.
 int image_save_png(const char *path, const float *img, int C, int H, int W);
+// The same with tEXt chunks (e.g. A1111's "parameters").
+int image_save_png_text(const char *path, const float *img, int C, int H, int W, const char *const *keys,
+                        const char *const *values, int n_text);

@@ -49,6 +49,12 @@ void adapter_tensor_name(char *buf, size_t len, const char *module, adapter_meth
 // max(d_in, d_out) rows) and checks it. 0, or -1 with sl_error naming the module.
 int adapter_bind_shape(adapter *a, const char *module, int d_in, int d_out, const char *path);
 
+// Without a model, fixes the (d_out, d_in) of SingLoRA slots from the SD transformer layout:
+// attention projections other than attn2.to_k/to_v and proj_in/out are square, ff.net.0.proj
+// is (8C, C) (GEGLU), ff.net.2 is (C, 4C), and attn2.to_k/to_v are (C, D) with C taken from a
+// square sibling in the same block. 0, or -1 with sl_error naming a slot it cannot place.
+int adapter_set_infer_sd_shapes(adapter_set *s, const char *path);
+
 int adapter_set_save(const adapter_set *s, const char *path);
 // Loads and checks the file's own consistency (metadata present and valid, every tensor of a
 // known form, shapes consistent with rank and method). The model check comes at attach time.

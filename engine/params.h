@@ -22,3 +22,7 @@ typedef struct {
 
 // Called once per parameter; a nonzero return stops the walk and is returned by it.
 typedef int (*param_visitor)(void *ctx, const param_desc *p);
+
+// A visitor that frees each parameter's f32 data and clears its slot (the models' *_free walk
+// with it).
+int param_free_visitor(void *ctx, const param_desc *p);

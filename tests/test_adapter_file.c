@@ -172,3 +172,36 @@ TEST(inspect_adapter) {
     CHECK(strstr(out, "targets: " ADAPTER_DEFAULT_TARGETS) != NULL);
     adapter_set_free(s);
 }
+
+TEST(adapter_infer_sd_shapes) {
+    // SD 1.5-like widths: C = 320 (D = 768 > C) and C = 1280 (D < C), plus feed-forward layers
+    adapter_set s = {.method = ADAPTER_SINGLORA, .rank = 2, .alpha = 2};
+    const char *b0 = "down_blocks.0.attentions.0.transformer_blocks.0.", *b3 = "up_blocks.1.attentions.0.transformer_blocks.0.";
+    const struct { const char *blk, *name; int d_in, d_out; } L[] = {
+        {b0, "attn2.to_q", 320, 320}, {b0, "attn2.to_k", 768, 320}, {b0, "attn2.to_v", 768, 320}, {b0, "attn2.to_out.0", 320, 320},
+        {b3, "attn2.to_q", 1280, 1280}, {b3, "attn2.to_k", 768, 1280}, {b3, "attn2.to_out.0", 1280, 1280},
+        {b0, "ff.net.0.proj", 320, 2560}, {b0, "ff.net.2", 1280, 320}, {b3, "attn1.to_v", 1280, 1280},
+    };
+    int n = sizeof L / sizeof *L;
+    for (int i = 0; i < n; i++) {
+        char m[256];
+        snprintf(m, sizeof m, "%s%s", L[i].blk, L[i].name);
+        int rows = L[i].d_in > L[i].d_out ? L[i].d_in : L[i].d_out;
+        adapter_set_add(&s, m, rows, rows);   // as loaded from a file: only the rows are known
+    }
+    REQUIRE(adapter_set_infer_sd_shapes(&s, "f") == 0);
+    for (int i = 0; i < n; i++) {
+        CHECK_MSG(s.slots[i].a.d_in == L[i].d_in && s.slots[i].a.d_out == L[i].d_out, "%s%s: %d x %d", L[i].blk,
+                  L[i].name, s.slots[i].a.d_out, s.slots[i].a.d_in);
+    }
+    // without the 320-wide attention, D cannot be known for the 1280-wide one
+    adapter_set t = {.method = ADAPTER_SINGLORA, .rank = 2, .alpha = 2};
+    adapter_set_add(&t, "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_q", 1280, 1280);
+    adapter_set_add(&t, "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k", 1280, 1280);
+    CHECK(adapter_set_infer_sd_shapes(&t, "f") != 0);
+    CHECK(strstr(sl_error_msg(), "pass --model") != NULL);
+    for (int i = 0; i < s.n_slots; i++) { adapter_free(&s.slots[i].a); free(s.slots[i].module); }
+    for (int i = 0; i < t.n_slots; i++) { adapter_free(&t.slots[i].a); free(t.slots[i].module); }
+    free(s.slots);
+    free(t.slots);
+}

@@ -125,6 +125,10 @@ int main(int argc, char **argv) {
         if (!mkdtemp(g_tmpdir)) { perror("mkdtemp"); return 2; }
         pid_t pid = fork();
         if (pid == 0) {
+            // caches (model hashes) go to the test's temp dir, not the user's home
+            char cache[300];
+            snprintf(cache, sizeof cache, "%s/.cache", g_tmpdir);
+            setenv("XDG_CACHE_HOME", cache, 1);
             test_failures = 0;
             g_tests[i].fn();
             fflush(stdout);

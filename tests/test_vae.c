@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/image.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
@@ -109,7 +110,10 @@ TEST(vae_original_name_map) {
 
 typedef struct { st_file *f; int n, bad; } list_check;
 
-static void visit(void *u, const char *name, int ndim, const int64_t *shape) {
+static int visit(void *u, const param_desc *p) {
+    const char *name = p->name;
+    int ndim = p->ndim;
+    const int64_t *shape = p->shape;
     list_check *ctx = u;
     ctx->n++;
     const st_entry *e = st_find(ctx->f, name);
@@ -119,6 +123,7 @@ static void visit(void *u, const char *name, int ndim, const int64_t *shape) {
         ctx->bad++;
         fprintf(stderr, "    tensor list: %s not in the file with this shape\n", name);
     }
+    return 0;
 }
 
 TEST(vae_tensor_list_matches_files) {
@@ -128,7 +133,7 @@ TEST(vae_tensor_list_matches_files) {
     st_file *f = st_open(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"));
     REQUIRE(f);
     list_check ctx = {f, 0, 0};
-    vae_tensor_list(&c, visit, &ctx);
+    REQUIRE(vae_enumerate(&c, visit, &ctx) == 0);
     CHECK_EQ_INT(ctx.n, f->n_entries);
     CHECK_EQ_INT(ctx.bad, 0);
     st_close(f);
@@ -164,10 +169,10 @@ TEST(vae_original_without_config_fails_clearly) {
 }
 
 // Round every weight to f16 and back, as the fp16 file stores them.
-static int round_visit(void *u, const char *name, int ndim, const int64_t *shape, float **slot) {
-    (void)u, (void)name;
-    int64_t n = shape_numel(ndim, shape);
-    for (int64_t i = 0; i < n; i++) (*slot)[i] = f16_to_f32(f32_to_f16((*slot)[i]));
+static int round_visit(void *u, const param_desc *p) {
+    (void)u;
+    int64_t n = shape_numel(p->ndim, p->shape);
+    for (int64_t i = 0; i < n; i++) (*p->slot)[i] = f16_to_f32(f32_to_f16((*p->slot)[i]));
     return 0;
 }
 
@@ -469,5 +474,70 @@ TEST(vae_loader_errors) {
     // missing tensor: a diffusers vae file without config next to it is an error too
     m = vae_load(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"), NULL, NULL, VAE_BOTH);
     CHECK(m != NULL);   // config.json is next to it
+    vae_free(m);
+}
+
+TEST(vae_command_png_in_and_out) {
+    // decode to a PNG, encode that PNG back: the command's image paths end to end
+    char out[4096], png[512], enc[512];
+    snprintf(png, sizeof png, "%s", tmp_path("dec.png"));
+    snprintf(enc, sizeof enc, "%s", tmp_path("enc.safetensors"));
+    int rc = run_cmd(out, sizeof out, "%s forward vae-decode --model %s --in %s --out %s --tile 8 --overlap 2", singlora_bin(),
+                     sd1_dir(), shared_path("fixtures/io/vae_decode_io.safetensors"), png);
+    CHECK_MSG(rc == 0, "%s", out);
+    int h, w;
+    float *img = image_load(png, &h, &w);
+    REQUIRE(img);
+    CHECK(h == 64 && w == 96);
+    rc = run_cmd(out, sizeof out, "%s forward vae-encode --model %s --in %s --out %s", singlora_bin(), sd1_dir(), png, enc);
+    CHECK_MSG(rc == 0, "%s", out);
+    // the command's moments equal the in-process encode of the loaded PNG
+    vae_model *m = vae_load(sd1_dir(), NULL, NULL, VAE_ENCODER);
+    REQUIRE(m);
+    float *mom = sl_alloc_f32(8 * 8 * 12);
+    vae_encode(m, mom, img, 1, 64, 96);
+    st_file *f = st_open(enc);
+    REQUIRE(f);
+    float *got = fixture(f, "moments", NULL);
+    REQUIRE(got);
+    check_close("cli encode of a PNG", got, mom, 8 * 8 * 12, 1e-5);
+    CHECK(st_find(f, "sample") == NULL);   // no noise given, no sample
+    st_close(f);
+    sl_free_aligned(img), sl_free_aligned(mom), sl_free_aligned(got);
+    vae_free(m);
+}
+
+TEST(vae_old_diffusers_attention_names) {
+    // diffusers < 0.14 files name the attention query/key/value/proj_attn: they load the same
+    st_file *f = st_open(shared_path("fixtures/sd1_tiny/vae/diffusion_pytorch_model.safetensors"));
+    REQUIRE(f);
+    char dir[512], cmd[1200], out[256];
+    snprintf(dir, sizeof dir, "%s", tmp_path("old"));
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/vae && cp %s %s/vae/", dir, shared_path("fixtures/sd1_tiny/vae/config.json"), dir);
+    REQUIRE(run_cmd(out, sizeof out, "%s", cmd) == 0);
+    st_writer *w = st_writer_new();
+    static const char *from[] = {".to_q.", ".to_k.", ".to_v.", ".to_out.0."}, *to[] = {".query.", ".key.", ".value.", ".proj_attn."};
+    char names[64][256];
+    int nn = 0;
+    for (int i = 0; i < f->n_entries; i++) {
+        const st_entry *e = &f->entries[i];
+        const char *name = e->name;
+        for (int k = 0; k < 4 && nn < 64; k++) {
+            const char *p = strstr(e->name, from[k]);
+            if (!p) continue;
+            snprintf(names[nn], sizeof names[nn], "%.*s%s%s", (int)(p - e->name), e->name, to[k], p + strlen(from[k]));
+            name = names[nn++];
+        }
+        st_writer_add(w, name, e->dt, e->ndim, e->shape, e->data);
+    }
+    CHECK_EQ_INT(nn, 16);   // 4 projections × weight/bias × encoder/decoder
+    char path[600];
+    snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", dir);
+    REQUIRE(st_writer_save(w, path) == 0);
+    st_writer_free(w);
+    st_close(f);
+    vae_model *m = vae_load(dir, NULL, NULL, VAE_BOTH);
+    if (!m) { test_fail_at(__FILE__, __LINE__, "%s", sl_error_msg()); return; }
+    check_decode("decode, pre-0.14 attention names", m, TOL);
     vae_free(m);
 }

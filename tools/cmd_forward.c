@@ -12,6 +12,7 @@ static const struct {
     {"unet", "x, t, context -> the UNet's output (noise / v prediction)", forward_unet_main},
     {"vae-encode", "image -> VAE posterior moments, mean, logvar (and a sample)", forward_vae_encode_main},
     {"vae-decode", "latent -> image through the VAE decoder", forward_vae_decode_main},
+    {"txt2img", "token ids + initial noise -> latents after each step and the decoded image", forward_txt2img_main},
     {"text", "CLIP text encoder: input_ids -> last_hidden_state, conditioning, pooler_output", forward_text_main},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])

@@ -1,71 +1,42 @@
 // singlora init: a model with random weights at the real shapes a config describes (for
-// benchmarks and tests at full scale). Each model component registers a function that lists
-// its parameters (the same walk its loader uses), so names and shapes have one source.
-#include <errno.h>
+// benchmarks and tests at full scale), written through pipeline/model_writer.h.
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "clip/tokenizer.h"
+#include "engine/atomic_file.h"
+#include "engine/config.h"
 #include "engine/error.h"
 #include "engine/model_files.h"
-#include "engine/params.h"
-#include "engine/safetensors.h"
+#include "pipeline/model_writer.h"
 #include "tools/args.h"
 #include "tools/commands.h"
-#include "unet/unet.h"
+#include "tools/io.h"
 
 static const char *HELP =
     "usage: singlora init --config DIR --out FILE [--layout original|diffusers] [--dtype f32|f16|bf16]\n"
-    "                     [--seed S] [--component NAME]\n\n"
+    "                     [--seed S] [--component NAME] [--tokenizer TOK]\n\n"
     "Writes random weights at the shapes of the configs in DIR (a diffusers-style folder such as\n"
-    "../shared/models/sd15: unet/config.json, ...). Initialization follows PyTorch's defaults:\n"
-    "weights and biases uniform in ±1/sqrt(fan_in), norm weights 1 and biases 0.\n"
+    "../shared/models/sd15: unet/config.json, vae/config.json, text_encoder/config.json, ...).\n"
+    "Initialization follows PyTorch's defaults: weights and biases uniform in ±1/sqrt(fan_in), norm\n"
+    "weights 1 and biases 0 (the text encoder's embedding tables: ±1/sqrt(width)).\n"
     "  --layout original   (default) one single-file checkpoint FILE (.safetensors), each component\n"
-    "                      under its prefix (model.diffusion_model. for the UNet)\n"
-    "  --layout diffusers  FILE is a folder: FILE/<component>/diffusion_pytorch_model.safetensors\n"
-    "                      with <component>/config.json (and model_index.json) copied from DIR;\n"
-    "                      when FILE ends in .safetensors, just the one component's weights file\n"
+    "                      under its prefix: model.diffusion_model. (UNet), first_stage_model. (VAE),\n"
+    "                      cond_stage_model. (text encoder: transformer.text_model.* for SD 1.x; for\n"
+    "                      SD 2.x, hidden_act gelu, OpenCLIP's model.* with fused in_proj q/k/v and\n"
+    "                      one more resblock than the config's layers, which SD 2.x skips)\n"
+    "  --layout diffusers  FILE is a folder: FILE/<component>/ with its weights and config.json;\n"
+    "                      also FILE/model_index.json, scheduler/scheduler_config.json when DIR has\n"
+    "                      one, and tokenizer/ (DIR's tokenizer/ files, and TOK's); when FILE ends\n"
+    "                      in .safetensors, just the one component's weights file\n"
     "  --component NAME    only this component (default: every one DIR has a config for)\n"
+    "  --tokenizer TOK     with --layout diffusers: copy this CLIP tokenizer (a folder with\n"
+    "                      vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) into tokenizer/\n"
     "  --dtype             storage dtype (default f32); --seed S (default 0)\n"
-    "Components: unet.\n";
-
-// ---------------------------------------------------------------- component registry
-
-// Lists a component's parameters for the config in dir: each with its diffusers name (p->name)
-// and its name in the original single-file layout (without the component prefix).
-typedef int (*component_visitor)(void *ctx, const param_desc *p, const char *original_name);
-typedef int (*component_params)(const char *dir, component_visitor fn, void *ctx);
-
-typedef struct {
-    unet_config cfg;
-    component_visitor fn;
-    void *ctx;
-} unet_lister;
-
-static int unet_list_one(void *ctx, const param_desc *p) {
-    unet_lister *l = ctx;
-    char name[512];
-    if (unet_original_name(&l->cfg, p->name, name, sizeof name) != 0)
-        return sl_error(NULL, "internal: no original name for '%s'", p->name);
-    return l->fn(l->ctx, p, name);
-}
-
-static int unet_params(const char *dir, component_visitor fn, void *ctx) {
-    unet_lister l = {.fn = fn, .ctx = ctx};
-    if (unet_config_load_dir(&l.cfg, dir) != 0) return -1;
-    return unet_enumerate(&l.cfg, unet_list_one, &l);
-}
-
-static const struct {
-    const char *name;              // the diffusers subfolder
-    const char *original_prefix;   // tensor-name prefix in the single-file layout
-    component_params params;
-} COMPONENTS[] = {
-    {"unet", "model.diffusion_model.", unet_params},
-};
-static const int N_COMPONENTS = sizeof COMPONENTS / sizeof COMPONENTS[0];
+    "Components: unet, vae, text_encoder.\n";
 
 // ---------------------------------------------------------------- random weights
 
@@ -81,21 +52,11 @@ static uint64_t hash_str(const char *s) {   // FNV-1a
     return h;
 }
 
-typedef struct {
-    st_writer *w;
-    const char *prefix;
-    int original;   // store under the original names
-    dtype dt;
-    uint64_t seed;
-    void **bufs;
-    int n, cap;
-    int64_t params;
-} init_sink;
-
 // Element i of a tensor depends only on (seed, diffusers name, i): the same in either layout,
 // any order and any thread count.
-static int init_visitor(void *ctx, const param_desc *p, const char *original_name) {
-    init_sink *s = ctx;
+static int random_source(void *ctx, const mw_param *mp, mw_data *d) {
+    const uint64_t seed = *(const uint64_t *)ctx;
+    const param_desc *p = mp->p;
     int64_t n = shape_numel(p->ndim, p->shape);
     float *data = sl_alloc_f32(n);
     if (p->kind == PARAM_NORM_WEIGHT || p->kind == PARAM_NORM_BIAS) {
@@ -103,40 +64,18 @@ static int init_visitor(void *ctx, const param_desc *p, const char *original_nam
         for (int64_t i = 0; i < n; i++) data[i] = v;
     } else {
         float bound = 1.0f / sqrtf((float)(p->fan_in > 0 ? p->fan_in : 1));
-        uint64_t key = mix64(s->seed ^ hash_str(p->name));
+        uint64_t key = mix64(seed ^ hash_str(p->name));
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < n; i++) {
             double u = (double)(mix64(key + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1)) >> 11) * 0x1p-53;   // [0, 1)
             data[i] = (float)((2.0 * u - 1.0) * bound);
         }
     }
-    void *stored = data;
-    if (s->dt != DT_F32) {
-        stored = sl_alloc_aligned((size_t)n * dtype_size(s->dt));
-        dtype_from_f32_n(stored, s->dt, data, (size_t)n);
-        sl_free_aligned(data);
-    }
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 256;
-        s->bufs = realloc(s->bufs, sizeof(void *) * (size_t)s->cap);
-        if (!s->bufs) sl_die(NULL, "out of memory");
-    }
-    s->bufs[s->n++] = stored;
-    char name[600];
-    snprintf(name, sizeof name, "%s%s", s->prefix, s->original ? original_name : p->name);
-    st_writer_add(s->w, name, s->dt, p->ndim, p->shape, stored);
-    s->params += n;
+    d->f32 = data;
     return 0;
 }
 
-static void sink_free(init_sink *s) {
-    for (int i = 0; i < s->n; i++) sl_free_aligned(s->bufs[i]);
-    free(s->bufs);
-    s->bufs = NULL;
-    s->n = s->cap = 0;
-}
-
-// ---------------------------------------------------------------- files
+// ---------------------------------------------------------------- diffusers folder extras
 
 static int has_config(const char *dir, const char *component) {
     char p[4096];
@@ -144,30 +83,116 @@ static int has_config(const char *dir, const char *component) {
     return path_exists(p);
 }
 
-static void mkdir_or_die(const char *path) {
-    if (mkdir(path, 0777) != 0 && errno != EEXIST) sl_die(path, "cannot create folder: %s", strerror(errno));
+static void set_entry(cJSON *index, const char *key, const char *library, const char *class_name) {
+    cJSON *a = cJSON_CreateArray();
+    cJSON_AddItemToArray(a, library ? cJSON_CreateString(library) : cJSON_CreateNull());
+    cJSON_AddItemToArray(a, class_name ? cJSON_CreateString(class_name) : cJSON_CreateNull());
+    if (cJSON_GetObjectItemCaseSensitive(index, key)) cJSON_ReplaceItemInObjectCaseSensitive(index, key, a);
+    else cJSON_AddItemToObject(index, key, a);
 }
 
-static void copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb");
-    if (!a) sl_die(from, "cannot open: %s", strerror(errno));
-    FILE *b = fopen(to, "wb");
-    if (!b) sl_die(to, "cannot create: %s", strerror(errno));
-    char buf[65536];
-    size_t k;
-    while ((k = fread(buf, 1, sizeof buf, a)) > 0)
-        if (fwrite(buf, 1, k, b) != k) sl_die(to, "write error");
-    fclose(a);
-    if (fclose(b) != 0) sl_die(to, "write error");
+// The class a scheduler config names (_class_name), or NULL.
+static char *scheduler_class(const char *config_path) {
+    json_config *j = config_load(config_path);
+    const char *c = NULL;
+    char *name = j && config_string_or(j, "_class_name", "", &c) == 0 && *c ? sl_strdup(c) : NULL;
+    config_free(j);
+    sl_error_clear();
+    return name;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
+// model_index.json for what the folder holds: DIR's own index (when it has one) with every
+// part this folder lacks set to [null, null], as diffusers writes for a removed component.
+static void write_model_index(const char *dir, const char *outp, const int *written, int has_scheduler,
+                              int has_tokenizer) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model_index.json", dir);
+    cJSON *index = NULL;
+    if (path_exists(path)) {
+        json_config *j = config_load(path);
+        if (!j) sl_fail();
+        index = cJSON_Duplicate(j->root, 1);
+        config_free(j);
+    } else {
+        index = cJSON_CreateObject();
+        cJSON_AddStringToObject(index, "_class_name", "StableDiffusionPipeline");
+    }
+    // parts of DIR's pipeline this folder does not have (safety checker, feature extractor, ...)
+    for (cJSON *e = index->child, *next; e; e = next) {
+        next = e->next;   // set_entry replaces (frees) e
+        if (e->string[0] == '_' || !cJSON_IsArray(e)) continue;
+        int have = (!strcmp(e->string, "scheduler") && has_scheduler) || (!strcmp(e->string, "tokenizer") && has_tokenizer);
+        for (int c = 0; c < MW_N_COMPONENTS; c++)
+            if (written[c] && !strcmp(e->string, MW_COMPONENTS[c].name)) have = 1;
+        if (!have) set_entry(index, e->string, NULL, NULL);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(index, "safety_checker") &&
+        !cJSON_GetObjectItemCaseSensitive(index, "requires_safety_checker"))
+        cJSON_AddBoolToObject(index, "requires_safety_checker", 0);
+    for (int c = 0; c < MW_N_COMPONENTS; c++)
+        if (written[c]) set_entry(index, MW_COMPONENTS[c].name, MW_COMPONENTS[c].library, MW_COMPONENTS[c].class_name);
+    if (has_tokenizer) set_entry(index, "tokenizer", "transformers", "CLIPTokenizer");
+    if (has_scheduler) {
+        snprintf(path, sizeof path, "%s/scheduler/scheduler_config.json", outp);
+        char *cls = scheduler_class(path);
+        set_entry(index, "scheduler", "diffusers", cls ? cls : "PNDMScheduler");
+        free(cls);
+    }
+    char *text = cJSON_Print(index);
+    size_t len = strlen(text);
+    snprintf(path, sizeof path, "%s/model_index.json", outp);
+    const void *bufs[1] = {text};
+    if (atomic_write(path, bufs, &len, 1) != 0) sl_fail();
+    free(text);
+    cJSON_Delete(index);
 }
+
+// scheduler/ and tokenizer/ of the folder; returns which it wrote (bit 0: scheduler, 1: tokenizer).
+static int write_extras(const char *dir, const char *outp, const char *tokenizer) {
+    char from[4096], to[4096];
+    int wrote = 0;
+    snprintf(from, sizeof from, "%s/scheduler/scheduler_config.json", dir);
+    if (path_exists(from)) {
+        snprintf(to, sizeof to, "%s/scheduler", outp);
+        if (mkdir_p(to) != 0) sl_fail();
+        snprintf(to, sizeof to, "%s/scheduler/scheduler_config.json", outp);
+        if (copy_file(from, to) != 0) sl_fail();
+        wrote |= 1;
+    }
+    snprintf(from, sizeof from, "%s/tokenizer", dir);
+    int dir_tok = path_is_dir(from);
+    if (dir_tok || tokenizer) {
+        snprintf(to, sizeof to, "%s/tokenizer", outp);
+        if (mkdir_p(to) != 0) sl_fail();
+    }
+    if (tokenizer) {
+        // TOK's vocabulary first; DIR's tokenizer configs after it (the model's special tokens win)
+        char src[4096];
+        snprintf(src, sizeof src, "%s/tokenizer", tokenizer);
+        if (!path_is_dir(src)) snprintf(src, sizeof src, "%s", tokenizer);
+        if (path_is_dir(src)) {
+            if (copy_folder_files(src, to) != 0) sl_fail();
+        } else {
+            char gz[4200];
+            snprintf(gz, sizeof gz, "%s/bpe_simple_vocab_16e6.txt.gz", to);
+            if (copy_file(src, gz) != 0) sl_fail();
+        }
+    }
+    if (dir_tok && copy_folder_files(from, to) != 0) sl_fail();
+    if (dir_tok && !tokenizer) {
+        char vocab[4200];
+        snprintf(vocab, sizeof vocab, "%s/vocab.json", to);
+        if (!path_exists(vocab))
+            sl_warn("%s has tokenizer configs but no vocabulary; pass --tokenizer TOK to include one", from);
+    }
+    if (dir_tok || tokenizer) wrote |= 2;
+    return wrote;
+}
+
+// ---------------------------------------------------------------- the command
 
 int cmd_init(int argc, char **argv) {
-    const char *dir = NULL, *outp = NULL, *layout = "original", *dts = "f32", *only = NULL, *v;
+    const char *dir = NULL, *outp = NULL, *layout = "original", *dts = "f32", *only = NULL, *tokenizer = NULL, *v;
     uint64_t seed = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -176,6 +201,7 @@ int cmd_init(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--layout", &layout)) {}
         else if (arg_value(argc, argv, &i, "--dtype", &dts)) {}
         else if (arg_value(argc, argv, &i, "--component", &only)) {}
+        else if (arg_value(argc, argv, &i, "--tokenizer", &tokenizer)) {}
         else if (arg_value(argc, argv, &i, "--seed", &v)) seed = (uint64_t)arg_long("--seed", v);
         else arg_unknown("init", argv[i]);
     }
@@ -192,62 +218,59 @@ int cmd_init(int argc, char **argv) {
     if (!path_is_dir(dir)) sl_die(dir, "not a folder (--config wants a diffusers-style config folder)");
 
     // the components to write
-    int use[16] = {0}, n_use = 0;
-    for (int c = 0; c < N_COMPONENTS; c++) {
-        if (only && strcmp(only, COMPONENTS[c].name)) continue;
-        if (!has_config(dir, COMPONENTS[c].name)) {
+    int use[MW_N_COMPONENTS] = {0}, n_use = 0;
+    for (int c = 0; c < MW_N_COMPONENTS; c++) {
+        if (only && strcmp(only, MW_COMPONENTS[c].name)) continue;
+        if (!has_config(dir, MW_COMPONENTS[c].name)) {
             if (only) sl_die(dir, "no %s/config.json", only);
             continue;
         }
         use[c] = 1;
         n_use++;
     }
-    if (only && !n_use) sl_die(NULL, "init: unknown component '%s' (known: unet)", only);
+    if (only && !n_use) sl_die(NULL, "init: unknown component '%s' (known: unet, vae, text_encoder)", only);
     if (!n_use) sl_die(dir, "no component config (unet/config.json, ...) in this folder");
 
     int single_component_file = !original && ends_with(outp, ".safetensors");
     if (original && !ends_with(outp, ".safetensors")) sl_die(outp, "the original layout is one .safetensors file");
     if (single_component_file && n_use != 1)
         sl_die(outp, "a single diffusers weights file holds one component; pass --component NAME or a folder");
-    if (!original && !single_component_file) mkdir_or_die(outp);
+    if (tokenizer && (original || single_component_file))
+        sl_die(NULL, "init: --tokenizer goes into a diffusers folder's tokenizer/ (a single weights file carries none)");
+    if (tokenizer) {   // check it is one before writing anything
+        clip_tokenizer *t = clip_tokenizer_load(tokenizer);
+        if (!t) sl_fail();
+        clip_tokenizer_free(t);
+    }
+    if (!original && !single_component_file && mkdir_p(outp) != 0) sl_fail();
 
-    init_sink sink = {.dt = dt, .seed = seed, .original = original};
-    if (original) sink.w = st_writer_new();
-    for (int c = 0; c < N_COMPONENTS; c++) {
+    model_writer *w = mw_new(original, dt);
+    for (int c = 0; c < MW_N_COMPONENTS; c++) {
         if (!use[c]) continue;
-        if (!original) sink.w = st_writer_new();
-        sink.prefix = original ? COMPONENTS[c].original_prefix : "";
-        if (COMPONENTS[c].params(dir, init_visitor, &sink) != 0) sl_fail();
-        if (!original) {
-            char path[4096], from[4096];
-            if (single_component_file) {
-                snprintf(path, sizeof path, "%s", outp);
-            } else {
-                snprintf(path, sizeof path, "%s/%s", outp, COMPONENTS[c].name);
-                mkdir_or_die(path);
-                snprintf(from, sizeof from, "%s/%s/config.json", dir, COMPONENTS[c].name);
-                snprintf(path, sizeof path, "%s/%s/config.json", outp, COMPONENTS[c].name);
-                copy_file(from, path);
-                snprintf(path, sizeof path, "%s/%s/diffusion_pytorch_model.safetensors", outp, COMPONENTS[c].name);
-            }
-            st_writer_meta(sink.w, "format", "pt");
-            if (st_writer_save(sink.w, path) != 0) sl_fail();
-            st_writer_free(sink.w);
-            sink_free(&sink);
+        if (mw_add_component(w, MW_COMPONENTS[c].name, dir, random_source, &seed) != 0) sl_fail();
+        if (original) continue;   // one file for all, saved below
+        char path[4096], from[4096];
+        if (single_component_file) {
+            snprintf(path, sizeof path, "%s", outp);
+        } else {
+            snprintf(path, sizeof path, "%s/%s", outp, MW_COMPONENTS[c].name);
+            if (mkdir_p(path) != 0) sl_fail();
+            snprintf(from, sizeof from, "%s/%s/config.json", dir, MW_COMPONENTS[c].name);
+            snprintf(path, sizeof path, "%s/%s/config.json", outp, MW_COMPONENTS[c].name);
+            if (copy_file(from, path) != 0) sl_fail();
+            snprintf(path, sizeof path, "%s/%s/%s.safetensors", outp, MW_COMPONENTS[c].name, MW_COMPONENTS[c].weights);
         }
+        if (mw_save(w, path) != 0) sl_fail();
     }
+    int64_t params = mw_param_count(w);
     if (original) {
-        st_writer_meta(sink.w, "format", "pt");
-        if (st_writer_save(sink.w, outp) != 0) sl_fail();
-        st_writer_free(sink.w);
-        sink_free(&sink);
+        if (mw_save(w, outp) != 0) sl_fail();
     } else if (!single_component_file) {
-        char from[4096], to[4096];
-        snprintf(from, sizeof from, "%s/model_index.json", dir);
-        snprintf(to, sizeof to, "%s/model_index.json", outp);
-        if (path_exists(from)) copy_file(from, to);
+        int extras = write_extras(dir, outp, tokenizer);
+        write_model_index(dir, outp, use, extras & 1, extras & 2);
     }
+    mw_free(w);
     printf("wrote %s (%s layout, %s, %lld parameters, seed %llu)\n", outp, original ? "original" : "diffusers",
-           dtype_name(dt), (long long)sink.params, (unsigned long long)seed);
+           dtype_name(dt), (long long)params, (unsigned long long)seed);
     return 0;
 }

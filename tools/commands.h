@@ -17,10 +17,15 @@ int cmd_randn(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_forward(int argc, char **argv);
 int cmd_init(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_adapter(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 int cmd_backward(int argc, char **argv);
 
 // targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
 int forward_text_main(int argc, char **argv);
+int forward_txt2img_main(int argc, char **argv);
 int forward_unet_main(int argc, char **argv);
 int forward_vae_encode_main(int argc, char **argv);
 int forward_vae_decode_main(int argc, char **argv);

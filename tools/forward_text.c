@@ -2,13 +2,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "clip/text_encoder.h"
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "engine/safetensors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
 
 static const char *HELP =
     "usage: singlora forward text --model PATH [--config DIR] [--variant fp16] [--clip-skip N]\n"
@@ -52,20 +53,9 @@ int forward_text_main(int argc, char **argv) {
 
     st_file *f = st_open(in);
     if (!f) sl_fail();
-    const st_entry *e = st_find(f, in_name);
-    if (!e) sl_die(in, "no tensor '%s' (the token ids, (N, L) I32 or I64)", in_name);
-    char s[128];
-    if (e->ndim != 2 || e->shape[0] < 1 || e->shape[1] < 1)
-        sl_die(in, "tensor '%s' has shape %s; expected (N, L) token ids", in_name, shape_str(s, sizeof s, e->ndim, e->shape));
-    if (e->dt != DT_I32 && e->dt != DT_I64)
-        sl_die(in, "tensor '%s' has dtype %s; expected I32 or I64 token ids", in_name, dtype_name(e->dt));
+    const st_entry *e = input_tensor(f, in_name, 2, "(N, L) token ids, I32 or I64");
     int N = (int)e->shape[0], L = (int)e->shape[1];
-    int32_t *ids = sl_malloc(sizeof(int32_t) * (size_t)N * (size_t)L);
-    for (int64_t i = 0; i < (int64_t)N * L; i++) {
-        int64_t id = e->dt == DT_I32 ? ((const int32_t *)e->data)[i] : ((const int64_t *)e->data)[i];
-        if (id < 0 || id > INT32_MAX) sl_die(in, "%s[%lld, %lld] = %lld is not a token id", in_name, (long long)(i / L), (long long)(i % L), (long long)id);
-        ids[i] = (int32_t)id;
-    }
+    int32_t *ids = input_token_ids(f, e);
 
     clip_text_model *m = clip_text_load(model, config, variant);
     if (!m) sl_fail();
@@ -79,17 +69,15 @@ int forward_text_main(int argc, char **argv) {
     float *last = sl_alloc_f32(nd), *cond = sl_alloc_f32(nd), *pooled = sl_alloc_f32((int64_t)N * D);
     float **hs = sl_calloc((size_t)nl + 1, sizeof *hs);
     for (int i = 0; i <= nl; i++) hs[i] = sl_alloc_f32(nd);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = now_seconds();
     if (clip_text_forward(m, ids, N, L, nl, last, hs) != 0) sl_fail();
     int cl = clip_text_cond_layers(m, clip_skip);
     if (cl < 0) sl_fail();
     if (cl == nl) memcpy(cond, last, sizeof(float) * (size_t)nd);
     else if (clip_text_forward(m, ids, N, L, cl, cond, NULL) != 0) sl_fail();
     clip_text_pool(m, ids, N, L, last, pooled);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     fprintf(stderr, "text encoder (%s, %d layers, width %d): %d x %d tokens in %.3f s\n", clip_layout_name(m->layout), nl, D,
-            N, L, (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+            N, L, now_seconds() - t0);
 
     st_writer *w = st_writer_new();
     int64_t shp[3] = {N, L, D};

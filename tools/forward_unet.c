@@ -2,12 +2,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "engine/safetensors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
+#include "pipeline/adapters.h"
 #include "unet/unet.h"
 
 static const char *HELP =
@@ -24,32 +26,11 @@ static const char *HELP =
     "  --variant V    use a diffusers folder's *.V.safetensors weights (as diffusers' variant=)\n"
     "  --adapter FILE a singlora adapter file (singlora/lora/dora) applied to the UNet's Linear layers\n"
     "                 without merging, u(t) from its step; --adapter-scale S scales its effect (1)\n"
+    "  --lora FILE[:SCALE]  fold a kohya / diffusers / PEFT LoRA file into the weights (repeatable)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
     "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
     "Any latent size works (as in diffusers). 16-bit weights are widened to f32 once at load.\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// The input tensor `name`: float dtype `dt` (or any of the listed ones), `ndim` dims.
-static const st_entry *input(const st_file *f, const char *name, int ndim, const char *what) {
-    const st_entry *e = st_find(f, name);
-    if (!e) sl_die(f->path, "no tensor '%s' (%s)", name, what);
-    if (e->ndim != ndim) {
-        char s[128];
-        sl_die(f->path, "tensor '%s' has shape %s; expected %d dims: %s", name, shape_str(s, sizeof s, e->ndim, e->shape),
-               ndim, what);
-    }
-    return e;
-}
-
-static void require_f32(const st_file *f, const st_entry *e, const char *what) {
-    if (e->dt != DT_F32) sl_die(f->path, "tensor '%s' has dtype %s; expected F32 %s", e->name, dtype_name(e->dt), what);
-}
 
 typedef struct {
     st_writer *w;
@@ -74,6 +55,8 @@ int forward_unet_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *trace_path = NULL, *v;
     const char *adapter_path = NULL;
     float adapter_scale = 1.0f;
+    const char *loras[32];
+    int n_loras = 0;
     int threads = 0, repeat = 1, timing = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -84,6 +67,10 @@ int forward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--trace", &trace_path)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
+        else if (arg_value(argc, argv, &i, "--lora", &v)) {
+            if (n_loras == 32) sl_die(NULL, "forward unet: at most 32 --lora files");
+            loras[n_loras++] = v;
+        }
         else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
         else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
@@ -96,11 +83,11 @@ int forward_unet_main(int argc, char **argv) {
     // inputs: check what we can before loading the model
     st_file *f = st_open(in);
     if (!f) sl_fail();
-    const st_entry *ex = input(f, "x", 4, "x (N, C_in, h, w)");
-    const st_entry *et = input(f, "t", 1, "t (N)");
-    const st_entry *ec = input(f, "context", 3, "context (N, L, D)");
-    require_f32(f, ex, "latents");
-    require_f32(f, ec, "context");
+    const st_entry *ex = input_tensor(f, "x", 4, "(N, C_in, h, w) latents");
+    const st_entry *et = input_tensor(f, "t", 1, "(N) timesteps");
+    const st_entry *ec = input_tensor(f, "context", 3, "(N, L, D) context");
+    input_require_f32(f, ex, "latents");
+    input_require_f32(f, ec, "context");
     if (et->dt != DT_F32 && et->dt != DT_I64 && et->dt != DT_I32)
         sl_die(f->path, "tensor 't' has dtype %s; expected F32, I64 or I32 timesteps", dtype_name(et->dt));
     const int N = (int)ex->shape[0], h = (int)ex->shape[2], w = (int)ex->shape[3], L = (int)ec->shape[1];
@@ -108,15 +95,17 @@ int forward_unet_main(int argc, char **argv) {
         sl_die(f->path, "batch sizes differ: x has %lld, t %lld, context %lld", (long long)ex->shape[0],
                (long long)et->shape[0], (long long)ec->shape[0]);
 
-    double t0 = now_s();
+    double t0 = now_seconds();
     unet_model *m = unet_load(model, config, variant);
     if (!m) sl_fail();
+    for (int k = 0; k < n_loras; k++)
+        if (unet_apply_lora_spec(m, loras[k]) != 0) sl_fail();
     adapter_set *ads = NULL;
     if (adapter_path) {
         ads = adapter_set_load(adapter_path);
         if (!ads || unet_attach_adapters(m, ads, adapter_scale, adapter_path) != 0) sl_fail();
     }
-    double t_load = now_s() - t0;
+    double t_load = now_seconds() - t0;
     const unet_config *c = &m->cfg;
     if (ex->shape[1] != c->in_channels)
         sl_die(f->path, "tensor 'x' has %lld channels; the UNet takes %d", (long long)ex->shape[1], c->in_channels);
@@ -135,13 +124,13 @@ int forward_unet_main(int argc, char **argv) {
     trace_sink sink = {st_writer_new(), NULL, 0};
     unet_trace tr = {trace_collect, &sink};
     for (int r = 0; r < repeat; r++) {
-        double t1 = now_s();
+        double t1 = now_seconds();
         if (unet_forward(out, x, t, ctx, N, h, w, L, m, trace_path && r == 0 ? &tr : NULL) != 0) {
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", sl_error_msg());
             sl_die(in, "%s", msg);
         }
-        if (timing) fprintf(stderr, "forward %d: %.3f s\n", r + 1, now_s() - t1);
+        if (timing) fprintf(stderr, "forward %d: %.3f s\n", r + 1, now_seconds() - t1);
     }
     if (timing) fprintf(stderr, "load: %.3f s\n", t_load);
 

@@ -6,10 +6,12 @@
 
 #include "data/image.h"
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
 #include "vae/vae.h"
 
 static const char *HELP_ENCODE =
@@ -40,9 +42,30 @@ typedef struct {
     vae_tiling tiling;
 } vae_args;
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcasecmp(s + a - b, suffix) == 0;
+// Resident memory from /proc (Linux; 0 when unavailable).
+static double proc_status_mb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    double kb = 0;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') kb = atof(line + n + 1);
+    fclose(f);
+    return kb / 1024.0;
+}
+
+// Resets the peak-RSS counter to the current RSS, so the next VmHWM is the compute's own peak.
+static void reset_peak_rss(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return;
+    fputs("5", f);
+    fclose(f);
+}
+
+static void report(const char *what, double t_load, double t_run, double rss_loaded) {
+    fprintf(stderr, "%s: load %.2f s, compute %.2f s; RSS after load %.0f MB, peak during compute %.0f MB\n", what, t_load,
+            t_run, rss_loaded, proc_status_mb("VmHWM"));
 }
 
 static void parse(vae_args *a, int argc, char **argv, const char *help) {
@@ -88,19 +111,16 @@ int forward_vae_encode_main(int argc, char **argv) {
     st_file *in = NULL;
     if (ends_with(a.in, ".safetensors")) {
         if (!(in = st_open(a.in))) sl_fail();
-        const st_entry *e = st_find(in, "image");
-        if (!e) sl_die(a.in, "no tensor 'image' (N, 3, H, W) in this file");
-        if (e->ndim != 4) {
-            char s[128];
-            sl_die(a.in, "tensor 'image' has shape %s, expected (N, C, H, W)", shape_str(s, sizeof s, e->ndim, e->shape));
-        }
+        const st_entry *e = input_tensor(in, "image", 4, "(N, 3, H, W) in [-1, 1]");
         N = (int)e->shape[0], C = (int)e->shape[1], H = (int)e->shape[2], W = (int)e->shape[3];
         if (!(image = st_load_f32(in, "image", -1, NULL))) sl_fail();
     } else {
         if (!(image = image_load(a.in, &H, &W))) sl_fail();
     }
+    double t0 = now_seconds();
     vae_model *m = vae_load(a.model, a.config, a.variant, VAE_ENCODER);
     if (!m) sl_fail();
+    double t_load = now_seconds() - t0;
     const vae_config *c = &m->cfg;
     int f = vae_factor(c), L = c->latent_channels;
     if (C != c->in_channels) sl_die(a.in, "the image has %d channels but the VAE takes %d", C, c->in_channels);
@@ -110,9 +130,13 @@ int forward_vae_encode_main(int argc, char **argv) {
     int64_t lat_shape[4] = {N, L, h, w};
     if (in && st_find(in, "noise") && !(noise = st_load_f32(in, "noise", 4, lat_shape))) sl_fail();
 
+    double rss_loaded = proc_status_mb("VmRSS");
+    reset_peak_rss();
+    t0 = now_seconds();
     float *moments = sl_alloc_f32((int64_t)N * 2 * L * h * w);
     if (a.tiling.tile) vae_encode_tiled(m, moments, image, N, H, W, a.tiling);
     else vae_encode(m, moments, image, N, H, W);
+    report("vae-encode", t_load, now_seconds() - t0, rss_loaded);
     int64_t n = (int64_t)N * L * h * w;
     float *mean = sl_alloc_f32(n), *logvar = sl_alloc_f32(n), *stdv = sl_alloc_f32(n), *sample = sl_alloc_f32(n);
     vae_posterior(c, mean, logvar, noise ? sample : NULL, moments, noise, N, h, w);
@@ -146,15 +170,12 @@ int forward_vae_decode_main(int argc, char **argv) {
         sl_die(a.out, "--out must end in .safetensors or .png");
     st_file *in = st_open(a.in);
     if (!in) sl_fail();
-    const st_entry *e = st_find(in, "latent");
-    if (!e) sl_die(a.in, "no tensor 'latent' (N, 4, h, w) in this file");
-    if (e->ndim != 4) {
-        char s[128];
-        sl_die(a.in, "tensor 'latent' has shape %s, expected (N, C, h, w)", shape_str(s, sizeof s, e->ndim, e->shape));
-    }
+    const st_entry *e = input_tensor(in, "latent", 4, "(N, 4, h, w), already divided by the scaling factor");
     int N = (int)e->shape[0], C = (int)e->shape[1], h = (int)e->shape[2], w = (int)e->shape[3];
+    double t0 = now_seconds();
     vae_model *m = vae_load(a.model, a.config, a.variant, VAE_DECODER);
     if (!m) sl_fail();
+    double t_load = now_seconds() - t0;
     const vae_config *c = &m->cfg;
     if (C != c->latent_channels) sl_die(a.in, "the latent has %d channels but the VAE takes %d", C, c->latent_channels);
     int f = vae_factor(c);
@@ -163,9 +184,13 @@ int forward_vae_decode_main(int argc, char **argv) {
     float *latent = st_load_f32(in, "latent", -1, NULL);
     if (!latent) sl_fail();
     int H = h * f, W = w * f, Co = c->out_channels;
+    double rss_loaded = proc_status_mb("VmRSS");
+    reset_peak_rss();
+    t0 = now_seconds();
     float *image = sl_alloc_f32((int64_t)N * Co * H * W);
     if (a.tiling.tile) vae_decode_tiled(m, image, latent, N, h, w, a.tiling);
     else vae_decode(m, image, latent, N, h, w);
+    report("vae-decode", t_load, now_seconds() - t0, rss_loaded);
     if (ends_with(a.out, ".png")) {
         for (int n = 0; n < N; n++) {
             char path[4096];

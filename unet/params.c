@@ -215,13 +215,6 @@ int unet_walk_linears(unet_model *m, unet_linear_visitor fn, void *ctx) { return
 
 // ---------------------------------------------------------------- freeing, enumeration
 
-static int free_visitor(void *ctx, const param_desc *p) {
-    (void)ctx;
-    sl_free_aligned(*p->slot);
-    *p->slot = NULL;
-    return 0;
-}
-
 static void transformer_free(unet_transformer *tr) { free(tr->blocks); }
 
 static void block_free(unet_block *b) {
@@ -233,7 +226,7 @@ static void block_free(unet_block *b) {
 
 void unet_free(unet_model *m) {
     if (!m) return;
-    unet_walk(m, free_visitor, NULL);
+    unet_walk(m, param_free_visitor, NULL);
     for (int i = 0; i < m->cfg.n_levels; i++) {
         block_free(&m->down[i]);
         block_free(&m->up[i]);

@@ -14,14 +14,17 @@
 #include "vae/vae.h"
 
 typedef struct {
-    vae_param_fn fn;
+    param_visitor fn;
     void *user;
     char name[256];
 } walker;
 
-static int param(walker *wk, const char *base, const char *leaf, int ndim, const int64_t *shape, float **slot) {
-    snprintf(wk->name, sizeof wk->name, "%s.%s", base, leaf);
-    return wk->fn(wk->user, wk->name, ndim, shape, slot);
+static int param(walker *wk, const char *base, const char *leaf, int ndim, const int64_t *shape, param_kind kind,
+                 int64_t fan_in, float **slot) {
+    if ((size_t)snprintf(wk->name, sizeof wk->name, "%s.%s", base, leaf) >= sizeof wk->name) return -1;
+    param_desc p = {.name = wk->name, .ndim = ndim, .kind = kind, .fan_in = fan_in, .slot = slot};
+    for (int i = 0; i < ndim; i++) p.shape[i] = shape[i];
+    return wk->fn(wk->user, &p);
 }
 
 // base.leaf into b (names are short; a too long one is an error, not a silent truncation)
@@ -29,18 +32,25 @@ static int param(walker *wk, const char *base, const char *leaf, int ndim, const
 
 static int walk_norm(walker *wk, const char *base, int C, float **w, float **b) {
     int64_t s[1] = {C};
-    return param(wk, base, "weight", 1, s, w) || param(wk, base, "bias", 1, s, b) ? -1 : 0;
+    return param(wk, base, "weight", 1, s, PARAM_NORM_WEIGHT, 0, w) || param(wk, base, "bias", 1, s, PARAM_NORM_BIAS, 0, b)
+               ? -1
+               : 0;
 }
 
 static int walk_conv(walker *wk, const char *base, vae_conv *cv, int C_in, int C_out, int k) {
     cv->C_in = C_in, cv->C_out = C_out, cv->k = k;
-    int64_t ws[4] = {C_out, C_in, k, k}, bs[1] = {C_out};
-    return param(wk, base, "weight", 4, ws, &cv->w) || param(wk, base, "bias", 1, bs, &cv->b) ? -1 : 0;
+    int64_t ws[4] = {C_out, C_in, k, k}, bs[1] = {C_out}, fan_in = (int64_t)C_in * k * k;
+    return param(wk, base, "weight", 4, ws, PARAM_WEIGHT, fan_in, &cv->w) ||
+                   param(wk, base, "bias", 1, bs, PARAM_BIAS, fan_in, &cv->b)
+               ? -1
+               : 0;
 }
 
 static int walk_linear(walker *wk, const char *base, int C_in, int C_out, float **w, float **b) {
     int64_t ws[2] = {C_out, C_in}, bs[1] = {C_out};
-    return param(wk, base, "weight", 2, ws, w) || param(wk, base, "bias", 1, bs, b) ? -1 : 0;
+    return param(wk, base, "weight", 2, ws, PARAM_WEIGHT, C_in, w) || param(wk, base, "bias", 1, bs, PARAM_BIAS, C_in, b)
+               ? -1
+               : 0;
 }
 
 static int walk_resnet(walker *wk, const char *base, resnet_block *rb, int C_in, int C_out, const vae_config *c) {
@@ -147,7 +157,7 @@ static int walk_decoder(walker *wk, vae_coder *d, const vae_config *c) {
     return walk_conv(wk, "decoder.conv_out", &d->conv_out, C, c->out_channels, 3);
 }
 
-int vae_walk(vae_model *m, int parts, vae_param_fn fn, void *user) {
+int vae_walk(vae_model *m, int parts, param_visitor fn, void *user) {
     walker wk = {fn, user, {0}};
     const vae_config *c = &m->cfg;
     int L = c->latent_channels;
@@ -163,34 +173,18 @@ int vae_walk(vae_model *m, int parts, vae_param_fn fn, void *user) {
 }
 
 // ---- listing ----
-typedef struct { vae_tensor_fn fn; void *user; } list_ctx;
-
-static int list_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
-    (void)slot;
-    list_ctx *l = user;
-    l->fn(l->user, name, ndim, shape);
-    return 0;
-}
-
-void vae_tensor_list(const vae_config *c, vae_tensor_fn fn, void *user) {
+int vae_enumerate(const vae_config *c, param_visitor fn, void *ctx) {
     vae_model *m = sl_calloc(1, sizeof *m);
     m->cfg = *c;
-    list_ctx l = {fn, user};
-    vae_walk(m, VAE_BOTH, list_visit, &l);
-    vae_free(m);
+    int rc = vae_walk(m, VAE_BOTH, fn, ctx);
+    vae_free(m);   // parts 0: frees only the structure
+    return rc;
 }
 
 // ---- free ----
-static int free_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
-    (void)user, (void)name, (void)ndim, (void)shape;
-    sl_free_aligned(*slot);
-    *slot = NULL;
-    return 0;
-}
-
 void vae_free(vae_model *m) {
     if (!m) return;
-    if (m->parts) vae_walk(m, m->parts, free_visit, NULL);
+    if (m->parts) vae_walk(m, m->parts, param_free_visitor, NULL);
     for (int i = 0; i < VAE_MAX_LEVELS; i++) {
         free(m->enc.levels[i].resnets);
         free(m->dec.levels[i].resnets);
@@ -208,20 +202,20 @@ static uint64_t splitmix(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-static int random_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
+// PyTorch's default ranges (±1/sqrt(fan_in)) for weights and biases; norm gains 1 ± 0.1 and
+// biases ± 0.1, so that norms are not the identity (wiring mistakes then show).
+static int random_visit(void *user, const param_desc *d) {
     rng_ctx *r = user;
-    int64_t n = shape_numel(ndim, shape);
+    int64_t n = shape_numel(d->ndim, d->shape);
     float *p = sl_alloc_f32(n);
-    // fan_in = everything but the first dim; norms (1-D ".weight" of a norm) get 1 ± 0.1
-    int64_t fan_in = ndim > 1 ? n / shape[0] : 1;
-    int is_norm = strstr(name, "norm") != NULL;
-    float bound = ndim > 1 ? 1.0f / sqrtf((float)fan_in) : is_norm ? 0.1f : 0.05f;
-    float center = (is_norm && ndim == 1 && strstr(name, ".weight")) ? 1.0f : 0.0f;
+    int norm = d->kind == PARAM_NORM_WEIGHT || d->kind == PARAM_NORM_BIAS;
+    float bound = norm ? 0.1f : 1.0f / sqrtf((float)(d->fan_in > 0 ? d->fan_in : 1));
+    float center = d->kind == PARAM_NORM_WEIGHT ? 1.0f : 0.0f;
     for (int64_t i = 0; i < n; i++) {
         float u = (float)((splitmix(&r->state) >> 40) * (1.0 / 16777216.0));   // [0, 1)
         p[i] = center + bound * (2.0f * u - 1.0f);
     }
-    *slot = p;
+    *d->slot = p;
     return 0;
 }
 
@@ -236,9 +230,9 @@ vae_model *vae_random(const vae_config *c, int parts, uint64_t seed) {
 }
 
 // ---- loading ----
-static int load_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
-    *slot = weights_load(user, name, ndim, shape);
-    return *slot ? 0 : -1;
+static int load_visit(void *user, const param_desc *p) {
+    *p->slot = weights_load(user, p->name, p->ndim, p->shape);
+    return *p->slot ? 0 : -1;
 }
 
 // The config for a model: --config DIR (DIR/vae/config.json or DIR/config.json), else the
@@ -343,18 +337,22 @@ typedef struct {
     int nbufs;
 } save_ctx;
 
-static int save_visit(void *user, const char *name, int ndim, const int64_t *shape, float **slot) {
+static int save_visit(void *user, const param_desc *p) {
     save_ctx *s = user;
+    const char *name = p->name;
+    int ndim = p->ndim;
+    const int64_t *shape = p->shape;
+    float **slot = p->slot;
     char stored[512], full[640];
+    int64_t sh[4] = {0, 0, 1, 1};
     if (s->original) {
         if (vae_name_original(name, stored, sizeof stored, &s->nctx)) return sl_error(NULL, "cannot map '%s'", name);
         // the original layout stores the mid-block attention projections as 1×1 convs
-        int64_t sh[4] = {0, 0, 1, 1};
         if (ndim == 2 && strstr(name, "attentions.0.")) {
             sh[0] = shape[0], sh[1] = shape[1];
             shape = sh, ndim = 4;
         }
-        snprintf(full, sizeof full, "first_stage_model.%s", stored);
+        snprintf(full, sizeof full, "%s%s", s->original == 1 ? "first_stage_model." : "", stored);
     } else {
         snprintf(full, sizeof full, "%s", name);
     }

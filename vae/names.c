@@ -55,6 +55,19 @@ int vae_name_original(const char *name, char *out, size_t outlen, const void *ct
     return 0;
 }
 
+void vae_original_shape(const char *name, int *ndim, int64_t *shape) {
+    static const char *const CONV1X1[] = {".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight"};
+    if (*ndim != 2 || !strstr(name, "mid_block.attentions.0.")) return;
+    for (size_t i = 0; i < sizeof CONV1X1 / sizeof CONV1X1[0]; i++) {
+        size_t n = strlen(name), k = strlen(CONV1X1[i]);
+        if (n > k && !strcmp(name + n - k, CONV1X1[i])) {
+            shape[2] = shape[3] = 1;
+            *ndim = 4;
+            return;
+        }
+    }
+}
+
 // diffusers < 0.14 named the VAE attention query/key/value/proj_attn; diffusers still loads them.
 static const struct { const char *now, *old; } OLD_ATTN[] = {
     {".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."},

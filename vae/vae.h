@@ -8,6 +8,7 @@
 #pragma once
 #include <stdint.h>
 
+#include "engine/params.h"
 #include "engine/resnet.h"
 #include "engine/safetensors.h"
 
@@ -71,15 +72,14 @@ typedef struct {
     vae_conv quant, post_quant;          // 1x1 convs (absent when the config disables them)
 } vae_model;
 
-// Visits every parameter of the parts in `parts` with its diffusers name, shape and the slot
-// that holds it (the same walk loads, lists and randomly initialises). Also fills the
-// structural sizes of m from m->cfg. Stops at the first visitor error (-1).
-typedef int (*vae_param_fn)(void *user, const char *name, int ndim, const int64_t *shape, float **slot);
-int vae_walk(vae_model *m, int parts, vae_param_fn fn, void *user);
-
-// Enumerates the (diffusers name, shape) list of a VAE with this config, e.g. for `init`.
-typedef void (*vae_tensor_fn)(void *user, const char *name, int ndim, const int64_t *shape);
-void vae_tensor_list(const vae_config *c, vae_tensor_fn fn, void *user);
+// Visits every parameter of the parts in `parts` in a fixed order with its diffusers name,
+// shape, init kind and the slot that holds it (the same walk loads, lists, saves and randomly
+// initialises). Also fills the structural sizes of m from m->cfg. Stops at the first nonzero
+// visitor return, which it returns.
+int vae_walk(vae_model *m, int parts, param_visitor fn, void *ctx);
+// Every parameter (diffusers name, shape, kind; slot points to scratch) of the VAE a config
+// describes, for `init` and tests.
+int vae_enumerate(const vae_config *c, param_visitor fn, void *ctx);
 
 // Loads a VAE from a diffusers folder, a diffusers vae component file, an original single-file
 // checkpoint (first_stage_model.*) or a standalone original VAE file. config_dir (may be NULL)
@@ -90,8 +90,9 @@ vae_model *vae_load(const char *model_path, const char *config_dir, const char *
 // (norm weights near 1), deterministic in seed. For tests and benchmarks.
 vae_model *vae_random(const vae_config *c, int parts, uint64_t seed);
 void vae_free(vae_model *m);
-// Writes the loaded parts as safetensors in the diffusers layout, or the original one
-// (first_stage_model.* names, attention projections as 1×1 convs), in dt (F32, F16 or BF16).
+// Writes the loaded parts as safetensors in dt (F32, F16 or BF16): original_layout 0: diffusers
+// names; 1: a single-file checkpoint's (first_stage_model.encoder.down.0..., attention
+// projections as 1×1 convs); 2: a standalone original VAE file's (the same without the prefix).
 int vae_save(vae_model *m, const char *path, int original_layout, dtype dt);
 
 // ---- forward ----

@@ -1,0 +1,163 @@
+#include "pipeline/adapters.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/error.h"
+#include "engine/lora_files.h"
+
+// ---------------------------------------------------------------- creating a set
+
+typedef struct {
+    adapter_set *s;
+    const char *targets;
+    float normal_std;
+    sl_rng *rng;
+} create_ctx;
+
+static int create_visitor(void *ctx, const unet_linear *l) {
+    create_ctx *c = ctx;
+    if (!adapter_target_matches(c->targets, l->path)) return 0;
+    adapter *a = adapter_set_add(c->s, l->path, l->d_in, l->d_out);
+    adapter_init(a, c->rng, c->normal_std, *l->weight);
+    return 0;
+}
+
+adapter_set *adapter_set_create(unet_model *m, const adapter_new_opts *o) {
+    float std = 0;
+    if (strcmp(o->init, "kaiming") != 0) {
+        char *end;
+        if (strncmp(o->init, "normal:", 7) != 0 || !((std = strtof(o->init + 7, &end)) > 0) || *end) {
+            sl_error(NULL, "--init '%s': expected kaiming or normal:STD with STD > 0", o->init);
+            return NULL;
+        }
+    }
+    if (o->rank < 1) { sl_error(NULL, "--rank must be >= 1 (got %d)", o->rank); return NULL; }
+    if (o->ramp_steps < 0) { sl_error(NULL, "--ramp-steps must be >= 0"); return NULL; }
+    adapter_set *s = sl_calloc(1, sizeof *s);
+    s->method = o->method;
+    s->rank = o->rank;
+    s->alpha = o->alpha;
+    s->ramp_steps = o->method == ADAPTER_SINGLORA ? o->ramp_steps : 0;
+    snprintf(s->init, sizeof s->init, "%s", o->init);
+    adapter_targets_expand(o->targets, s->targets, sizeof s->targets);
+    unet_model_hash(m, s->base_model);
+    sl_rng rng;
+    sl_rng_seed(&rng, o->seed);
+    create_ctx c = {s, s->targets, std, &rng};
+    unet_walk_linears(m, create_visitor, &c);
+    if (s->n_slots == 0) {
+        sl_error(NULL, "--targets '%s' match no Linear layer of this UNet", o->targets);
+        adapter_set_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+// ---------------------------------------------------------------- LoRA files
+
+typedef struct {
+    const char **paths;
+    float **weights;
+    int *d_in, *d_out;
+    int n, cap;
+} module_table;
+
+static int table_visitor(void *ctx, const unet_linear *l) {
+    module_table *t = ctx;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? 2 * t->cap : 256;
+        t->paths = realloc(t->paths, sizeof(char *) * (size_t)t->cap);
+        t->weights = realloc(t->weights, sizeof(float *) * (size_t)t->cap);
+        t->d_in = realloc(t->d_in, sizeof(int) * (size_t)t->cap);
+        t->d_out = realloc(t->d_out, sizeof(int) * (size_t)t->cap);
+        if (!t->paths || !t->weights || !t->d_in || !t->d_out) sl_die(NULL, "out of memory");
+    }
+    t->paths[t->n] = sl_strdup(l->path);
+    t->weights[t->n] = *l->weight;
+    t->d_in[t->n] = l->d_in;
+    t->d_out[t->n++] = l->d_out;
+    return 0;
+}
+
+static float *table_weight(void *ctx, const char *module, int *d_out, int *d_in) {
+    module_table *t = ctx;
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->paths[i], module)) {
+            *d_out = t->d_out[i];
+            *d_in = t->d_in[i];
+            return t->weights[i];
+        }
+    return NULL;
+}
+
+static void table_free(module_table *t) {
+    for (int i = 0; i < t->n; i++) free((void *)t->paths[i]);
+    free(t->paths);
+    free(t->weights);
+    free(t->d_in);
+    free(t->d_out);
+}
+
+int unet_apply_lora_spec(unet_model *m, const char *spec) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", spec);
+    float scale = 1.0f;
+    char *colon = strrchr(path, ':');
+    if (colon) {
+        char *end;
+        float v = strtof(colon + 1, &end);
+        if (end != colon + 1 && *end == 0) {   // FILE:SCALE; a ':' inside a file name stays
+            scale = v;
+            *colon = 0;
+        }
+    }
+    module_table t = {0};
+    unet_walk_linears(m, table_visitor, &t);
+    lora_apply_report rep;
+    int rc = lora_apply(path, scale, t.paths, t.n, table_weight, &t, &rep);
+    table_free(&t);
+    if (rc != 0) return -1;
+    fprintf(stderr, "lora %s (scale %g): applied %d of %d modules", path, (double)scale, rep.applied, rep.total);
+    if (rep.text_encoder) fprintf(stderr, "; %d text-encoder tensors not applied (text-encoder LoRA is not supported yet)", rep.text_encoder);
+    fprintf(stderr, "\n");
+    if (rep.unmatched[0]) sl_warn("%s: no UNet layer for: %s", path, rep.unmatched);
+    if (rep.total == 0 && !rep.text_encoder) return sl_error(path, "holds no LoRA tensors this program recognises");
+    return 0;
+}
+
+typedef struct {
+    adapter_set *s;
+    float u, scale;
+    int *done;
+    const char *path;
+} merge_ctx;
+
+static int merge_visitor(void *ctx, const unet_linear *l) {
+    merge_ctx *c = ctx;
+    for (int i = 0; i < c->s->n_slots; i++) {
+        if (strcmp(c->s->slots[i].module, l->path) != 0) continue;
+        adapter *a = &c->s->slots[i].a;
+        if (adapter_bind_shape(a, l->path, l->d_in, l->d_out, c->path) != 0) return -1;
+        adapter_merge_into(*l->weight, a, c->u, c->scale);
+        c->done[i] = 1;
+    }
+    return 0;
+}
+
+int unet_merge_adapters(unet_model *m, adapter_set *s, float scale, const char *path) {
+    if (s->base_model[0]) {   // adapters are often applied to fine-tuned relatives of their base
+        char h[17];
+        unet_model_hash(m, h);
+        if (strcmp(h, s->base_model) != 0)
+            sl_warn("%s: adapter was made for base model %s, this UNet is %s (merged anyway)", path ? path : "adapter",
+                    s->base_model, h);
+    }
+    merge_ctx c = {s, adapter_set_ramp(s), scale, sl_calloc((size_t)s->n_slots + 1, sizeof(int)), path};
+    int rc = unet_walk_linears(m, merge_visitor, &c);
+    for (int i = 0; rc == 0 && i < s->n_slots; i++)
+        if (!c.done[i]) rc = sl_error(path, "adapter module '%s' is not a Linear layer of this UNet", s->slots[i].module);
+    free(c.done);
+    return rc;
+}

@@ -1,0 +1,34 @@
+// A whole Stable Diffusion model for generation: UNet, VAE, text encoder, tokenizer and noise
+// schedule, loaded from a diffusers folder or an original single-file checkpoint.
+#pragma once
+#include "clip/text_encoder.h"
+#include "clip/tokenizer.h"
+#include "engine/schedule.h"
+#include "unet/unet.h"
+#include "vae/vae.h"
+
+typedef struct {
+    const char *path;           // diffusers folder or single .safetensors
+    const char *config_dir;     // --config: a folder with unet/, vae/, text_encoder/ (and scheduler/) configs
+    const char *variant;        // "fp16" or NULL
+    const char *tokenizer_dir;  // --tokenizer (single-file models carry none)
+    const char *prediction;     // --prediction-type override: "epsilon" / "v_prediction", NULL = config
+    int vae_parts;              // VAE_DECODER, or VAE_BOTH for img2img
+    int no_tokenizer;           // token ids come from elsewhere (parity commands)
+} sd_load_opts;
+
+typedef struct {
+    unet_model *unet;
+    vae_model *vae;
+    clip_text_model *text;
+    clip_tokenizer *tok;
+    sl_schedule sched;
+    int clip_skip;              // A1111's (1 = last layer)
+} sd_model;
+
+// NULL with sl_error naming what is missing or wrong. The schedule comes from the folder's (or
+// --config's) scheduler/scheduler_config.json, else SD's: scaled_linear 0.00085..0.012 over
+// 1000 steps, leading spacing with steps_offset 1, epsilon prediction.
+sd_model *sd_model_load(const sd_load_opts *o);
+void sd_model_free(sd_model *m);
+int sd_parse_prediction(const char *name, sl_prediction *out);

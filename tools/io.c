@@ -1,0 +1,105 @@
+#include "tools/io.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "engine/atomic_file.h"
+#include "engine/error.h"
+#include "engine/model_files.h"
+#include "engine/tensor.h"
+
+int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcasecmp(s + a - b, suffix) == 0;
+}
+
+int mkdir_p(const char *dir) {
+    char buf[4096];
+    if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf) return sl_error(dir, "path too long");
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
+    if (!path_is_dir(buf)) return sl_error(dir, "exists and is not a folder");
+    return 0;
+}
+
+int copy_file(const char *from, const char *to) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return sl_error(from, "cannot open: %s", strerror(errno));
+    size_t cap = 1 << 16, n = 0, k;
+    char *buf = sl_malloc(cap);
+    while ((k = fread(buf + n, 1, cap - n, f)) > 0)
+        if ((n += k) == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (!grown) sl_die(NULL, "out of memory");
+            buf = grown;
+        }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return sl_error(from, "read error"); }
+    const void *bufs[1] = {buf};
+    int rc = atomic_write(to, bufs, &n, 1);
+    free(buf);
+    return rc;
+}
+
+int copy_folder_files(const char *from, const char *to) {
+    DIR *d = opendir(from);
+    if (!d) return sl_error(from, "cannot open folder: %s", strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        char a[4096], b[4096];
+        struct stat st;
+        if ((size_t)snprintf(a, sizeof a, "%s/%s", from, e->d_name) >= sizeof a) continue;
+        if (stat(a, &st) != 0 || !S_ISREG(st.st_mode)) continue;   // ., .., subfolders
+        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
+        rc = copy_file(a, b);
+    }
+    closedir(d);
+    return rc;
+}
+
+// ---- inputs ----
+
+const st_entry *input_tensor(const st_file *f, const char *name, int ndim, const char *what) {
+    const st_entry *e = st_find(f, name);
+    if (!e) sl_die(f->path, "no tensor '%s' (%s)", name, what);
+    if (e->ndim != ndim) {
+        char s[128];
+        sl_die(f->path, "tensor '%s' has shape %s; expected %s", name, shape_str(s, sizeof s, e->ndim, e->shape), what);
+    }
+    for (int i = 0; i < ndim; i++)
+        if (e->shape[i] < 1) sl_die(f->path, "tensor '%s' is empty (dimension %d is %lld)", name, i, (long long)e->shape[i]);
+    return e;
+}
+
+void input_require_f32(const st_file *f, const st_entry *e, const char *what) {
+    if (e->dt != DT_F32) sl_die(f->path, "tensor '%s' has dtype %s; expected F32 %s", e->name, dtype_name(e->dt), what);
+}
+
+int32_t *input_token_ids(const st_file *f, const st_entry *e) {
+    if (e->dt != DT_I32 && e->dt != DT_I64)
+        sl_die(f->path, "tensor '%s' has dtype %s; expected I32 or I64 token ids", e->name, dtype_name(e->dt));
+    int64_t L = e->shape[e->ndim - 1], n = shape_numel(e->ndim, e->shape);
+    int32_t *ids = sl_malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t id;   // the mapped data need not be aligned for its dtype
+        if (e->dt == DT_I64) memcpy(&id, (const char *)e->data + 8 * (size_t)i, 8);
+        else { int32_t y; memcpy(&y, (const char *)e->data + 4 * (size_t)i, 4); id = y; }
+        if (id < 0 || id > INT32_MAX)
+            sl_die(f->path, "%s[%lld, %lld] = %lld is not a token id", e->name, (long long)(i / L), (long long)(i % L),
+                   (long long)id);
+        ids[i] = (int32_t)id;
+    }
+    return ids;
+}
