@@ -19,7 +19,9 @@ trap 'rm -rf "$TMP"' EXIT
 ./singlora init --config "$CFG" --component unet --out "$TMP/unet.safetensors" > /dev/null
 build/bench_unet_work --config "$CFG" --batch 1 --size "$S" "$S" --context 77 --inputs "$TMP/in.safetensors" \
     --no-sgemm > "$TMP/work.txt"
-build/bench_adapter_file --config "$CFG" --method singlora --rank 4 --out "$TMP/adapter.safetensors" > "$TMP/adapter.txt"
+# ramp off (u = 1): at u = 0 a SingLoRA adapter is skipped altogether
+./singlora adapter init --model "$TMP/unet.safetensors" --config "$CFG" --method singlora --rank 4 --ramp-steps 0 \
+    --out "$TMP/adapter.safetensors" 2>&1 | sed -n 's/.* \([0-9]*\) trainable parameters.*/adapter \1/p' > "$TMP/adapter.txt"
 XATTN='*.attn2.to_q.weight,*.attn2.to_k.weight,*.attn2.to_v.weight,*.attn2.to_out.0.weight'
 
 # the four settings interleaved in one process, best of 2 each (the machine's load varies);
@@ -30,7 +32,7 @@ OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} build/bench_unet_backward --model "$
 
 awk -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" '
     FILENAME ~ /work.txt/ { v[$1] = $2; next }
-    FILENAME ~ /adapter.txt/ { params = $5; next }
+    FILENAME ~ /adapter.txt/ { params = $2; next }
     $1 == "adapter_gflop" { agf = $2; next }
     $1 == "adapter_isolated" { isf = $2; isb = $3; next }
     { fw[$1] = $2; bw[$1] = $3; rss[$1] = $4; cfw[$1] = $5; cbw[$1] = $6 }
