@@ -231,6 +231,7 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
     st_file *f = st_open(path);
     if (!f) return -1;
     lora_group *groups = sl_calloc((size_t)f->n_entries + 1, sizeof(lora_group));
+    rep->tensors_total = f->n_entries;
     int ng = 0, rc = 0;
     for (int i = 0; i < f->n_entries; i++) {
         char key[512];
@@ -256,9 +257,11 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
         float *w = module ? weight(ctx, module, &dout, &di) : NULL;
         if (!w) { note_unmatched(rep, groups[g].down->name); continue; }
         rc = apply_group(path, &groups[g], module, scale, w, dout, di);
-        if (rc == 0) rep->applied++;
+        if (rc == 0) {
+            rep->applied++;
+            rep->tensors_applied += 2 + (groups[g].alpha != NULL) + (groups[g].dora_scale != NULL);
+        }
     }
-    if (rep->text_encoder) rep->text_encoder = rep->text_encoder;   // counted as tensors
     free(groups);
     st_close(f);
     return rc;

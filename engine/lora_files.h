@@ -19,8 +19,10 @@ int lora_export(const adapter_set *s, lora_format fmt, const char *path);
 typedef float *(*lora_weight_fn)(void *ctx, const char *module, int *d_out, int *d_in);
 
 typedef struct {
-    int applied, total;       // LoRA modules folded in / found in the file
-    int text_encoder;         // text-encoder modules (not applied yet)
+    int applied, total;       // UNet LoRA modules folded in / found in the file
+    int tensors_applied;      // tensors of the applied modules (down, up, alpha, dora_scale)
+    int tensors_total;        // every tensor in the file
+    int text_encoder;         // text-encoder tensors (not applied yet)
     char unmatched[512];      // the first few names that matched nothing
 } lora_apply_report;
 

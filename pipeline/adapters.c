@@ -119,7 +119,8 @@ int unet_apply_lora_spec(unet_model *m, const char *spec) {
     int rc = lora_apply(path, scale, t.paths, t.n, table_weight, &t, &rep);
     table_free(&t);
     if (rc != 0) return -1;
-    fprintf(stderr, "lora %s (scale %g): applied %d of %d modules", path, (double)scale, rep.applied, rep.total);
+    fprintf(stderr, "lora %s (scale %g): applied %d of %d tensors (%d of %d UNet modules)", path, (double)scale,
+            rep.tensors_applied, rep.tensors_total, rep.applied, rep.total);
     if (rep.text_encoder) fprintf(stderr, "; %d text-encoder tensors not applied (text-encoder LoRA is not supported yet)", rep.text_encoder);
     fprintf(stderr, "\n");
     if (rep.unmatched[0]) sl_warn("%s: no UNet layer for: %s", path, rep.unmatched);

@@ -83,6 +83,14 @@ static void export_reimport(const char *method) {
         int rc = run_cmd(log, sizeof log, "%s export --adapter %s --format %s --out %s", singlora_bin(), a, formats[k], lf);
         CHECK_MSG(rc == 0, "export %s: %s", formats[k], log);
         snprintf(opt, sizeof opt, "--lora %s", lf);
+        char olog[4096];
+        run_cmd(olog, sizeof olog, "%s forward unet --model %s --in %s --out %s %s", singlora_bin(), model(), unet_in(),
+                tmp_path("yl.safetensors"), opt);
+        // 64 modules: down, up, alpha each (+ dora_scale for DoRA) in kohya; down, up in diffusers
+        int per = k ? 2 : !strcmp(method, "dora") ? 4 : 3;
+        char want[96];
+        snprintf(want, sizeof want, "applied %d of %d tensors (64 of 64 UNet modules)", 64 * per, 64 * per);
+        CHECK_MSG(strstr(olog, want) != NULL, "want '%s' in: %s", want, olog);
         float *yl = unet_out(opt, tmp_path("yl.safetensors"), &n1);
         REQUIRE(yl && n1 == n0);
         char label[96];

@@ -113,6 +113,8 @@ TEST(lora_import_peft_conv_and_text_encoder) {
     CHECK_EQ_INT(rep.applied, 1);
     CHECK_EQ_INT(rep.total, 2);
     CHECK_EQ_INT(rep.text_encoder, 1);
+    CHECK_EQ_INT(rep.tensors_applied, 2);
+    CHECK_EQ_INT(rep.tensors_total, 5);
     CHECK(strstr(rep.unmatched, "no_such_block") != NULL);
     // W += (alpha/r = 1)·up·down
     double want = before[5 * 16 + 7];
