@@ -541,3 +541,38 @@ TEST(vae_old_diffusers_attention_names) {
     check_decode("decode, pre-0.14 attention names", m, TOL);
     vae_free(m);
 }
+
+TEST(vae_encode_seeded_sample) {
+    // --seed draws the posterior noise as torch.randn(seed): sample = mean + std·randn
+    st_file *fx = st_open(shared_path("fixtures/io/vae_encode_io.safetensors"));
+    REQUIRE(fx);
+    const st_entry *img = st_find(fx, "image");
+    REQUIRE(img);
+    const char *in = tmp_path("img.safetensors"), *out = tmp_path("enc.safetensors"), *rn = tmp_path("randn.safetensors");
+    st_writer *w = st_writer_new();
+    st_writer_add(w, "image", DT_F32, img->ndim, img->shape, img->data);
+    REQUIRE(st_writer_save(w, in) == 0);
+    st_writer_free(w);
+    char log[4096];
+    CHECK(run_cmd(log, sizeof log, "%s forward vae-encode --model %s --in %s --out %s --seed 5", singlora_bin(),
+                  shared_path("fixtures/sd1_tiny"), in, out) == 0);
+    st_file *o = st_open(out);
+    REQUIRE(o);
+    const st_entry *mean = st_find(o, "mean"), *sd = st_find(o, "std"), *sample = st_find(o, "sample");
+    REQUIRE(mean && sd && sample);
+    char shape[64];
+    snprintf(shape, sizeof shape, "%lld,%lld,%lld,%lld", (long long)mean->shape[0], (long long)mean->shape[1],
+             (long long)mean->shape[2], (long long)mean->shape[3]);
+    CHECK(run_cmd(log, sizeof log, "%s randn --seed 5 --shape %s --out %s", singlora_bin(), shape, rn) == 0);
+    st_file *r = st_open(rn);
+    REQUIRE(r);
+    const float *m = mean->data, *s = sd->data, *e = st_find(r, "randn")->data, *z = sample->data;
+    int64_t n = shape_numel(mean->ndim, mean->shape);
+    float *want = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) want[i] = m[i] + s[i] * e[i];
+    check_close("sample = mean + std·randn(5)", z, want, (size_t)n, 1e-6);
+    free(want);
+    st_close(r);
+    st_close(o);
+    st_close(fx);
+}

@@ -12,6 +12,7 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"
+#include "engine/rng.h"
 #include "vae/vae.h"
 
 static const char *HELP_ENCODE =
@@ -20,14 +21,16 @@ static const char *HELP_ENCODE =
     "IN is an image file (PNG, JPEG, BMP, ...; mapped to [-1, 1]) or a .safetensors file with\n"
     "`image` (N, 3, H, W) in [-1, 1] and optionally `noise` (N, 4, H/8, W/8). OUT (.safetensors) gets\n"
     "`moments` (the quant_conv output), `mean`, `logvar` (clamped to [-30, 20]), `std`, and with a\n"
-    "noise input `sample` = mean + std·noise (not multiplied by the scaling factor).\n\n"
+    "noise input `sample` = mean + std·noise (not multiplied by the scaling factor); --seed S draws the\n"
+    "noise instead as torch.randn with that seed (the engine's torch-exact CPU generator).\n\n"
     "  --model PATH    diffusers folder, diffusers vae file, or original single-file checkpoint\n"
     "  --config DIR    folder with vae/config.json (overrides the model's; needed for original files\n"
     "                  of non-standard sizes)\n"
     "  --variant V     diffusers weights variant, e.g. fp16 (*.fp16.safetensors)\n"
     "  --tile N        encode in overlapping tiles of N latent pixels (8·N image pixels); 0: untiled\n"
     "  --overlap N     tile overlap in latent pixels (default N/4)\n"
-    "  --context N     latent pixels computed around each tile and discarded (default 4)\n";
+    "  --context N     latent pixels computed around each tile and discarded (default 4)\n"
+    "  --seed S        (encode) sample with noise = torch.randn(N, 4, h, w) from seed S\n";
 
 static const char *HELP_DECODE =
     "usage: singlora forward vae-decode --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
@@ -40,6 +43,7 @@ static const char *HELP_DECODE =
 typedef struct {
     const char *model, *config, *variant, *in, *out;
     vae_tiling tiling;
+    long long seed;   // -1: none
 } vae_args;
 
 // Resident memory from /proc (Linux; 0 when unavailable).
@@ -73,6 +77,7 @@ static void parse(vae_args *a, int argc, char **argv, const char *help) {
     const char *v;
     int overlap = -1;
     a->tiling.context = 4;
+    a->seed = -1;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(help, stdout); exit(0); }
         else if (arg_value(argc, argv, &i, "--model", &a->model)) {}
@@ -92,6 +97,9 @@ static void parse(vae_args *a, int argc, char **argv, const char *help) {
             long x = arg_long("--context", v);
             if (x < 0 || x > 4096) sl_die(NULL, "--context: %ld is out of range", x);
             a->tiling.context = (int)x;
+        } else if (arg_value(argc, argv, &i, "--seed", &v)) {
+            a->seed = arg_long("--seed", v);
+            if (a->seed < 0) sl_die(NULL, "--seed must be >= 0");
         } else if (arg_value(argc, argv, &i, "--threads", &v)) set_threads((int)arg_long("--threads", v));
         else arg_unknown("forward", argv[i]);
     }
@@ -129,6 +137,13 @@ int forward_vae_encode_main(int argc, char **argv) {
     int h = H / f, w = W / f;
     int64_t lat_shape[4] = {N, L, h, w};
     if (in && st_find(in, "noise") && !(noise = st_load_f32(in, "noise", 4, lat_shape))) sl_fail();
+    if (a.seed >= 0) {
+        if (noise) sl_die(a.in, "has a `noise` tensor and --seed was given: use one or the other");
+        sl_rng rng;
+        sl_rng_seed(&rng, (uint64_t)a.seed);
+        noise = sl_alloc_f32(shape_numel(4, lat_shape));
+        sl_rng_randn(&rng, noise, (size_t)shape_numel(4, lat_shape));
+    }
 
     double rss_loaded = proc_status_mb("VmRSS");
     reset_peak_rss();
