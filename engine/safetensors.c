@@ -282,6 +282,17 @@ void st_writer_add_tensor(st_writer *w, const char *name, const tensor *t) {
     st_writer_add(w, name, t->dt, t->ndim, t->shape, t->data);
 }
 
+void st_writer_widest_first(st_writer *w) {
+    writer_tensor *sorted = sl_malloc(sizeof(writer_tensor) * (size_t)(w->n ? w->n : 1));
+    int k = 0;
+    for (size_t size = 8; size >= 1; size /= 2)
+        for (int i = 0; i < w->n; i++)
+            if (dtype_size(w->t[i].dt) == size) sorted[k++] = w->t[i];
+    if (k != w->n) sl_die(NULL, "internal: a tensor's element size is not 1, 2, 4 or 8 bytes");
+    memcpy(w->t, sorted, sizeof(writer_tensor) * (size_t)k);
+    free(sorted);
+}
+
 void st_writer_meta(st_writer *w, const char *key, const char *value) {
     cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
     cJSON_AddStringToObject(w->meta, key, value);

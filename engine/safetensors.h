@@ -50,6 +50,10 @@ void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int
                    const void *data);
 void st_writer_add_tensor(st_writer *w, const char *name, const tensor *t);
 void st_writer_meta(st_writer *w, const char *key, const char *value);
+// Reorders the tensors added so far widest elements first (stable otherwise), as Python's
+// safetensors orders them: with the data section 8-byte aligned, every tensor then starts aligned
+// to its element size.
+void st_writer_widest_first(st_writer *w);
 // Writes to a temp file next to `path`, fsyncs and renames. 0 on success, -1 with sl_error.
 int st_writer_save(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);

@@ -134,6 +134,18 @@ static int make_timesteps(sl_sampler_kind kind, sl_spacing sp, int T, int n, int
     return len;
 }
 
+// One model evaluation per timestep: timesteps (m) and sigmas (m + 1) as float32, sigmas[m] = last.
+static void set_evals(sl_sampler *sm, const double *ts, const double *sd, int m, float last) {
+    sm->n_evals = m;
+    sm->timesteps = sl_malloc((size_t)m * sizeof(float));
+    sm->sigmas = sl_malloc((size_t)(m + 1) * sizeof(float));
+    for (int i = 0; i < m; i++) {
+        sm->timesteps[i] = (float)ts[i];
+        sm->sigmas[i] = (float)sd[i];
+    }
+    sm->sigmas[m] = last;
+}
+
 sl_sampler *sl_sampler_new(const sl_schedule *s, const sl_sampler_opts *o, int64_t n) {
     const int T = s->T;
     if ((unsigned)o->kind > SL_SAMPLER_HEUN) { sl_error(NULL, "unknown sampler kind %d", (int)o->kind); return NULL; }
@@ -232,14 +244,7 @@ sl_sampler *sl_sampler_new(const sl_schedule *s, const sl_sampler_opts *o, int64
         } else {
             for (int i = 0; i < m; i++) sd[i] = np_interp(ts[i], sig, T);
         }
-        sm->n_evals = m;
-        sm->timesteps = sl_malloc((size_t)m * sizeof(float));
-        sm->sigmas = sl_malloc((size_t)(m + 1) * sizeof(float));
-        for (int i = 0; i < m; i++) {
-            sm->timesteps[i] = (float)ts[i];
-            sm->sigmas[i] = (float)sd[i];
-        }
-        sm->sigmas[m] = fst ? 0.0f : sig[0];
+        set_evals(sm, ts, sd, m, fst ? 0.0f : sig[0]);
         free(sd);
         sm->init_noise_sigma = 1.0f;
     } else {
@@ -265,14 +270,7 @@ sl_sampler *sl_sampler_new(const sl_schedule *s, const sl_sampler_opts *o, int64
             }
             sm->sigmas[sm->n_evals] = 0.0f;
         } else {
-            sm->n_evals = m;
-            sm->timesteps = sl_malloc((size_t)m * sizeof(float));
-            sm->sigmas = sl_malloc((size_t)(m + 1) * sizeof(float));
-            for (int i = 0; i < m; i++) {
-                sm->timesteps[i] = (float)ts[i];
-                sm->sigmas[i] = (float)sd[i];
-            }
-            sm->sigmas[m] = 0.0f;
+            set_evals(sm, ts, sd, m, 0.0f);
         }
         free(sd);
         float mx = 0.0f;

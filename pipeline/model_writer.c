@@ -140,21 +140,10 @@ typedef struct {
 
 enum { MAX_FUSED = 4 };   // at most a weight and a bias are in flight at once
 
-// A tensor of the file being assembled; handed to the st_writer at the save.
-typedef struct {
-    char *name;
-    dtype dt;
-    int ndim;
-    int64_t shape[TENSOR_MAX_DIMS];
-    const void *data;
-} pending_tensor;
-
 struct model_writer {
-    st_writer *w;
+    st_writer *w;         // the file's tensors, in the order added
     int original;
     dtype dt;
-    pending_tensor *t;    // the file's tensors, in the order added
-    int n_t, cap_t;
     void **bufs;          // owned buffers the tensors point to until the save
     int n, cap;
     fused_tensor fused[MAX_FUSED];
@@ -168,17 +157,7 @@ static void new_file(model_writer *w) {
 
 static void add_tensor(model_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape, const void *data) {
     if (ndim < 0 || ndim > TENSOR_MAX_DIMS) sl_die(NULL, "internal: '%s' has %d dimensions", name, ndim);
-    if (w->n_t == w->cap_t) {
-        w->cap_t = w->cap_t ? 2 * w->cap_t : 256;
-        w->t = realloc(w->t, sizeof(pending_tensor) * (size_t)w->cap_t);
-        if (!w->t) sl_die(NULL, "out of memory");
-    }
-    pending_tensor *t = &w->t[w->n_t++];
-    t->name = sl_strdup(name);
-    t->dt = dt;
-    t->ndim = ndim;
-    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    t->data = data;
+    st_writer_add(w->w, name, dt, ndim, shape, data);
     w->params += shape_numel(ndim, shape);
     w->tensors++;
 }
@@ -319,10 +298,6 @@ int mw_add_component(model_writer *w, const char *component, const char *config_
 }
 
 static void drop_buffers(model_writer *w) {
-    for (int i = 0; i < w->n_t; i++) free(w->t[i].name);
-    free(w->t);
-    w->t = NULL;
-    w->n_t = w->cap_t = 0;
     for (int i = 0; i < w->n; i++) sl_free_aligned(w->bufs[i]);
     free(w->bufs);
     w->bufs = NULL;
@@ -339,13 +314,10 @@ int mw_save(model_writer *w, const char *path) {
         if (w->fused[i].data)
             rc = sl_error(path, "internal: fused tensor '%s' has %d of %d row blocks", w->fused[i].name,
                           w->fused[i].filled, w->fused[i].n_parts);
-    // widest elements first (stable otherwise), as Python's safetensors orders them: with the
-    // data section 8-byte aligned, every tensor then starts aligned to its element size
-    for (size_t size = 8; rc == 0 && size >= 1; size /= 2)
-        for (int i = 0; i < w->n_t; i++)
-            if (dtype_size(w->t[i].dt) == size)
-                st_writer_add(w->w, w->t[i].name, w->t[i].dt, w->t[i].ndim, w->t[i].shape, w->t[i].data);
-    if (rc == 0) rc = st_writer_save(w->w, path);
+    if (rc == 0) {
+        st_writer_widest_first(w->w);   // as Python's safetensors writes them
+        rc = st_writer_save(w->w, path);
+    }
     st_writer_free(w->w);
     drop_buffers(w);
     new_file(w);

@@ -3,13 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/error.h"
+#include "engine/progress.h"
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/io.h"
 #include "unet/unet.h"
 
 static const char *HELP =
@@ -33,31 +34,6 @@ static const char *HELP =
     "  --repeat K      run K times and print forward/backward seconds (benchmarking)\n"
     "PATH is a diffusers folder, a diffusers UNet file, or an original single-file checkpoint (as for\n"
     "singlora forward unet).\n";
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static const st_entry *input(const st_file *f, const char *name, int ndim, const char *what) {
-    const st_entry *e = st_find(f, name);
-    if (!e) sl_die(f->path, "no tensor '%s' (%s)", name, what);
-    if (e->ndim != ndim) {
-        char s[128];
-        sl_die(f->path, "tensor '%s' has shape %s; expected %d dims: %s", name, shape_str(s, sizeof s, e->ndim, e->shape),
-               ndim, what);
-    }
-    if (e->dt != DT_F32 && strcmp(name, "t") != 0)
-        sl_die(f->path, "tensor '%s' has dtype %s; expected F32", name, dtype_name(e->dt));
-    return e;
-}
-
-static float *copy_f32(const st_entry *e, int64_t n) {
-    float *p = sl_alloc_f32(n);
-    memcpy(p, e->data, sizeof(float) * (size_t)n);
-    return p;
-}
 
 typedef struct {
     st_writer *w;
@@ -106,26 +82,19 @@ int backward_unet_main(int argc, char **argv) {
 
     st_file *f = st_open(in);
     if (!f) sl_fail();
-    const st_entry *ex = input(f, "x", 4, "x (N, C_in, h, w)");
-    const st_entry *et = input(f, "t", 1, "t (N)");
-    const st_entry *ec = input(f, "context", 3, "context (N, L, D)");
-    const st_entry *eg = input(f, "target", 4, "target (N, C_out, h, w), the same shape as the output");
-    if (et->dt != DT_F32 && et->dt != DT_I64 && et->dt != DT_I32)
-        sl_die(f->path, "tensor 't' has dtype %s; expected F32, I64 or I32 timesteps", dtype_name(et->dt));
-    const int N = (int)ex->shape[0], h = (int)ex->shape[2], w = (int)ex->shape[3], L = (int)ec->shape[1];
-    if (et->shape[0] != N || ec->shape[0] != N || eg->shape[0] != N)
-        sl_die(f->path, "batch sizes differ: x has %d, t %lld, context %lld, target %lld", N, (long long)et->shape[0],
-               (long long)ec->shape[0], (long long)eg->shape[0]);
+    const unet_inputs u = input_unet(f);
+    const int N = u.N, h = u.h, w = u.w, L = u.L;
+    const st_entry *eg = input_tensor(f, "target", 4, "(N, C_out, h, w) target, the same shape as the output");
+    input_require_f32(f, eg, "target");
+    if (eg->shape[0] != N) sl_die(f->path, "batch sizes differ: x has %d, target %lld", N, (long long)eg->shape[0]);
 
-    double t0 = now_s();
+    double t0 = now_seconds();
     unet_model *m = unet_load(model, config, variant);
     if (!m) sl_fail();
-    double t_load = now_s() - t0;
+    double t_load = now_seconds() - t0;
     const unet_config *c = &m->cfg;
     const int D = c->cross_attention_dim, Ci = c->in_channels, Co = c->out_channels;
-    if (ex->shape[1] != Ci) sl_die(f->path, "tensor 'x' has %lld channels; the UNet takes %d", (long long)ex->shape[1], Ci);
-    if (ec->shape[2] != D)
-        sl_die(f->path, "tensor 'context' has width %lld; the UNet's cross_attention_dim is %d", (long long)ec->shape[2], D);
+    input_unet_match(f, &u, Ci, D);
     if (eg->shape[1] != Co || eg->shape[2] != h || eg->shape[3] != w) {
         char s[128];
         sl_die(f->path, "tensor 'target' has shape %s; the output is [%d, %d, %d, %d]",
@@ -142,9 +111,8 @@ int backward_unet_main(int argc, char **argv) {
     if (!g) sl_fail();
 
     const int64_t nx = (int64_t)N * Ci * h * w, nc = (int64_t)N * L * D, no = (int64_t)N * Co * h * w;
-    float *t = sl_alloc_f32(N);
-    dtype_to_f32_n(t, et->data, et->dt, (size_t)N);
-    float *x = copy_f32(ex, nx), *ctx = copy_f32(ec, nc), *target = copy_f32(eg, no);
+    float *t = input_timesteps(&u), *x = input_copy_f32(u.x), *ctx = input_copy_f32(u.context);
+    float *target = input_copy_f32(eg);
     float *out = sl_alloc_f32(no), *dout = sl_alloc_f32(no);
     float *dx = sl_alloc_f32(nx), *dctx = sl_alloc_f32(nc);
     float loss = 0.0f;
@@ -153,10 +121,10 @@ int backward_unet_main(int argc, char **argv) {
         memset(dctx, 0, sizeof(float) * (size_t)nc);
         unet_grads_zero(g);
         for (int i = 0; ads && i < ads->n_slots; i++) adapter_zero_grads(&ads->slots[i].a);
-        double t1 = now_s();
+        double t1 = now_seconds();
         unet_tape *tape = unet_forward_train(out, x, t, ctx, N, h, w, L, m, ckpt);
         if (!tape) sl_die(in, "%s", sl_error_msg());
-        double t2 = now_s();
+        double t2 = now_seconds();
         // loss = mean((out − target)²), dL/dout = 2·(out − target) / n
         double s = 0.0;
         for (int64_t i = 0; i < no; i++) {
@@ -167,7 +135,7 @@ int backward_unet_main(int argc, char **argv) {
         loss = (float)(s / (double)no);
         if (unet_backward(dx, dctx, g, dout, tape) != 0) sl_fail();
         unet_tape_free(tape);
-        if (timing) fprintf(stderr, "forward %d: %.3f s\nbackward %d: %.3f s\n", r + 1, t2 - t1, r + 1, now_s() - t2);
+        if (timing) fprintf(stderr, "forward %d: %.3f s\nbackward %d: %.3f s\n", r + 1, t2 - t1, r + 1, now_seconds() - t2);
     }
     if (timing) fprintf(stderr, "load: %.3f s\n", t_load);
 

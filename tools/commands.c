@@ -1,5 +1,8 @@
 #include "commands.h"
 
+#include <stdio.h>
+#include <string.h>
+
 const command COMMANDS[] = {
     {"inspect", "show what a .safetensors file or diffusers folder holds", cmd_inspect},
     {"randn", "write torch.randn(shape) for a seed, bit-exact with PyTorch's CPU generator", cmd_randn},
@@ -13,3 +16,20 @@ const command COMMANDS[] = {
     {"init", "write a model with random weights at a config's real shapes", cmd_init},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
+
+static void target_usage(FILE *out, const char *cmd, const command *targets, int n_targets) {
+    fprintf(out, "usage: singlora %s <target> --model PATH --in IN --out OUT [options]\n\ntargets:\n", cmd);
+    for (int i = 0; i < n_targets; i++) fprintf(out, "  %-12s %s\n", targets[i].name, targets[i].summary);
+    fprintf(out, "\nsinglora %s <target> --help for each target's options.\n", cmd);
+}
+
+int run_target(const char *cmd, const command *targets, int n_targets, int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        target_usage(argc < 2 ? stderr : stdout, cmd, targets, n_targets);
+        return argc < 2 ? 1 : 0;
+    }
+    for (int i = 0; i < n_targets; i++)
+        if (!strcmp(targets[i].name, argv[1])) return targets[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "singlora: %s: unknown target '%s' (singlora %s --help lists them)\n", cmd, argv[1], cmd);
+    return 1;
+}

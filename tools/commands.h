@@ -10,6 +10,10 @@ typedef struct {
 extern const command COMMANDS[];
 extern const int N_COMMANDS;
 
+// `singlora <cmd> <target> ...` (forward, backward): runs the target that argv[1] names with
+// argv + 1, or lists the targets (--help; a missing target is an error, exit 1).
+int run_target(const char *cmd, const command *targets, int n_targets, int argc, char **argv);
+
 #define SINGLORA_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);

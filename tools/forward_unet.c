@@ -83,17 +83,8 @@ int forward_unet_main(int argc, char **argv) {
     // inputs: check what we can before loading the model
     st_file *f = st_open(in);
     if (!f) sl_fail();
-    const st_entry *ex = input_tensor(f, "x", 4, "(N, C_in, h, w) latents");
-    const st_entry *et = input_tensor(f, "t", 1, "(N) timesteps");
-    const st_entry *ec = input_tensor(f, "context", 3, "(N, L, D) context");
-    input_require_f32(f, ex, "latents");
-    input_require_f32(f, ec, "context");
-    if (et->dt != DT_F32 && et->dt != DT_I64 && et->dt != DT_I32)
-        sl_die(f->path, "tensor 't' has dtype %s; expected F32, I64 or I32 timesteps", dtype_name(et->dt));
-    const int N = (int)ex->shape[0], h = (int)ex->shape[2], w = (int)ex->shape[3], L = (int)ec->shape[1];
-    if (et->shape[0] != N || ec->shape[0] != N)
-        sl_die(f->path, "batch sizes differ: x has %lld, t %lld, context %lld", (long long)ex->shape[0],
-               (long long)et->shape[0], (long long)ec->shape[0]);
+    const unet_inputs u = input_unet(f);
+    const int N = u.N, h = u.h, w = u.w, L = u.L;
 
     double t0 = now_seconds();
     unet_model *m = unet_load(model, config, variant);
@@ -107,18 +98,9 @@ int forward_unet_main(int argc, char **argv) {
     }
     double t_load = now_seconds() - t0;
     const unet_config *c = &m->cfg;
-    if (ex->shape[1] != c->in_channels)
-        sl_die(f->path, "tensor 'x' has %lld channels; the UNet takes %d", (long long)ex->shape[1], c->in_channels);
-    if (ec->shape[2] != c->cross_attention_dim)
-        sl_die(f->path, "tensor 'context' has width %lld; the UNet's cross_attention_dim is %d", (long long)ec->shape[2],
-               c->cross_attention_dim);
+    input_unet_match(f, &u, c->in_channels, c->cross_attention_dim);
 
-    float *t = sl_alloc_f32(N);
-    dtype_to_f32_n(t, et->data, et->dt, (size_t)N);
-    float *x = sl_alloc_f32((int64_t)N * c->in_channels * h * w);
-    memcpy(x, ex->data, sizeof(float) * (size_t)N * c->in_channels * h * w);
-    float *ctx = sl_alloc_f32((int64_t)N * L * c->cross_attention_dim);
-    memcpy(ctx, ec->data, sizeof(float) * (size_t)N * L * c->cross_attention_dim);
+    float *t = input_timesteps(&u), *x = input_copy_f32(u.x), *ctx = input_copy_f32(u.context);
     float *out = sl_alloc_f32((int64_t)N * c->out_channels * h * w);
 
     trace_sink sink = {st_writer_new(), NULL, 0};

@@ -103,3 +103,40 @@ int32_t *input_token_ids(const st_file *f, const st_entry *e) {
     }
     return ids;
 }
+
+unet_inputs input_unet(const st_file *f) {
+    unet_inputs u;
+    u.x = input_tensor(f, "x", 4, "(N, C_in, h, w) latents");
+    u.t = input_tensor(f, "t", 1, "(N) timesteps");
+    u.context = input_tensor(f, "context", 3, "(N, L, D) context");
+    input_require_f32(f, u.x, "latents");
+    input_require_f32(f, u.context, "context");
+    if (u.t->dt != DT_F32 && u.t->dt != DT_I64 && u.t->dt != DT_I32)
+        sl_die(f->path, "tensor 't' has dtype %s; expected F32, I64 or I32 timesteps", dtype_name(u.t->dt));
+    if (u.t->shape[0] != u.x->shape[0] || u.context->shape[0] != u.x->shape[0])
+        sl_die(f->path, "batch sizes differ: x has %lld, t %lld, context %lld", (long long)u.x->shape[0],
+               (long long)u.t->shape[0], (long long)u.context->shape[0]);
+    u.N = (int)u.x->shape[0], u.h = (int)u.x->shape[2], u.w = (int)u.x->shape[3], u.L = (int)u.context->shape[1];
+    return u;
+}
+
+void input_unet_match(const st_file *f, const unet_inputs *u, int in_channels, int cross_attention_dim) {
+    if (u->x->shape[1] != in_channels)
+        sl_die(f->path, "tensor 'x' has %lld channels; the UNet takes %d", (long long)u->x->shape[1], in_channels);
+    if (u->context->shape[2] != cross_attention_dim)
+        sl_die(f->path, "tensor 'context' has width %lld; the UNet's cross_attention_dim is %d",
+               (long long)u->context->shape[2], cross_attention_dim);
+}
+
+float *input_timesteps(const unet_inputs *u) {
+    float *t = sl_alloc_f32(u->N);
+    dtype_to_f32_n(t, u->t->data, u->t->dt, (size_t)u->N);
+    return t;
+}
+
+float *input_copy_f32(const st_entry *e) {
+    int64_t n = shape_numel(e->ndim, e->shape);
+    float *p = sl_alloc_f32(n);
+    memcpy(p, e->data, sizeof(float) * (size_t)n);
+    return p;
+}

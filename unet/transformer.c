@@ -77,6 +77,33 @@ enum { KEEP_NONE, KEEP_ALL, KEEP_RESIDUALS };
 #define DROP(p) do { if (keep != KEEP_ALL) { sl_free_aligned(p); (p) = NULL; } } while (0)
 #define DROP_RESIDUAL(p) do { if (keep == KEEP_NONE) { sl_free_aligned(p); (p) = NULL; } } while (0)
 
+// LayerNorm of x (M, C) into fresh n (M, C), mean (M), rstd (M).
+static void layernorm_alloc(float **n, float **mean, float **rstd, const float *x, const float *w, const float *b, int M,
+                            int C) {
+    *n = sl_alloc_f32((int64_t)M * C);
+    *mean = sl_alloc_f32(M);
+    *rstd = sl_alloc_f32(M);
+    layernorm_forward(*n, *mean, *rstd, x, w, b, M, C, LN_EPS);
+}
+
+// Self-attention's q1, k1, v1 (M, C) from n1.
+static void self_qkv(tblock_acts *a, const unet_tblock *tb, const unet_adapt *ua, int M, int C) {
+    a->q1 = sl_alloc_f32((int64_t)M * C);
+    a->k1 = sl_alloc_f32((int64_t)M * C);
+    a->v1 = sl_alloc_f32((int64_t)M * C);
+    unet_linear_forward(a->q1, a->n1, tb->attn1_q, NULL, tb->ad[TB_ATTN1_Q], ua, M, C, C);
+    unet_linear_forward(a->k1, a->n1, tb->attn1_k, NULL, tb->ad[TB_ATTN1_K], ua, M, C, C);
+    unet_linear_forward(a->v1, a->n1, tb->attn1_v, NULL, tb->ad[TB_ATTN1_V], ua, M, C, C);
+}
+
+// Cross-attention's k2, v2 (Mc, C) from the context (Mc, D).
+static void cross_kv(tblock_acts *a, const float *ctx, const unet_tblock *tb, const unet_adapt *ua, int Mc, int D, int C) {
+    a->k2 = sl_alloc_f32((int64_t)Mc * C);
+    a->v2 = sl_alloc_f32((int64_t)Mc * C);
+    unet_linear_forward(a->k2, ctx, tb->attn2_k, NULL, tb->ad[TB_ATTN2_K], ua, Mc, D, C);
+    unet_linear_forward(a->v2, ctx, tb->attn2_v, NULL, tb->ad[TB_ATTN2_V], ua, Mc, D, C);
+}
+
 static void tblock_run(float *out, const float *x, const float *ctx, const unet_tblock *tb, const unet_adapt *ua,
                        int N, int L, int Lc, tblock_acts *acts, int keep, const unet_trace *trace, const char *name) {
     const int C = tb->C, D = tb->D, H = tb->heads, Dh = tb->head_dim, F = tb->ff_inner;
@@ -86,17 +113,9 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     tblock_acts *a = acts ? acts : &local;
 
     // self-attention: x1 = x + to_out(attn(q, k, v)), q/k/v from LN1(x)
-    a->n1 = sl_alloc_f32((int64_t)M * C);
-    a->mean1 = sl_alloc_f32(M);
-    a->rstd1 = sl_alloc_f32(M);
-    layernorm_forward(a->n1, a->mean1, a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C, LN_EPS);
+    layernorm_alloc(&a->n1, &a->mean1, &a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C);
     trace_out(trace, name, "norm1", a->n1, 3, N, L, C, 0);
-    a->q1 = sl_alloc_f32((int64_t)M * C);
-    a->k1 = sl_alloc_f32((int64_t)M * C);
-    a->v1 = sl_alloc_f32((int64_t)M * C);
-    unet_linear_forward(a->q1, a->n1, tb->attn1_q, NULL, tb->ad[TB_ATTN1_Q], ua, M, C, C);
-    unet_linear_forward(a->k1, a->n1, tb->attn1_k, NULL, tb->ad[TB_ATTN1_K], ua, M, C, C);
-    unet_linear_forward(a->v1, a->n1, tb->attn1_v, NULL, tb->ad[TB_ATTN1_V], ua, M, C, C);
+    self_qkv(a, tb, ua, M, C);
     DROP(a->n1);
     a->a1 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
@@ -110,17 +129,11 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     unet_add_inplace(a->x1, x, (int64_t)M * C);
 
     // cross-attention: q from LN2(x1), k/v from the context
-    a->n2 = sl_alloc_f32((int64_t)M * C);
-    a->mean2 = sl_alloc_f32(M);
-    a->rstd2 = sl_alloc_f32(M);
-    layernorm_forward(a->n2, a->mean2, a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C, LN_EPS);
+    layernorm_alloc(&a->n2, &a->mean2, &a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C);
     a->q2 = sl_alloc_f32((int64_t)M * C);
     unet_linear_forward(a->q2, a->n2, tb->attn2_q, NULL, tb->ad[TB_ATTN2_Q], ua, M, C, C);
     DROP(a->n2);
-    a->k2 = sl_alloc_f32((int64_t)Mc * C);
-    a->v2 = sl_alloc_f32((int64_t)Mc * C);
-    unet_linear_forward(a->k2, ctx, tb->attn2_k, NULL, tb->ad[TB_ATTN2_K], ua, Mc, D, C);
-    unet_linear_forward(a->v2, ctx, tb->attn2_v, NULL, tb->ad[TB_ATTN2_V], ua, Mc, D, C);
+    cross_kv(a, ctx, tb, ua, Mc, D, C);
     a->a2 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
     DROP(a->q2);
@@ -134,10 +147,7 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     DROP_RESIDUAL(a->x1);
 
     // feed-forward: out = x2 + W2·GEGLU(W1·LN3(x2))
-    a->n3 = sl_alloc_f32((int64_t)M * C);
-    a->mean3 = sl_alloc_f32(M);
-    a->rstd3 = sl_alloc_f32(M);
-    layernorm_forward(a->n3, a->mean3, a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C, LN_EPS);
+    layernorm_alloc(&a->n3, &a->mean3, &a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C);
     a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
     unet_linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, tb->ad[TB_FF1], ua, M, C, 2 * F);
     DROP(a->n3);
@@ -166,38 +176,21 @@ void tblock_recompute(tblock_acts *a, const float *x, const float *ctx, const un
     const int M = N * L, Mc = N * Lc;
     const float scale = 1.0f / sqrtf((float)Dh);
     // the same calls on the same inputs as tblock_run, so the same bits
-    a->n1 = sl_alloc_f32((int64_t)M * C);
-    a->mean1 = sl_alloc_f32(M);
-    a->rstd1 = sl_alloc_f32(M);
-    layernorm_forward(a->n1, a->mean1, a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C, LN_EPS);
-    a->q1 = sl_alloc_f32((int64_t)M * C);
-    a->k1 = sl_alloc_f32((int64_t)M * C);
-    a->v1 = sl_alloc_f32((int64_t)M * C);
-    unet_linear_forward(a->q1, a->n1, tb->attn1_q, NULL, tb->ad[TB_ATTN1_Q], ua, M, C, C);
-    unet_linear_forward(a->k1, a->n1, tb->attn1_k, NULL, tb->ad[TB_ATTN1_K], ua, M, C, C);
-    unet_linear_forward(a->v1, a->n1, tb->attn1_v, NULL, tb->ad[TB_ATTN1_V], ua, M, C, C);
+    layernorm_alloc(&a->n1, &a->mean1, &a->rstd1, x, tb->norm1_w, tb->norm1_b, M, C);
+    self_qkv(a, tb, ua, M, C);
     if (reads_input(tb, TB_ATTN1_OUT, g ? g->attn1_out_w : NULL)) {
         a->a1 = sl_alloc_f32((int64_t)M * C);
         attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
     }
-    a->n2 = sl_alloc_f32((int64_t)M * C);
-    a->mean2 = sl_alloc_f32(M);
-    a->rstd2 = sl_alloc_f32(M);
-    layernorm_forward(a->n2, a->mean2, a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C, LN_EPS);
+    layernorm_alloc(&a->n2, &a->mean2, &a->rstd2, a->x1, tb->norm2_w, tb->norm2_b, M, C);
     a->q2 = sl_alloc_f32((int64_t)M * C);
     unet_linear_forward(a->q2, a->n2, tb->attn2_q, NULL, tb->ad[TB_ATTN2_Q], ua, M, C, C);
-    a->k2 = sl_alloc_f32((int64_t)Mc * C);
-    a->v2 = sl_alloc_f32((int64_t)Mc * C);
-    unet_linear_forward(a->k2, ctx, tb->attn2_k, NULL, tb->ad[TB_ATTN2_K], ua, Mc, D, C);
-    unet_linear_forward(a->v2, ctx, tb->attn2_v, NULL, tb->ad[TB_ATTN2_V], ua, Mc, D, C);
+    cross_kv(a, ctx, tb, ua, Mc, D, C);
     if (reads_input(tb, TB_ATTN2_OUT, g ? g->attn2_out_w : NULL)) {
         a->a2 = sl_alloc_f32((int64_t)M * C);
         attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
     }
-    a->n3 = sl_alloc_f32((int64_t)M * C);
-    a->mean3 = sl_alloc_f32(M);
-    a->rstd3 = sl_alloc_f32(M);
-    layernorm_forward(a->n3, a->mean3, a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C, LN_EPS);
+    layernorm_alloc(&a->n3, &a->mean3, &a->rstd3, a->x2, tb->norm3_w, tb->norm3_b, M, C);
     a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
     unet_linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, tb->ad[TB_FF1], ua, M, C, 2 * F);
     if (reads_input(tb, TB_FF2, g ? g->ff2_w : NULL)) {

@@ -37,13 +37,25 @@ int vae_config_check(const vae_config *c, const char *where) {
     return 0;
 }
 
+// The optional list `key` must name the block type `only` once per level.
+static int check_block_types(const json_config *j, const char *path, const char *key, const char *only, int n_levels) {
+    const char *types[VAE_MAX_LEVELS + 1];
+    int n = 0;
+    if (!config_has(j, key)) return 0;
+    if (config_string_list(j, key, types, VAE_MAX_LEVELS + 1, &n)) return -1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(types[i], only)) return sl_error(path, "key '%s': '%s' is not supported (only %s)", key, types[i], only);
+    if (n != n_levels) return sl_error(path, "%s has %d entries but block_out_channels has %d", key, n, n_levels);
+    return 0;
+}
+
 int vae_config_from_json(vae_config *c, const char *path) {
     config_defaults(c);
     json_config *j = config_load(path);
     if (!j) return -1;
-    int rc = -1, n_down = 0, n_up = 0, mid_attn = 1, qc = 1, pqc = 1;
+    int rc = -1, mid_attn = 1, qc = 1, pqc = 1;
     double sf = 0.18215;
-    const char *act, *down[VAE_MAX_LEVELS + 1], *up[VAE_MAX_LEVELS + 1];
+    const char *act;
     if (config_int_list(j, "block_out_channels", c->block_out, VAE_MAX_LEVELS, &c->n_levels) ||
         config_int_or(j, "layers_per_block", 1, &c->layers_per_block) ||
         config_int_or(j, "latent_channels", 4, &c->latent_channels) ||
@@ -61,30 +73,9 @@ int vae_config_from_json(vae_config *c, const char *path) {
     c->quant_conv = qc;
     c->post_quant_conv = pqc;
     if (strcmp(act, "silu") != 0) { sl_error(path, "key 'act_fn': '%s' is not supported (only silu)", act); goto done; }
-    if (config_has(j, "down_block_types")) {
-        if (config_string_list(j, "down_block_types", down, VAE_MAX_LEVELS + 1, &n_down)) goto done;
-        for (int i = 0; i < n_down; i++)
-            if (strcmp(down[i], "DownEncoderBlock2D")) {
-                sl_error(path, "key 'down_block_types': '%s' is not supported (only DownEncoderBlock2D)", down[i]);
-                goto done;
-            }
-        if (n_down != c->n_levels) {
-            sl_error(path, "down_block_types has %d entries but block_out_channels has %d", n_down, c->n_levels);
-            goto done;
-        }
-    }
-    if (config_has(j, "up_block_types")) {
-        if (config_string_list(j, "up_block_types", up, VAE_MAX_LEVELS + 1, &n_up)) goto done;
-        for (int i = 0; i < n_up; i++)
-            if (strcmp(up[i], "UpDecoderBlock2D")) {
-                sl_error(path, "key 'up_block_types': '%s' is not supported (only UpDecoderBlock2D)", up[i]);
-                goto done;
-            }
-        if (n_up != c->n_levels) {
-            sl_error(path, "up_block_types has %d entries but block_out_channels has %d", n_up, c->n_levels);
-            goto done;
-        }
-    }
+    if (check_block_types(j, path, "down_block_types", "DownEncoderBlock2D", c->n_levels) ||
+        check_block_types(j, path, "up_block_types", "UpDecoderBlock2D", c->n_levels))
+        goto done;
     rc = vae_config_check(c, path);
 done:
     config_free(j);
