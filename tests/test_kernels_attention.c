@@ -4,33 +4,8 @@
 
 #include "engine/attention.h"
 #include "kernel_check.h"
+#include "reference.h"
 
-static void ref_attention(double *out, const double *q, const double *k, const double *v, int B, int Lq, int Lk,
-                          int H, int Dh, double scale, int causal) {
-    int C = H * Dh;
-    double *p = malloc(sizeof(double) * Lk);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < Lq; i++) {
-                const double *qi = q + ((int64_t)b * Lq + i) * C + h * Dh;
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < Lk; j++) {
-                    const double *kj = k + ((int64_t)b * Lk + j) * C + h * Dh;
-                    double s = 0;
-                    for (int d = 0; d < Dh; d++) s += qi[d] * kj[d];
-                    p[j] = (causal && j > i) ? -INFINITY : s * scale;
-                    mx = p[j] > mx ? p[j] : mx;
-                }
-                for (int j = 0; j < Lk; j++) sum += (p[j] = exp(p[j] - mx));
-                double *oi = out + ((int64_t)b * Lq + i) * C + h * Dh;
-                for (int d = 0; d < Dh; d++) {
-                    double acc = 0;
-                    for (int j = 0; j < Lk; j++) acc += p[j] / sum * v[((int64_t)b * Lk + j) * C + h * Dh + d];
-                    oi[d] = acc;
-                }
-            }
-    free(p);
-}
 
 typedef struct { int B, Lq, Lk, H, Dh, causal; } attn_cfg;
 

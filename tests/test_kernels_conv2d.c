@@ -4,25 +4,8 @@
 
 #include "engine/conv2d.h"
 #include "kernel_check.h"
+#include "reference.h"
 
-static void ref_conv(double *out, const double *x, const double *w, const double *b, conv2d_shape s) {
-    int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
-    for (int n = 0; n < s.N; n++)
-        for (int co = 0; co < s.C_out; co++)
-            for (int oy = 0; oy < Ho; oy++)
-                for (int ox = 0; ox < Wo; ox++) {
-                    double acc = b ? b[co] : 0.0;
-                    for (int ci = 0; ci < s.C_in; ci++)
-                        for (int ki = 0; ki < s.k; ki++)
-                            for (int kj = 0; kj < s.k; kj++) {
-                                int iy = oy * s.stride - s.pad + ki, ix = ox * s.stride - s.pad + kj;
-                                if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
-                                acc += x[(((int64_t)n * s.C_in + ci) * s.H + iy) * s.W + ix] *
-                                       w[(((int64_t)co * s.C_in + ci) * s.k + ki) * s.k + kj];
-                            }
-                    out[(((int64_t)n * s.C_out + co) * Ho + oy) * Wo + ox] = acc;
-                }
-}
 
 static const conv2d_shape shapes[] = {
     // N, C_in, H, W, C_out, k, stride, pad
@@ -50,7 +33,7 @@ TEST(conv2d_forward_matches_naive) {
             conv2d_forward(y, x, w, b, s);
             double *xd = to_f64(x, in_n(s)), *wd = to_f64(w, w_n(s)), *bd = b ? to_f64(b, s.C_out) : NULL;
             double *yr = malloc(sizeof(double) * out_n(s));
-            ref_conv(yr, xd, wd, bd, s);
+            ref_conv2d(yr, xd, wd, bd, s);
             char label[96];
             snprintf(label, sizeof label, "conv N%d %dx%dx%d->%d k%d s%d p%d b%d", s.N, s.C_in, s.H, s.W, s.C_out,
                      s.k, s.stride, s.pad, with_b);
@@ -68,7 +51,7 @@ TEST(conv2d_forward_larger_image) {
     conv2d_forward(y, x, w, b, s);
     double *xd = to_f64(x, in_n(s)), *wd = to_f64(w, w_n(s)), *bd = to_f64(b, s.C_out);
     double *yr = malloc(sizeof(double) * out_n(s));
-    ref_conv(yr, xd, wd, bd, s);
+    ref_conv2d(yr, xd, wd, bd, s);
     check_close_f64("conv 2x16x40x36->24 k3", y, yr, out_n(s), 2e-5);   // 144-term sums
     free(x), free(w), free(b), free(y), free(xd), free(wd), free(bd), free(yr);
 }
@@ -81,7 +64,7 @@ typedef struct {
 
 static double conv_loss(void *p) {
     conv_ctx *c = p;
-    ref_conv(c->y, c->x, c->w, c->b, c->s);
+    ref_conv2d(c->y, c->x, c->w, c->b, c->s);
     return dot_f64(c->y, c->R, out_n(c->s));
 }
 

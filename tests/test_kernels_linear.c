@@ -3,6 +3,7 @@
 
 #include "engine/linear.h"
 #include "kernel_check.h"
+#include "reference.h"
 
 typedef struct {
     double *x, *w, *b;   // (M, din), (dout, din), (dout) or NULL
@@ -11,18 +12,10 @@ typedef struct {
     double *y;           // (M, dout) scratch
 } lin_ctx;
 
-static void ref_linear(lin_ctx *c) {
-    for (int m = 0; m < c->M; m++)
-        for (int o = 0; o < c->dout; o++) {
-            double s = c->b ? c->b[o] : 0.0;
-            for (int i = 0; i < c->din; i++) s += c->x[m * c->din + i] * c->w[o * c->din + i];
-            c->y[m * c->dout + o] = s;
-        }
-}
 
 static double lin_loss(void *p) {
     lin_ctx *c = p;
-    ref_linear(c);
+    ref_linear(c->y, c->x, c->w, c->b, c->M, c->din, c->dout);
     return dot_f64(c->y, c->R, (int64_t)c->M * c->dout);
 }
 
@@ -37,7 +30,7 @@ TEST(linear_forward_matches_naive) {
             linear_forward(y, x, w, b, M, din, dout);
             lin_ctx c = {to_f64(x, M * din), to_f64(w, dout * din), b ? to_f64(b, dout) : NULL, NULL, M, din, dout,
                          malloc(sizeof(double) * M * dout)};
-            ref_linear(&c);
+            ref_linear(c.y, c.x, c.w, c.b, c.M, c.din, c.dout);
             char label[64];
             snprintf(label, sizeof label, "linear %dx%d->%d bias=%d", M, din, dout, with_b);
             // f32 dot products of ≤ 40 terms of size ≤ 1: error ≲ din·2⁻²⁴·|terms| ≈ 1e-5

@@ -3,29 +3,8 @@
 
 #include "engine/norm.h"
 #include "kernel_check.h"
+#include "reference.h"
 
-// Double GroupNorm (+ optional SiLU) of x (N, C, HW).
-static void ref_groupnorm(double *out, const double *x, const double *gamma, const double *beta, int N, int C, int HW,
-                          int G, double eps, int silu) {
-    int cg = C / G;
-    for (int n = 0; n < N; n++)
-        for (int g = 0; g < G; g++) {
-            const double *xg = x + ((int64_t)n * C + g * cg) * HW;
-            int64_t m = (int64_t)cg * HW;
-            double mu = 0, var = 0;
-            for (int64_t i = 0; i < m; i++) mu += xg[i];
-            mu /= m;
-            for (int64_t i = 0; i < m; i++) var += (xg[i] - mu) * (xg[i] - mu);
-            var /= m;
-            for (int c = 0; c < cg; c++)
-                for (int i = 0; i < HW; i++) {
-                    int ch = g * cg + c;
-                    double y = (xg[c * HW + i] - mu) / sqrt(var + eps) * gamma[ch] + beta[ch];
-                    if (silu) y = y / (1 + exp(-y));
-                    out[((int64_t)n * C + ch) * HW + i] = y;
-                }
-        }
-}
 
 TEST(groupnorm_forward_matches_naive) {
     int cfg[][4] = {{1, 4, 1, 1}, {2, 6, 15, 3}, {3, 12, 7, 4}, {2, 32, 35, 8}};   // N, C, HW, G
@@ -61,19 +40,6 @@ typedef struct {
     double eps;
 } norm_ctx;
 
-static void ref_layernorm(double *out, const double *x, const double *gamma, const double *beta, int M, int C,
-                          double eps) {
-    // LayerNorm of a row = GroupNorm with one group and C "channels" of one element each.
-    for (int m = 0; m < M; m++) {
-        double mu = 0, var = 0;
-        for (int c = 0; c < C; c++) mu += x[(int64_t)m * C + c];
-        mu /= C;
-        for (int c = 0; c < C; c++) var += (x[(int64_t)m * C + c] - mu) * (x[(int64_t)m * C + c] - mu);
-        var /= C;
-        for (int c = 0; c < C; c++)
-            out[(int64_t)m * C + c] = (x[(int64_t)m * C + c] - mu) / sqrt(var + eps) * gamma[c] + beta[c];
-    }
-}
 
 static double norm_loss(void *p) {
     norm_ctx *c = p;

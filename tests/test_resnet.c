@@ -6,48 +6,7 @@
 #include "engine/resnet.h"
 #include "engine/tensor.h"
 #include "kernel_check.h"
-
-static double silu_d(double x) { return x / (1.0 + exp(-x)); }
-
-// y = SiLU(GN(x)) in double, (N, C, HW)
-static void ref_gn_silu(double *y, const double *x, const float *g, const float *b, int N, int C, int HW, int G,
-                        double eps) {
-    int cg = C / G;
-    for (int n = 0; n < N; n++)
-        for (int gi = 0; gi < G; gi++) {
-            const double *xg = x + ((int64_t)n * C + gi * cg) * HW;
-            double m = 0, v = 0;
-            for (int64_t i = 0; i < (int64_t)cg * HW; i++) m += xg[i];
-            m /= cg * HW;
-            for (int64_t i = 0; i < (int64_t)cg * HW; i++) v += (xg[i] - m) * (xg[i] - m);
-            v /= cg * HW;
-            for (int c = 0; c < cg; c++)
-                for (int i = 0; i < HW; i++) {
-                    int ch = gi * cg + c;
-                    double z = (xg[(int64_t)c * HW + i] - m) / sqrt(v + eps) * g[ch] + b[ch];
-                    y[((int64_t)n * C + ch) * HW + i] = silu_d(z);
-                }
-        }
-}
-
-static void ref_conv(double *out, const double *x, const float *w, const float *b, int N, int Ci, int Co, int H, int W,
-                     int k) {
-    int pad = k / 2;
-    for (int n = 0; n < N; n++)
-        for (int co = 0; co < Co; co++)
-            for (int oy = 0; oy < H; oy++)
-                for (int ox = 0; ox < W; ox++) {
-                    double acc = b[co];
-                    for (int ci = 0; ci < Ci; ci++)
-                        for (int ki = 0; ki < k; ki++)
-                            for (int kj = 0; kj < k; kj++) {
-                                int iy = oy - pad + ki, ix = ox - pad + kj;
-                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                acc += x[(((int64_t)n * Ci + ci) * H + iy) * W + ix] * w[((co * Ci + ci) * k + ki) * k + kj];
-                            }
-                    out[(((int64_t)n * Co + co) * H + oy) * W + ox] = acc;
-                }
-}
+#include "reference.h"
 
 static float *alloc_rand(int64_t n, uint64_t seed, float lo, float hi) {
     float *p = sl_alloc_f32(n);
@@ -74,8 +33,12 @@ static void run_case(const char *label, int N, int Ci, int Co, int H, int W, int
     // reference
     double *xd = to_f64(x, nin), *a = malloc(sizeof(double) * nin), *h = malloc(sizeof(double) * nout);
     double *a2 = malloc(sizeof(double) * nout), *o = malloc(sizeof(double) * nout);
-    ref_gn_silu(a, xd, rb.norm1_w, rb.norm1_b, N, Ci, HW, G, rb.eps);
-    ref_conv(h, a, rb.conv1_w, rb.conv1_b, N, Ci, Co, H, W, 3);
+    // the reference works on double copies of every weight
+    double *n1w = to_f64(rb.norm1_w, Ci), *n1b = to_f64(rb.norm1_b, Ci), *n2w = to_f64(rb.norm2_w, Co);
+    double *n2b = to_f64(rb.norm2_b, Co), *c1w = to_f64(rb.conv1_w, (int64_t)Co * Ci * 9), *c1b = to_f64(rb.conv1_b, Co);
+    double *c2w = to_f64(rb.conv2_w, (int64_t)Co * Co * 9), *c2b = to_f64(rb.conv2_b, Co);
+    ref_groupnorm(a, xd, n1w, n1b, N, Ci, HW, G, rb.eps, 1);
+    ref_conv2d(h, a, c1w, c1b, (conv2d_shape){N, Ci, H, W, Co, 3, 1, 1});
     if (temb_dim)
         for (int n = 0; n < N; n++)
             for (int c = 0; c < Co; c++) {
@@ -83,13 +46,16 @@ static void run_case(const char *label, int N, int Ci, int Co, int H, int W, int
                 for (int k = 0; k < temb_dim; k++) t += (double)rb.temb_w[c * temb_dim + k] * temb[n * temb_dim + k];
                 for (int i = 0; i < HW; i++) h[((int64_t)n * Co + c) * HW + i] += t;
             }
-    ref_gn_silu(a2, h, rb.norm2_w, rb.norm2_b, N, Co, HW, G, rb.eps);
-    ref_conv(o, a2, rb.conv2_w, rb.conv2_b, N, Co, Co, H, W, 3);
+    ref_groupnorm(a2, h, n2w, n2b, N, Co, HW, G, rb.eps, 1);
+    ref_conv2d(o, a2, c2w, c2b, (conv2d_shape){N, Co, H, W, Co, 3, 1, 1});
     double *skip = xd;
     if (Ci != Co) {
+        double *sw = to_f64(rb.skip_w, (int64_t)Co * Ci), *sb = to_f64(rb.skip_b, Co);
         skip = malloc(sizeof(double) * nout);
-        ref_conv(skip, xd, rb.skip_w, rb.skip_b, N, Ci, Co, H, W, 1);
+        ref_conv2d(skip, xd, sw, sb, (conv2d_shape){N, Ci, H, W, Co, 1, 1, 0});
+        free(sw), free(sb);
     }
+    free(n1w), free(n1b), free(n2w), free(n2b), free(c1w), free(c1b), free(c2w), free(c2b);
     for (int64_t i = 0; i < nout; i++) o[i] = (o[i] + skip[i]) / osf;
     float *want = f32_of(o, nout);
     check_close(label, out, want, (size_t)nout, 2e-5);

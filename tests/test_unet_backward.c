@@ -13,98 +13,9 @@
 #include "engine/safetensors.h"
 #include "engine/tensor.h"
 #include "kernel_check.h"
+#include "reference.h"
 #include "unet/unet.h"
 #include "unet_tiny.h"
-
-// ---------------------------------------------------------------- double-precision references
-
-static void dlinear(double *y, const double *x, const double *w, const double *b, int M, int di, int dout) {
-    for (int m = 0; m < M; m++)
-        for (int o = 0; o < dout; o++) {
-            double s = b ? b[o] : 0;
-            for (int i = 0; i < di; i++) s += x[(int64_t)m * di + i] * w[(int64_t)o * di + i];
-            y[(int64_t)m * dout + o] = s;
-        }
-}
-
-static double dsilu(double x) { return x / (1 + exp(-x)); }
-static double dgelu(double x) { return 0.5 * x * (1 + erf(x / sqrt(2.0))); }
-
-static void dgroupnorm(double *y, const double *x, const double *g, const double *b, int N, int C, int HW, int G,
-                       double eps, int silu) {
-    int cg = C / G;
-    for (int n = 0; n < N; n++)
-        for (int gi = 0; gi < G; gi++) {
-            const double *xg = x + ((int64_t)n * C + gi * cg) * HW;
-            double m = 0, v = 0;
-            for (int64_t i = 0; i < (int64_t)cg * HW; i++) m += xg[i];
-            m /= cg * HW;
-            for (int64_t i = 0; i < (int64_t)cg * HW; i++) v += (xg[i] - m) * (xg[i] - m);
-            v /= cg * HW;
-            for (int c = 0; c < cg; c++)
-                for (int i = 0; i < HW; i++) {
-                    int ch = gi * cg + c;
-                    double z = (xg[(int64_t)c * HW + i] - m) / sqrt(v + eps) * g[ch] + b[ch];
-                    y[((int64_t)n * C + ch) * HW + i] = silu ? dsilu(z) : z;
-                }
-        }
-}
-
-static void dlayernorm(double *y, const double *x, const double *g, const double *b, int M, int C, double eps) {
-    for (int m = 0; m < M; m++) {
-        const double *r = x + (int64_t)m * C;
-        double mu = 0, v = 0;
-        for (int c = 0; c < C; c++) mu += r[c];
-        mu /= C;
-        for (int c = 0; c < C; c++) v += (r[c] - mu) * (r[c] - mu);
-        v /= C;
-        for (int c = 0; c < C; c++) y[(int64_t)m * C + c] = (r[c] - mu) / sqrt(v + eps) * g[c] + b[c];
-    }
-}
-
-// 3×3 (pad 1) or 1×1 (pad 0) convolution, stride 1
-static void dconv(double *out, const double *x, const double *w, const double *b, int N, int Ci, int Co, int H, int W,
-                  int k) {
-    int pad = k / 2;
-    for (int n = 0; n < N; n++)
-        for (int co = 0; co < Co; co++)
-            for (int oy = 0; oy < H; oy++)
-                for (int ox = 0; ox < W; ox++) {
-                    double acc = b[co];
-                    for (int ci = 0; ci < Ci; ci++)
-                        for (int ki = 0; ki < k; ki++)
-                            for (int kj = 0; kj < k; kj++) {
-                                int iy = oy - pad + ki, ix = ox - pad + kj;
-                                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                                acc += x[(((int64_t)n * Ci + ci) * H + iy) * W + ix] * w[((co * Ci + ci) * k + ki) * k + kj];
-                            }
-                    out[(((int64_t)n * Co + co) * H + oy) * W + ox] = acc;
-                }
-}
-
-static void dattention(double *out, const double *q, const double *k, const double *v, int B, int Lq, int Lk, int H,
-                       int Dh) {
-    int C = H * Dh;
-    double scale = 1.0 / sqrt((double)Dh), p[64];
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int i = 0; i < Lq; i++) {
-                const double *qi = q + ((int64_t)b * Lq + i) * C + h * Dh;
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < Lk; j++) {
-                    double s = 0;
-                    for (int d = 0; d < Dh; d++) s += qi[d] * k[((int64_t)b * Lk + j) * C + h * Dh + d];
-                    p[j] = s * scale;
-                    mx = p[j] > mx ? p[j] : mx;
-                }
-                for (int j = 0; j < Lk; j++) sum += (p[j] = exp(p[j] - mx));
-                for (int d = 0; d < Dh; d++) {
-                    double acc = 0;
-                    for (int j = 0; j < Lk; j++) acc += p[j] / sum * v[((int64_t)b * Lk + j) * C + h * Dh + d];
-                    out[((int64_t)b * Lq + i) * C + h * Dh + d] = acc;
-                }
-            }
-}
 
 // ---------------------------------------------------------------- test parameters
 
@@ -177,21 +88,21 @@ static void ref_resnet(double *out, const resnet_case *c) {
     int N = c->N, Ci = c->Ci, Co = c->Co, H = c->H, W = c->W, HW = H * W;
     double *a = malloc(sizeof(double) * N * Ci * HW), *h = malloc(sizeof(double) * N * Co * HW);
     double *a2 = malloc(sizeof(double) * N * Co * HW), *o = malloc(sizeof(double) * N * Co * HW);
-    dgroupnorm(a, p[R_X].d, p[R_N1W].d, p[R_N1B].d, N, Ci, HW, c->G, 1e-5, 1);
-    dconv(h, a, p[R_C1W].d, p[R_C1B].d, N, Ci, Co, H, W, 3);
+    ref_groupnorm(a, p[R_X].d, p[R_N1W].d, p[R_N1B].d, N, Ci, HW, c->G, 1e-5, 1);
+    ref_conv2d(h, a, p[R_C1W].d, p[R_C1B].d, (conv2d_shape){N, Ci, H, W, Co, 3, 1, 1});
     if (c->T) {
         double *t = malloc(sizeof(double) * N * Co);
-        dlinear(t, p[R_T].d, p[R_TW].d, p[R_TB].d, N, c->T, Co);
+        ref_linear(t, p[R_T].d, p[R_TW].d, p[R_TB].d, N, c->T, Co);
         for (int nc = 0; nc < N * Co; nc++)
             for (int i = 0; i < HW; i++) h[(int64_t)nc * HW + i] += t[nc];
         free(t);
     }
-    dgroupnorm(a2, h, p[R_N2W].d, p[R_N2B].d, N, Co, HW, c->G, 1e-5, 1);
-    dconv(o, a2, p[R_C2W].d, p[R_C2B].d, N, Co, Co, H, W, 3);
+    ref_groupnorm(a2, h, p[R_N2W].d, p[R_N2B].d, N, Co, HW, c->G, 1e-5, 1);
+    ref_conv2d(o, a2, p[R_C2W].d, p[R_C2B].d, (conv2d_shape){N, Co, H, W, Co, 3, 1, 1});
     double *skip = p[R_X].d;
     if (Ci != Co) {
         skip = a2;
-        dconv(skip, p[R_X].d, p[R_SW].d, p[R_SB].d, N, Ci, Co, H, W, 1);
+        ref_conv2d(skip, p[R_X].d, p[R_SW].d, p[R_SB].d, (conv2d_shape){N, Ci, H, W, Co, 1, 1, 0});
     }
     for (int64_t i = 0; i < (int64_t)N * Co * HW; i++) out[i] = (skip[i] + o[i]) / c->osf;
     free(a), free(h), free(a2), free(o);
@@ -369,7 +280,7 @@ static void ref_lin(double *y, const double *x, const tblock_case *c, int li, in
                     const unet_adapt *ua) {
     double *weff = malloc(sizeof(double) * (size_t)d_out * d_in);
     ref_effective_weight(weff, c->p[LIN_W[li]].d, c->ad[li], d_in, d_out, ua);
-    dlinear(y, x, weff, LIN_B[li] >= 0 ? c->p[LIN_B[li]].d : NULL, M, d_in, d_out);
+    ref_linear(y, x, weff, LIN_B[li] >= 0 ? c->p[LIN_B[li]].d : NULL, M, d_in, d_out);
     free(weff);
 }
 
@@ -381,24 +292,24 @@ static void ref_tblock(double *out, const double *x, const double *ctx, const tb
     double *k = malloc(sizeof(double) * M * C), *v = malloc(sizeof(double) * M * C), *a = malloc(sizeof(double) * M * C);
     double *x1 = malloc(sizeof(double) * M * C), *x2 = malloc(sizeof(double) * M * C);
     double *hh = calloc((size_t)M * 2 * F, sizeof(double)), *gg = calloc((size_t)M * F, sizeof(double));
-    dlayernorm(n, x, p[T_N1W].d, p[T_N1B].d, M, C, 1e-5);
+    ref_layernorm(n, x, p[T_N1W].d, p[T_N1B].d, M, C, 1e-5);
     ref_lin(q, n, c, TB_ATTN1_Q, M, C, C, ua);
     ref_lin(k, n, c, TB_ATTN1_K, M, C, C, ua);
     ref_lin(v, n, c, TB_ATTN1_V, M, C, C, ua);
-    dattention(a, q, k, v, N, L, L, H, Dh);
+    ref_attention(a, q, k, v, N, L, L, H, Dh, 1.0 / sqrt((double)Dh), 0);
     ref_lin(x1, a, c, TB_ATTN1_OUT, M, C, C, ua);
     for (int64_t i = 0; i < (int64_t)M * C; i++) x1[i] += x[i];
-    dlayernorm(n, x1, p[T_N2W].d, p[T_N2B].d, M, C, 1e-5);
+    ref_layernorm(n, x1, p[T_N2W].d, p[T_N2B].d, M, C, 1e-5);
     ref_lin(q, n, c, TB_ATTN2_Q, M, C, C, ua);
     ref_lin(k, ctx, c, TB_ATTN2_K, Mc, D, C, ua);
     ref_lin(v, ctx, c, TB_ATTN2_V, Mc, D, C, ua);
-    dattention(a, q, k, v, N, L, Lc, H, Dh);
+    ref_attention(a, q, k, v, N, L, Lc, H, Dh, 1.0 / sqrt((double)Dh), 0);
     ref_lin(x2, a, c, TB_ATTN2_OUT, M, C, C, ua);
     for (int64_t i = 0; i < (int64_t)M * C; i++) x2[i] += x1[i];
-    dlayernorm(n, x2, p[T_N3W].d, p[T_N3B].d, M, C, 1e-5);
+    ref_layernorm(n, x2, p[T_N3W].d, p[T_N3B].d, M, C, 1e-5);
     ref_lin(hh, n, c, TB_FF1, M, C, 2 * F, ua);
     for (int m = 0; m < M; m++)
-        for (int f = 0; f < F; f++) gg[(int64_t)m * F + f] = hh[(int64_t)m * 2 * F + f] * dgelu(hh[(int64_t)m * 2 * F + F + f]);
+        for (int f = 0; f < F; f++) gg[(int64_t)m * F + f] = hh[(int64_t)m * 2 * F + f] * ref_gelu(hh[(int64_t)m * 2 * F + F + f]);
     ref_lin(out, gg, c, TB_FF2, M, F, C, ua);
     for (int64_t i = 0; i < (int64_t)M * C; i++) out[i] += x2[i];
     free(n), free(q), free(k), free(v), free(a), free(x1), free(x2), free(hh), free(gg);
@@ -516,18 +427,18 @@ static void ref_transformer(double *out, const transformer_case *c) {
     int N = c->N, C = c->tr.C, HW = c->H * c->W, M = N * HW;
     double *gn = malloc(sizeof(double) * M * C), *tok = malloc(sizeof(double) * M * C);
     double *h = malloc(sizeof(double) * M * C), *h2 = malloc(sizeof(double) * M * C);
-    dgroupnorm(gn, c->x.d, c->p[X_NW].d, c->p[X_NB].d, N, C, HW, c->tr.groups, 1e-6, 0);
+    ref_groupnorm(gn, c->x.d, c->p[X_NW].d, c->p[X_NB].d, N, C, HW, c->tr.groups, 1e-6, 0);
     for (int n = 0; n < N; n++)
         for (int ch = 0; ch < C; ch++)
             for (int i = 0; i < HW; i++) tok[((int64_t)n * HW + i) * C + ch] = gn[((int64_t)n * C + ch) * HW + i];
     double *weff = malloc(sizeof(double) * C * C);
     ref_effective_weight(weff, c->p[X_PIW].d, &c->pin, C, C, &c->ua);
-    dlinear(h, tok, weff, c->p[X_PIB].d, M, C, C);
+    ref_linear(h, tok, weff, c->p[X_PIB].d, M, C, C);
     for (int k = 0; k < c->tr.n_blocks; k++) {
         ref_tblock(h2, h, c->ctx.d, &c->blocks[k], N, HW, c->Lc, &c->ua);
         double *s = h; h = h2; h2 = s;
     }
-    dlinear(h2, h, c->p[X_POW].d, c->p[X_POB].d, M, C, C);
+    ref_linear(h2, h, c->p[X_POW].d, c->p[X_POB].d, M, C, C);
     for (int n = 0; n < N; n++)
         for (int ch = 0; ch < C; ch++)
             for (int i = 0; i < HW; i++)
