@@ -171,8 +171,7 @@ static float *entry_matrix(const char *path, const st_entry *e, int rows, int co
     return m;
 }
 
-static int apply_group(const char *path, const lora_group *g, const char *module, float scale, float *w, int dout,
-                       int di) {
+static int apply_group(const char *path, const lora_group *g, float scale, float *w, int dout, int di) {
     const st_entry *d = g->down, *u = g->up;
     if (d->ndim < 2 || u->ndim < 2) return sl_error(path, "LoRA tensors of '%s' are not matrices", g->module);
     int r = (int)d->shape[0];
@@ -219,7 +218,6 @@ static int apply_group(const char *path, const lora_group *g, const char *module
         sl_free_aligned(mag);
         sl_free_aligned(v);
     }
-    (void)module;
     sl_free_aligned(down);
     sl_free_aligned(up);
     return 0;
@@ -256,7 +254,7 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
         int dout = 0, di = 0;
         float *w = module ? weight(ctx, module, &dout, &di) : NULL;
         if (!w) { note_unmatched(rep, groups[g].down->name); continue; }
-        rc = apply_group(path, &groups[g], module, scale, w, dout, di);
+        rc = apply_group(path, &groups[g], scale, w, dout, di);
         if (rc == 0) {
             rep->applied++;
             rep->tensors_applied += 2 + (groups[g].alpha != NULL) + (groups[g].dora_scale != NULL);

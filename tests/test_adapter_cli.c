@@ -38,7 +38,7 @@ static const char *make_adapter(const char *method, const char *name) {
     adapter_set *s = adapter_set_load(p);
     for (int i = 0; s && i < s->n_slots; i++) {
         adapter *a = &s->slots[i].a;
-        if (a->up) fill_uniform(a->up, (size_t)a->up ? (size_t)a->rank * (size_t)a->d_out : 0, 100 + i, -0.2f, 0.2f);
+        if (a->up) fill_uniform(a->up, (size_t)a->rank * (size_t)a->d_out, 100 + (uint64_t)i, -0.2f, 0.2f);
         if (a->magnitude)
             for (int o = 0; o < a->d_out; o++) a->magnitude[o] *= 1.2f;
     }

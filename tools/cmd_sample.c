@@ -75,11 +75,15 @@ static const char *base_name(const char *path) {
 
 typedef struct {
     progress bar;
+    char label[64];
 } step_ctx;
 
+// The bar starts at the first step, when the number of evaluations (img2img: those left) is known.
 static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
-    (void)i; (void)n; (void)latents; (void)guided;
-    progress_step(&((step_ctx *)ctx)->bar, NULL);
+    (void)latents; (void)guided;
+    step_ctx *sc = ctx;
+    if (i == 0) progress_start(&sc->bar, sc->label, n);
+    progress_step(&sc->bar, NULL);
 }
 
 static void write_sidecar(const char *path, cJSON *j) {
@@ -194,31 +198,28 @@ int cmd_sample(int argc, char **argv) {
         for (int64_t k = 0; k < (int64_t)3 * rows * height * cols * width; k++) grid[k] = -1.0f;   // black
     }
     vae_tiling vt = vae_tiling_default();
+    float *moments = NULL;   // img2img: the init image's posterior, the same for every seed
+    if (init_px) {
+        moments = sl_alloc_f32(2 * n);
+        init_latent = sl_alloc_f32(n);
+        if (tiling) vae_encode_tiled(m->vae, moments, init_px, 1, height, width, vt);
+        else vae_encode(m->vae, moments, init_px, 1, height, width);
+    }
     for (int k = 0; k < n_images; k++) {
         long long s = seed + k;
         sl_rng rng;
         sl_rng_seed(&rng, (uint64_t)s);
         if (init_px) {
             // diffusers' img2img: the posterior sample draws from the generator first, then the noise
-            float *moments = sl_alloc_f32(2 * n), *eps = sl_alloc_f32(n);
-            init_latent = init_latent ? init_latent : sl_alloc_f32(n);
-            if (tiling) vae_encode_tiled(m->vae, moments, init_px, 1, height, width, vt);
-            else vae_encode(m->vae, moments, init_px, 1, height, width);
+            float *eps = sl_alloc_f32(n);
             sl_rng_randn(&rng, eps, (size_t)n);
             vae_posterior(&m->vae->cfg, NULL, NULL, init_latent, moments, eps, 1, h, w);
             for (int64_t q = 0; q < n; q++) init_latent[q] *= m->vae->cfg.scaling_factor;
-            sl_free_aligned(moments);
             sl_free_aligned(eps);
         }
         sl_rng_randn(&rng, lat, (size_t)n);
-        step_ctx sc;
-        char label[64];
-        snprintf(label, sizeof label, "image %d/%d", k + 1, n_images);
-        sl_sampler *probe = sl_sampler_new(&m->sched, &o.sampler, n);
-        if (!probe) sl_fail();
-        int total = probe->n_evals - (init_px ? sd_img2img_start(probe, o.strength) : 0);
-        sl_sampler_free(probe);
-        progress_start(&sc.bar, label, total);
+        step_ctx sc = {0};   // the bar starts at the first step (none when img2img has nothing left to do)
+        snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n_images);
         o.on_step = on_step;
         o.ctx = &sc;
         if (sd_denoise(m, cond.cond, cond.uncond, cond.L, lat, init_px ? init_latent : NULL, h, w, &o, &rng) != 0) sl_fail();
@@ -297,6 +298,7 @@ int cmd_sample(int argc, char **argv) {
     sl_free_aligned(z);
     sl_free_aligned(img);
     sl_free_aligned(init_latent);
+    sl_free_aligned(moments);
     sl_free_aligned(init_px);
     sd_model_free(m);
     adapter_set_free(ads);

@@ -22,12 +22,19 @@ static const char *HELP =
     "The sampler defaults to ddim with 50 steps and guidance 7.5; --seed seeds the noise that\n"
     "ancestral samplers draw during sampling (torch's CPU generator).\n";
 
-typedef struct { float *traj; int64_t n; } trajectory;
+typedef struct {
+    float *traj;      // (n_evals, n), allocated at the first step, when n_evals is known
+    int64_t n;
+    int n_evals;
+} trajectory;
 
-static void keep_step(void *ctx, int i, int n, const float *latents, const float *guided) {
-    (void)n;
+static void keep_step(void *ctx, int i, int n_evals, const float *latents, const float *guided) {
     (void)guided;
     trajectory *t = ctx;
+    if (i == 0) {
+        t->n_evals = n_evals;
+        t->traj = sl_alloc_f32((int64_t)n_evals * t->n);
+    }
     memcpy(t->traj + (size_t)i * t->n, latents, sizeof(float) * (size_t)t->n);
 }
 
@@ -78,11 +85,7 @@ int forward_txt2img_main(int argc, char **argv) {
     int64_t n = (int64_t)C * h * w;
     float *lat = sl_alloc_f32(n);
     memcpy(lat, elat->data, sizeof(float) * (size_t)n);
-    sl_sampler *probe = sl_sampler_new(&m->sched, &o.sampler, n);
-    if (!probe) sl_fail();
-    int n_evals = probe->n_evals;
-    sl_sampler_free(probe);
-    trajectory tr = {sl_alloc_f32((int64_t)n_evals * n), n};
+    trajectory tr = {NULL, n, 0};
     o.on_step = keep_step;
     o.ctx = &tr;
     sl_rng rng;
@@ -95,7 +98,7 @@ int forward_txt2img_main(int argc, char **argv) {
     vae_decode(m->vae, img, z, 1, h, w);
 
     st_writer *wr = st_writer_new();
-    st_writer_add(wr, "latents", DT_F32, 5, (int64_t[]){n_evals, 1, C, h, w}, tr.traj);
+    st_writer_add(wr, "latents", DT_F32, 5, (int64_t[]){tr.n_evals, 1, C, h, w}, tr.traj);
     st_writer_add(wr, "image", DT_F32, 4, (int64_t[]){1, m->vae->cfg.out_channels, (int64_t)h * fct, (int64_t)w * fct}, img);
     if (st_writer_save(wr, outp) != 0) sl_fail();
     st_writer_free(wr);
