@@ -278,10 +278,6 @@ void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int
     t->data = data;
 }
 
-void st_writer_add_tensor(st_writer *w, const char *name, const tensor *t) {
-    st_writer_add(w, name, t->dt, t->ndim, t->shape, t->data);
-}
-
 void st_writer_widest_first(st_writer *w) {
     writer_tensor *sorted = sl_malloc(sizeof(writer_tensor) * (size_t)(w->n ? w->n : 1));
     int k = 0;

@@ -48,7 +48,6 @@ st_writer *st_writer_new(void);
 // Adds a tensor; data is borrowed until st_writer_save returns.
 void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape,
                    const void *data);
-void st_writer_add_tensor(st_writer *w, const char *name, const tensor *t);
 void st_writer_meta(st_writer *w, const char *key, const char *value);
 // Reorders the tensors added so far widest elements first (stable otherwise), as Python's
 // safetensors orders them: with the data section 8-byte aligned, every tensor then starts aligned

@@ -1,5 +1,6 @@
-// A tensor: dtype, shape (up to TENSOR_MAX_DIMS), and data that is either owned
-// (malloc'd, 64-byte aligned) or borrowed (e.g. a view into an mmap'd safetensors file).
+// A tensor view: dtype, shape (up to TENSOR_MAX_DIMS) and borrowed data (e.g. an mmap'd
+// safetensors entry). Compute buffers are plain f32 arrays from sl_alloc_f32 with their shapes
+// passed alongside, llm.c style.
 #pragma once
 #include <stdint.h>
 
@@ -12,28 +13,12 @@ typedef struct {
     int ndim;
     int64_t shape[TENSOR_MAX_DIMS];
     void *data;
-    int owns_data;
 } tensor;
 
-// A new owned tensor, zero-filled. Dies on out-of-memory.
-tensor tensor_new(dtype dt, int ndim, const int64_t *shape);
-// Shorthand for up to 4 dims: tensor_f32(2, (int64_t[]){3, 4}).
-tensor tensor_f32(int ndim, const int64_t *shape);
 tensor tensor_view(dtype dt, int ndim, const int64_t *shape, void *data);
-void tensor_free(tensor *t);
-
-int64_t tensor_numel(const tensor *t);
-size_t tensor_nbytes(const tensor *t);
 int64_t shape_numel(int ndim, const int64_t *shape);
-// True when t has exactly this shape.
-int tensor_shape_is(const tensor *t, int ndim, const int64_t *shape);
 // "[2, 4, 16, 24]" into buf.
 const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape);
-
-// A copy of t widened to f32 (owned). Dies for dtypes without an f32 meaning.
-tensor tensor_to_f32(const tensor *t);
-// Converts an f32 tensor to F32/F16/BF16 (owned copy).
-tensor tensor_convert(const tensor *t, dtype dt);
 
 // 64-byte aligned allocation for compute buffers (dies on OOM); free with sl_free_aligned.
 float *sl_alloc_f32(int64_t n);

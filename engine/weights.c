@@ -48,15 +48,6 @@ float *weights_load(weight_loader *wl, const char *name, int ndim, const int64_t
     return st_load_f32(wl->file, full, -1, NULL);
 }
 
-float *weights_loadf(weight_loader *wl, int ndim, const int64_t *shape, const char *fmt, ...) {
-    char name[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
-    va_end(ap);
-    return weights_load(wl, name, ndim, shape);
-}
-
 float *weights_load_rows(weight_loader *wl, const char *stored, int row0, int rows, int cols) {
     char full[640];
     snprintf(full, sizeof full, "%s%s", wl->prefix ? wl->prefix : "", stored);

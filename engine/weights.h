@@ -23,9 +23,6 @@ typedef struct {
 // Loads `name` as owned f32 with the expected shape (a stored (C, C, 1, 1) matches an expected
 // (C, C) and vice versa: 1×1 convs and linears are interchangeable). NULL with sl_error.
 float *weights_load(weight_loader *wl, const char *name, int ndim, const int64_t *shape);
-// Same, with a printf-style name.
-float *weights_loadf(weight_loader *wl, int ndim, const int64_t *shape, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 // Rows [row0, row0 + rows) of a stored 2-D (or 1-D) tensor, e.g. q/k/v out of a fused in_proj.
 float *weights_load_rows(weight_loader *wl, const char *stored_name, int row0, int rows, int cols);
 // Errors (naming the first few) when a tensor under the prefix was never loaded, unless its

@@ -46,6 +46,8 @@ TEST(safetensors_round_trip) {
     REQUIRE(e);
     CHECK(e->dt == DT_F32 && e->ndim == 2 && e->shape[0] == 2 && e->shape[1] == 3);
     CHECK(memcmp(e->data, a, sizeof a) == 0);
+    tensor tv = st_tensor_view(e);
+    CHECK(tv.dt == DT_F32 && tv.ndim == 2 && tv.shape[1] == 3 && tv.data == e->data && shape_numel(tv.ndim, tv.shape) == 6);
     float *half = st_load_f32(f, "half", 1, (int64_t[]){4});
     REQUIRE(half);
     CHECK(half[0] == 0.5f && half[1] == -1 && half[2] == 65504 && half[3] == f16_to_f32(f32_to_f16(1e-7f)));
