@@ -18,7 +18,10 @@ BUILD   := build
 BIN     := singlora
 endif
 
-LIB_SRC   := $(wildcard engine/*.c clip/*.c unet/*.c vae/*.c data/*.c eval/*.c pipeline/*.c)
+# the library: every .c under these folders (engine/ has one subfolder per concept)
+LIB_DIRS  := engine/core engine/io engine/kernels engine/blocks engine/diffusion engine/adapters engine/train \
+             clip unet vae data pipeline
+LIB_SRC   := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/*.c)
 BENCH_SRC := $(wildcard tools/bench/*.c)
@@ -28,8 +31,6 @@ TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 # tools/bench/<name>.c -> build/bench_<name>, a standalone program on libsinglora.a
 BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench_%)
-# the tests link the command implementations too (all but main.c)
-TOOL_LIB_OBJ := $(filter-out $(BUILD)/tools/main.o,$(TOOL_OBJ))
 
 .PHONY: all deps test test-long bench clean
 all: $(BIN)
@@ -37,11 +38,11 @@ all: $(BIN)
 deps:
 	@sh tools/install-deps.sh
 
-$(BUILD)/libsinglora.a: $(LIB_OBJ) $(TOOL_LIB_OBJ)
+$(BUILD)/libsinglora.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(BUILD)/tools/main.o $(BUILD)/libsinglora.a
+$(BIN): $(TOOL_OBJ) $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libsinglora.a
@@ -58,7 +59,7 @@ test: $(BIN) $(BUILD)/run_tests
 test-long: $(BIN) $(BUILD)/run_tests
 	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
 
-$(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/libsinglora.a
+$(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .SECONDARY: $(BENCH_OBJ)

@@ -1,4 +1,4 @@
-#include "names.h"
+#include "clip/names.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,10 +1,10 @@
-#include "text_clean.h"
+#include "clip/text_clean.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "clip/unicode.h"
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 // Windows-1252 meaning of the bytes 0x80..0x9F (0 where cp1252 leaves them undefined).
 static const uint16_t CP1252[32] = {

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 #include "clip/names.h"
-#include "engine/params.h"
+#include "engine/core/params.h"
 
 typedef enum { CLIP_ACT_QUICK_GELU, CLIP_ACT_GELU } clip_act;
 

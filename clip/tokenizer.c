@@ -1,4 +1,4 @@
-#include "tokenizer.h"
+#include "clip/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -8,10 +8,10 @@
 #include <stb/stb_image.h>   // stbi_zlib_decode_noheader_malloc (the implementation is in libstb)
 
 #include "clip/unicode.h"
-#include "engine/config.h"
-#include "engine/error.h"
-#include "engine/model_files.h"
-#include "engine/safetensors.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
+#include "engine/io/safetensors.h"
 
 // CLIP keeps the first 49152 - 256 - 2 merges of its BPE file (the vocabulary is 256 byte
 // characters, 256 of them with </w>, one token per merge, and 2 special tokens: 49408).

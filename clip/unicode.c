@@ -1,4 +1,4 @@
-#include "unicode.h"
+#include "clip/unicode.h"
 
 uint32_t utf8_decode(const char *s, size_t n, int *len) {
     const unsigned char *u = (const unsigned char *)s;

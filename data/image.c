@@ -11,8 +11,8 @@
 #include <stb/stb_image.h>
 
 #include "data/png.h"
-#include "engine/error.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
 
 #define MAX_FILE_BYTES (1ull << 30)
 #define MAX_PIXELS (1ull << 28)   // 16384 x 16384

@@ -1,12 +1,12 @@
-#include "png.h"
+#include "data/png.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/atomic_file.h"
-#include "engine/error.h"
+#include "engine/io/atomic_file.h"
+#include "engine/core/error.h"
 
 // exported by Debian's libstb but declared only in the implementation part of the header
 unsigned char *stbi_write_png_to_mem(const unsigned char *pixels, int stride_bytes, int x, int y, int n, int *out_len);

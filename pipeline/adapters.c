@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/lora_files.h"
+#include "engine/core/error.h"
+#include "engine/adapters/lora_files.h"
 
 // ---------------------------------------------------------------- creating a set
 

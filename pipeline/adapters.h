@@ -1,7 +1,7 @@
 // Adapters and LoRA files on a loaded UNet: creating a fresh adapter set over its Linear
 // modules, and folding other tools' LoRA files (`--lora FILE[:SCALE]`) into its weights.
 #pragma once
-#include "engine/adapter_set.h"
+#include "engine/adapters/adapter_set.h"
 #include "unet/unet.h"
 
 typedef struct {

@@ -2,8 +2,8 @@
 
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
 
 int sd_img2img_start(const sl_sampler *sm, float strength) {
     int steps = sm->steps;

@@ -1,8 +1,8 @@
 // The denoising loop with classifier-free guidance: both branches run as one UNet batch of 2
 // (uncond first, as diffusers orders them); guidance 1 skips the unconditional pass.
 #pragma once
-#include "engine/rng.h"
-#include "engine/sampler.h"
+#include "engine/core/rng.h"
+#include "engine/diffusion/sampler.h"
 #include "pipeline/sd_model.h"
 
 typedef struct {

@@ -5,9 +5,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "engine/error.h"
-#include "engine/model_files.h"
-#include "engine/sha256.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
+#include "engine/core/sha256.h"
 
 static void cache_path(char *buf, size_t len) {
     const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");

@@ -12,8 +12,8 @@
 #pragma once
 #include <stdint.h>
 
-#include "engine/dtype.h"
-#include "engine/params.h"
+#include "engine/core/dtype.h"
+#include "engine/core/params.h"
 
 typedef struct {
     const char *name;                   // the diffusers subfolder (and its name in SD_COMPONENTS)

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
 
 int sd_encode_ids(const sd_model *m, const int32_t *ids, int n_chunks, float *cond) {
     int ctx = m->text->cfg.max_pos;

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/model_files.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
 
 int sd_parse_prediction(const char *name, sl_prediction *out) {
     if (!strcmp(name, "epsilon") || !strcmp(name, "eps")) *out = SL_PRED_EPSILON;

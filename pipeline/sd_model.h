@@ -3,7 +3,7 @@
 #pragma once
 #include "clip/text_encoder.h"
 #include "clip/tokenizer.h"
-#include "engine/schedule.h"
+#include "engine/diffusion/schedule.h"
 #include "unet/unet.h"
 #include "vae/vae.h"
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "test.h"
+#include "tests/test.h"
 
 static inline double *to_f64(const float *x, int64_t n) {
     double *d = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));

@@ -1,4 +1,4 @@
-#include "reference.h"
+#include "tests/reference.h"
 
 #include <math.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
 // are easy to read and check. Kernel, block and model tests compare against these and take
 // finite differences of them.
 #pragma once
-#include "engine/conv2d.h"
+#include "engine/kernels/conv2d.h"
 
 // y (M, d_out) = x (M, d_in)·wᵀ + b; w (d_out, d_in), b (d_out) or NULL.
 void ref_linear(double *y, const double *x, const double *w, const double *b, int M, int d_in, int d_out);

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter_set.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 static const char *model(void) { return shared_path("fixtures/sd1_tiny"); }
 static const char *unet_in(void) { return shared_path("fixtures/io/sd1_unet_io.safetensors"); }

@@ -3,10 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter_set.h"
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
+#include "unet/unet.h"
 
 static adapter_set *make_set(adapter_method m) {
     adapter_set *s = calloc(1, sizeof *s);
@@ -189,7 +190,7 @@ TEST(adapter_infer_sd_shapes) {
         int rows = L[i].d_in > L[i].d_out ? L[i].d_in : L[i].d_out;
         adapter_set_add(&s, m, rows, rows);   // as loaded from a file: only the rows are known
     }
-    REQUIRE(adapter_set_infer_sd_shapes(&s, "f") == 0);
+    REQUIRE(unet_infer_adapter_shapes(&s, "f") == 0);
     for (int i = 0; i < n; i++) {
         CHECK_MSG(s.slots[i].a.d_in == L[i].d_in && s.slots[i].a.d_out == L[i].d_out, "%s%s: %d x %d", L[i].blk,
                   L[i].name, s.slots[i].a.d_out, s.slots[i].a.d_in);
@@ -198,7 +199,7 @@ TEST(adapter_infer_sd_shapes) {
     adapter_set t = {.method = ADAPTER_SINGLORA, .rank = 2, .alpha = 2};
     adapter_set_add(&t, "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_q", 1280, 1280);
     adapter_set_add(&t, "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k", 1280, 1280);
-    CHECK(adapter_set_infer_sd_shapes(&t, "f") != 0);
+    CHECK(unet_infer_adapter_shapes(&t, "f") != 0);
     CHECK(strstr(sl_error_msg(), "pass --model") != NULL);
     for (int i = 0; i < s.n_slots; i++) { adapter_free(&s.slots[i].a); free(s.slots[i].module); }
     for (int i = 0; i < t.n_slots; i++) { adapter_free(&t.slots[i].a); free(t.slots[i].module); }

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/adapters/adapter.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 
 typedef struct {
     int d_in, d_out, r, M;

@@ -1,8 +1,8 @@
 // The command line: help, version, inspect output on files the test makes.
 #include <string.h>
 
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 TEST(cli_help_and_version) {
     char out[8192];

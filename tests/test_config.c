@@ -1,9 +1,9 @@
 // JSON config getters: values, defaults, and errors that name the file and the key.
 #include <string.h>
 
-#include "engine/config.h"
-#include "engine/error.h"
-#include "test.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "tests/test.h"
 
 TEST(config_getters) {
     json_config *c = config_parse("cfg.json", "{\"a\": 3, \"f\": 0.5, \"b\": true, \"s\": \"silu\", "

@@ -2,8 +2,8 @@
 // vectorised bulk paths against the scalar ones.
 #include <string.h>
 
-#include "engine/dtype.h"
-#include "test.h"
+#include "engine/core/dtype.h"
+#include "tests/test.h"
 
 static float from_bits(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

@@ -7,9 +7,9 @@
 #include <stb/stb_image_write.h>
 
 #include "data/image.h"
-#include "engine/error.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 
 static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");

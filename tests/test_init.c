@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
-#include "tiny_tokenizer.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
+#include "tests/tiny_tokenizer.h"
 
 static float *read_tensor(const char *path, const char *name, int64_t *n) {
     st_file *f = st_open(path);

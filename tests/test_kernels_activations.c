@@ -1,8 +1,8 @@
 // SiLU, GELU (erf), QuickGELU, GEGLU against double formulas and finite differences.
 #include <stdlib.h>
 
-#include "engine/activations.h"
-#include "kernel_check.h"
+#include "engine/kernels/activations.h"
+#include "tests/kernel_check.h"
 
 static double d_sig(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double d_silu(double x) { return x * d_sig(x); }
@@ -95,7 +95,7 @@ TEST(geglu_forward_backward) {
     free(h), free(R), free(y), free(yr), free(hd), free(dh), free(g);
 }
 
-#include "engine/fast_exp.h"
+#include "engine/kernels/fast_exp.h"
 
 // fast_expf (softmax, SiLU, sigmoid) against double exp over its whole range.
 TEST(fast_expf_accuracy) {

@@ -2,9 +2,9 @@
 // differences; Lq ≠ Lk, several heads and batches, causal masking, multiple query tiles.
 #include <stdlib.h>
 
-#include "engine/attention.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/kernels/attention.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 
 
 typedef struct { int B, Lq, Lk, H, Dh, causal; } attn_cfg;

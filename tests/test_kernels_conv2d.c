@@ -2,9 +2,9 @@
 // 1×1, and odd kernels/strides/paddings on non-square images and several batch sizes.
 #include <stdlib.h>
 
-#include "engine/conv2d.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/kernels/conv2d.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 
 
 static const conv2d_shape shapes[] = {

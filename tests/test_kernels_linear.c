@@ -1,9 +1,9 @@
 // linear_forward / linear_backward against a double loop and finite differences.
 #include <stdlib.h>
 
-#include "engine/linear.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/kernels/linear.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 
 typedef struct {
     double *x, *w, *b;   // (M, din), (dout, din), (dout) or NULL

@@ -1,9 +1,9 @@
 // GroupNorm (+ fused SiLU) and LayerNorm against double loops and finite differences.
 #include <stdlib.h>
 
-#include "engine/norm.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/kernels/norm.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 
 
 TEST(groupnorm_forward_matches_naive) {

@@ -1,8 +1,8 @@
 // Nearest 2× upsampling: every output pixel equals its source; backward sums the 4 children.
 #include <stdlib.h>
 
-#include "engine/resample.h"
-#include "kernel_check.h"
+#include "engine/kernels/resample.h"
+#include "tests/kernel_check.h"
 
 TEST(upsample_nearest2x_forward_backward) {
     int N = 2, C = 3, H = 5, W = 7;

@@ -1,8 +1,8 @@
 // Timestep embedding against a reimplementation of diffusers' f32 arithmetic and a double formula.
 #include <stdlib.h>
 
-#include "engine/timestep.h"
-#include "kernel_check.h"
+#include "engine/kernels/timestep.h"
+#include "tests/kernel_check.h"
 
 TEST(timestep_embedding_matches_diffusers_formula) {
     float t[4] = {0.0f, 1.0f, 500.0f, 999.0f};
@@ -34,8 +34,8 @@ TEST(timestep_embedding_matches_diffusers_formula) {
             }
 }
 
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 
 // diffusers' own output (trace.time_proj) for the fixture timesteps [999, 261], dim 16, flip, shift 0.
 TEST(timestep_embedding_matches_diffusers_fixture) {

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/lora_files.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/adapters/lora_files.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 static const char *MODULES[] = {
     "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",   // (24, 32): d_in > d_out

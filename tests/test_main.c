@@ -4,7 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "test.h"
+#include "tests/test.h"
 
 #define MAX_TESTS 1024
 typedef struct { const char *name, *file; test_fn fn; } test_case;

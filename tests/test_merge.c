@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter_set.h"
-#include "engine/dtype.h"
-#include "engine/model_files.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/dtype.h"
+#include "engine/io/model_files.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "pipeline/adapters.h"
-#include "test.h"
+#include "tests/test.h"
 #include "unet/unet.h"
 
 static float *read_f32(const char *path, const char *name, int64_t *n) {

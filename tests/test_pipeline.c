@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 TEST(txt2img_ddim4_matches_diffusers) {
     const char *out = tmp_path("t2i.safetensors");

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "data/png.h"
-#include "engine/error.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "tests/test.h"
 
 TEST(png_text_round_trip) {
     enum { W = 5, H = 3 };

@@ -3,10 +3,10 @@
 // output scale factor != 1.
 #include <stdlib.h>
 
-#include "engine/resnet.h"
-#include "engine/tensor.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/blocks/resnet.h"
+#include "engine/core/tensor.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 
 static float *alloc_rand(int64_t n, uint64_t seed, float lo, float hi) {
     float *p = sl_alloc_f32(n);

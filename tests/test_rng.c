@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 
 TEST(rng_mt19937_reference) {
     // std::mt19937 with the default seed 5489: the 10000th output is 4123659995 (C++ standard)

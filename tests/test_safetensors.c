@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 TEST(safetensors_round_trip) {
     float a[2 * 3] = {1, -2, 3.5f, 0, 1e-20f, -7};

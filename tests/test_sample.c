@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "data/png.h"
-#include "test.h"
-#include "tiny_tokenizer.h"
+#include "tests/test.h"
+#include "tests/tiny_tokenizer.h"
 
 static long file_size(const char *p) {
     FILE *f = fopen(p, "rb");

@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/sampler.h"
-#include "engine/schedule.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
+#include "engine/diffusion/sampler.h"
+#include "engine/diffusion/schedule.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 
 // int64 tensors in safetensors files need not be 8-byte aligned in the mapping
 static int64_t i64_at(const void *p, int i) {

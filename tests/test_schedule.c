@@ -2,11 +2,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/schedule.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/diffusion/schedule.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 
 static size_t count_bit_diffs(const float *a, const float *b, size_t n) {
     size_t d = 0;

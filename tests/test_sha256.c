@@ -1,8 +1,8 @@
 // SHA-256 against the FIPS 180-4 example vectors and sha256sum.
 #include <string.h>
 
-#include "engine/sha256.h"
-#include "test.h"
+#include "engine/core/sha256.h"
+#include "tests/test.h"
 
 static void hex_of(const char *msg, size_t n, char hex[65]) {
     sha256_ctx c;

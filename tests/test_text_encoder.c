@@ -7,9 +7,9 @@
 
 #include "clip/names.h"
 #include "clip/text_encoder.h"
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 #define TOL 1e-4   // the fixtures README: f32 forward max abs error
 

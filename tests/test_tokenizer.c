@@ -8,9 +8,9 @@
 #include "clip/text_clean.h"
 #include "clip/tokenizer.h"
 #include "clip/unicode.h"
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "tests/test.h"
 
 #define BOS 49406
 #define EOS 49407

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 #include "unet/unet.h"
 
 #define TOL 1e-4   // forward max abs error (fixtures README: ~50× the reference's own round-off)

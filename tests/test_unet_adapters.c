@@ -5,14 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter_set.h"
-#include "engine/error.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 #include "unet/unet.h"
-#include "unet_tiny.h"
+#include "tests/unet_tiny.h"
 
 // ---------------------------------------------------------------- enumeration
 

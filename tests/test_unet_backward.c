@@ -9,13 +9,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "kernel_check.h"
-#include "reference.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/kernel_check.h"
+#include "tests/reference.h"
 #include "unet/unet.h"
-#include "unet_tiny.h"
+#include "tests/unet_tiny.h"
 
 // ---------------------------------------------------------------- test parameters
 

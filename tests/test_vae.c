@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "data/image.h"
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 #include "vae/forward.h"
 #include "vae/names.h"
 #include "vae/vae.h"

@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "test.h"
-#include "tiny_tokenizer.h"
+#include "tests/test.h"
+#include "tests/tiny_tokenizer.h"
 
 const char *tiny_tokenizer(void) {
     const char *dir = tmp_path("tok");

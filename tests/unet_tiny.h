@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/tensor.h"
-#include "test.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
+#include "tests/test.h"
 #include "unet/unet.h"
 
 static inline int tiny_rand_visitor(void *ctx, const param_desc *p) {

@@ -1,11 +1,11 @@
-#include "args.h"
+#include "tools/args.h"
 
 #include <errno.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 
 int arg_value(int argc, char **argv, int *i, const char *name, const char **val) {
     const char *a = argv[*i];

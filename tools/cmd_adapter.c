@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "pipeline/adapters.h"
 #include "tools/args.h"
 #include "tools/commands.h"

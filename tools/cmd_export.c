@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/lora_files.h"
+#include "engine/core/error.h"
+#include "engine/adapters/lora_files.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "unet/unet.h"
@@ -42,7 +42,7 @@ int cmd_export(int argc, char **argv) {
         if (!m || unet_attach_adapters(m, s, 1.0f, adapter_path) != 0) sl_fail();
         unet_attach_adapters(m, NULL, 1.0f, NULL);
         unet_free(m);
-    } else if (adapter_set_infer_sd_shapes(s, adapter_path) != 0) {
+    } else if (unet_infer_adapter_shapes(s, adapter_path) != 0) {
         sl_fail();
     }
     if (lora_export(s, fmt, outp) != 0) sl_fail();

@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include "clip/tokenizer.h"
-#include "engine/atomic_file.h"
-#include "engine/config.h"
-#include "engine/error.h"
-#include "engine/model_files.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
 #include "pipeline/model_writer.h"
 #include "tools/args.h"
 #include "tools/commands.h"

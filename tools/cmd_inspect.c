@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/adapter_set.h"
-#include "engine/error.h"
-#include "engine/model_files.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
 #include "tools/args.h"
 
 static const char *HELP =

@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "clip/text_encoder.h"
-#include "engine/adapter_set.h"
-#include "engine/error.h"
-#include "engine/model_files.h"
-#include "engine/safetensors.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
+#include "engine/io/safetensors.h"
 #include "pipeline/adapters.h"
 #include "pipeline/model_writer.h"
 #include "tools/args.h"

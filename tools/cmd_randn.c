@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/rng.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/rng.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "tools/args.h"
 
 static const char *HELP =

@@ -9,9 +9,9 @@
 #include <time.h>
 
 #include "data/image.h"
-#include "engine/atomic_file.h"
-#include "engine/error.h"
-#include "engine/progress.h"
+#include "engine/io/atomic_file.h"
+#include "engine/core/error.h"
+#include "engine/core/progress.h"
 #include "pipeline/adapters.h"
 #include "pipeline/denoise.h"
 #include "pipeline/model_hash.h"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "clip/tokenizer.h"
-#include "engine/error.h"
+#include "engine/core/error.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 

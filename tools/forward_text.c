@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "clip/text_encoder.h"
-#include "engine/error.h"
-#include "engine/progress.h"
-#include "engine/safetensors.h"
+#include "engine/core/error.h"
+#include "engine/core/progress.h"
+#include "engine/io/safetensors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"

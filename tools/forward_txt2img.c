@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
 #include "pipeline/denoise.h"
 #include "pipeline/prompt.h"
 #include "tools/args.h"

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/progress.h"
-#include "engine/safetensors.h"
+#include "engine/core/error.h"
+#include "engine/core/progress.h"
+#include "engine/io/safetensors.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"

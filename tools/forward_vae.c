@@ -5,14 +5,14 @@
 #include <string.h>
 
 #include "data/image.h"
-#include "engine/error.h"
-#include "engine/progress.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/progress.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"
-#include "engine/rng.h"
+#include "engine/core/rng.h"
 #include "vae/vae.h"
 
 static const char *HELP_ENCODE =

@@ -8,10 +8,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "engine/atomic_file.h"
-#include "engine/error.h"
-#include "engine/model_files.h"
-#include "engine/tensor.h"
+#include "engine/io/atomic_file.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
+#include "engine/core/tensor.h"
 
 int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);

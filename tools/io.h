@@ -2,7 +2,7 @@
 #pragma once
 #include <stdint.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 // 1 when s ends with suffix (ASCII case-insensitive: ".PNG" is a PNG too).
 int ends_with(const char *s, const char *suffix);

@@ -3,9 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/linear.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/kernels/linear.h"
+#include "engine/core/tensor.h"
 #include "unet/unet.h"
 
 typedef struct {

@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/activations.h"
-#include "engine/conv2d.h"
-#include "engine/error.h"
-#include "engine/linear.h"
-#include "engine/norm.h"
-#include "engine/resample.h"
-#include "engine/tensor.h"
+#include "engine/kernels/activations.h"
+#include "engine/kernels/conv2d.h"
+#include "engine/core/error.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/norm.h"
+#include "engine/kernels/resample.h"
+#include "engine/core/tensor.h"
 #include "unet/internal.h"
 #include "unet/unet.h"
 

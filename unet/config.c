@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/model_files.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
 
 // ---------------------------------------------------------------- from config.json
 

@@ -1,8 +1,8 @@
 // The UNet2DConditionModel configuration (SD 1.x / 2.x family): read from a diffusers
 // unet/config.json, or detected from the tensor shapes of an original single-file checkpoint.
 #pragma once
-#include "engine/config.h"
-#include "engine/safetensors.h"
+#include "engine/io/config.h"
+#include "engine/io/safetensors.h"
 
 #define UNET_MAX_LEVELS 8
 

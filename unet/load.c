@@ -6,9 +6,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "engine/error.h"
-#include "engine/model_files.h"
-#include "engine/weights.h"
+#include "engine/core/error.h"
+#include "engine/io/model_files.h"
+#include "engine/io/weights.h"
 #include "unet/unet.h"
 
 // Once a tensor is copied out, its mapped pages are dropped from our resident set (they stay in

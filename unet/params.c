@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
 #include "unet/unet.h"
 
 static void tblock_init(unet_tblock *tb, int C, int D, int heads) {

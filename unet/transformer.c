@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/activations.h"
-#include "engine/attention.h"
-#include "engine/error.h"
-#include "engine/linear.h"
-#include "engine/norm.h"
-#include "engine/tensor.h"
+#include "engine/kernels/activations.h"
+#include "engine/kernels/attention.h"
+#include "engine/core/error.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/norm.h"
+#include "engine/core/tensor.h"
 #include "unet/internal.h"
 #include "unet/unet.h"
 

@@ -3,10 +3,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/activations.h"
-#include "engine/attention.h"
-#include "engine/norm.h"
-#include "engine/tensor.h"
+#include "engine/kernels/activations.h"
+#include "engine/kernels/attention.h"
+#include "engine/kernels/norm.h"
+#include "engine/core/tensor.h"
 #include "unet/internal.h"
 #include "unet/unet.h"
 

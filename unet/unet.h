@@ -7,10 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/adapter.h"
-#include "engine/adapter_set.h"
-#include "engine/params.h"
-#include "engine/resnet.h"
+#include "engine/adapters/adapter.h"
+#include "engine/adapters/adapter_set.h"
+#include "engine/core/params.h"
+#include "engine/blocks/resnet.h"
 #include "unet/config.h"
 
 // The Linear layers of a BasicTransformerBlock, in forward order (indices of unet_tblock.ad).
@@ -252,3 +252,9 @@ unet_tape *unet_forward_train(float *out, const float *x, const float *t, const 
 // 0, or -1 with sl_error (a used tape, a W0 gradient under a DoRA adapter).
 int unet_backward(float *dx, float *dcontext, unet_model *grads, const float *dout, unet_tape *tape);
 void unet_tape_free(unet_tape *tape);
+
+// Without a model, fixes the (d_out, d_in) of SingLoRA slots from the SD transformer layout:
+// attention projections other than attn2.to_k/to_v and proj_in/out are square, ff.net.0.proj
+// is (8C, C) (GEGLU), ff.net.2 is (C, 4C), and attn2.to_k/to_v are (C, D) with C taken from a
+// square sibling in the same block. 0, or -1 with sl_error naming a slot it cannot place.
+int unet_infer_adapter_shapes(adapter_set *s, const char *path);

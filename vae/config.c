@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/config.h"
-#include "engine/error.h"
+#include "engine/io/config.h"
+#include "engine/core/error.h"
 #include "vae/vae.h"
 
 static void config_defaults(vae_config *c) {

@@ -5,12 +5,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/attention.h"
-#include "engine/conv2d.h"
-#include "engine/linear.h"
-#include "engine/norm.h"
-#include "engine/resample.h"
-#include "engine/tensor.h"
+#include "engine/kernels/attention.h"
+#include "engine/kernels/conv2d.h"
+#include "engine/kernels/linear.h"
+#include "engine/kernels/norm.h"
+#include "engine/kernels/resample.h"
+#include "engine/core/tensor.h"
 #include "vae/forward.h"
 
 // out (N, C_out, Ho, Wo) = conv(x (N, C_in, H, W)), new buffer.

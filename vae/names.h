@@ -3,7 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/safetensors.h"
+#include "engine/io/safetensors.h"
 
 typedef struct {
     int n_levels;              // to reverse the decoder's level order in the original layout

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "engine/tensor.h"
+#include "engine/core/tensor.h"
 #include "vae/forward.h"
 
 #define MAX_TILES 256

@@ -8,9 +8,9 @@
 #pragma once
 #include <stdint.h>
 
-#include "engine/params.h"
-#include "engine/resnet.h"
-#include "engine/safetensors.h"
+#include "engine/core/params.h"
+#include "engine/blocks/resnet.h"
+#include "engine/io/safetensors.h"
 
 #define VAE_MAX_LEVELS 8
 

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "tools/args.h"
 #include "unet/unet.h"
 

@@ -6,21 +6,21 @@
 // UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
 // once, weighted by how often the forward runs it); the same split into conv/linear shapes and
 // attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference.
-#include <cblas.h>
+#include "engine/kernels/gemm.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "tools/args.h"
 #include "unet/unet.h"
 
-typedef struct { int64_t M, N, K, count; int attn; } gemm;
-static gemm shapes[512];
+typedef struct { int64_t M, N, K, count; int attn; } gemm_shape;
+static gemm_shape shapes[512];
 static int n_shapes;
 static double total_flops, attn_flops;
 static int in_attention;   // the shapes being added are attention's (scores, values)
@@ -33,7 +33,7 @@ static void add(int64_t M, int64_t N, int64_t K, int64_t count) {
             shapes[i].count += count;
             return;
         }
-    if (n_shapes < 512) shapes[n_shapes++] = (gemm){M, N, K, count, in_attention};
+    if (n_shapes < 512) shapes[n_shapes++] = (gemm_shape){M, N, K, count, in_attention};
 }
 
 // conv as GEMM per image: (C_out) × (H_out·W_out) × (C_in·k·k)
@@ -125,7 +125,7 @@ static double time_sgemm(int64_t M, int64_t N, int64_t K) {
     int reps = (int)fmin(20, fmax(2, 2e9 / flops));
     for (int r = 0; r < reps; r++) {
         double t0 = now_s();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, A, (int)K, B, (int)N, 0.0f, C, (int)N);
+        gemm(GEMM_N, GEMM_N, (int)M, (int)N, (int)K, 1.0f, A, (int)K, B, (int)N, 0.0f, C, (int)N);
         best = fmin(best, now_s() - t0);
     }
     sl_free_aligned(A);

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/error.h"
-#include "engine/safetensors.h"
-#include "engine/tensor.h"
+#include "engine/core/error.h"
+#include "engine/io/safetensors.h"
+#include "engine/core/tensor.h"
 #include "tools/args.h"
 
 int main(int argc, char **argv) {

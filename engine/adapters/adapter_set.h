@@ -1,0 +1,59 @@
+// A set of adapters over a model's Linear layers, and its file: one safetensors tensor per
+// adapter parameter, `unet.<module path>.singlora.A` / `.lora.down` / `.lora.up` /
+// `.dora.magnitude`, with `__metadata__` keys singlora.format ("1"), .method, .rank, .alpha,
+// .ramp_steps, .step, .init, .targets, .base_model.
+#pragma once
+#include <stdint.h>
+
+#include "engine/adapters/adapter.h"
+
+typedef struct {
+    char *module;   // diffusers module path, e.g. down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k
+    adapter a;
+} adapter_slot;
+
+typedef struct {
+    adapter_method method;
+    int rank;
+    float alpha;
+    int64_t ramp_steps;   // T of u(t) = min(t/T, 1); 0 disables the ramp
+    int64_t step;         // optimizer steps taken (so u is known)
+    char init[48];        // "kaiming" or "normal:STD"
+    char targets[512];    // the target patterns, comma-separated
+    char base_model[40];  // hash of the base UNet's tensor names and shapes
+    adapter_slot *slots;
+    int n_slots;
+} adapter_set;
+
+#define ADAPTER_DEFAULT_TARGETS "attn2.to_q,attn2.to_k,attn2.to_v,attn2.to_out.0"
+
+// u(t) at the set's current step.
+float adapter_set_ramp(const adapter_set *s);
+// Does module path match one of the comma-separated target patterns? A pattern matches a
+// path that equals it or ends with "." + pattern ("attn2.to_k" matches "...blocks.0.attn2.to_k").
+int adapter_target_matches(const char *targets, const char *module);
+// Expands the shorthands: cross-attn (default), self-attn, attn, ff, proj, all.
+const char *adapter_targets_expand(const char *spec, char *buf, size_t len);
+
+// Adds a slot (allocated, zero-initialized) for a module of shape (d_out, d_in).
+adapter *adapter_set_add(adapter_set *s, const char *module, int d_in, int d_out);
+adapter *adapter_set_find(const adapter_set *s, const char *module);
+int64_t adapter_set_param_count(const adapter_set *s);
+void adapter_set_free(adapter_set *s);
+
+// The tensor-name suffixes of a method, e.g. {"singlora.A"} — and the name of slot tensor k.
+int adapter_tensor_count(adapter_method m);
+void adapter_tensor_name(char *buf, size_t len, const char *module, adapter_method m, int k);
+
+// Fixes a loaded adapter's layer shape from the model (a SingLoRA file stores only
+// max(d_in, d_out) rows) and checks it. 0, or -1 with sl_error naming the module.
+int adapter_bind_shape(adapter *a, const char *module, int d_in, int d_out, const char *path);
+
+
+int adapter_set_save(const adapter_set *s, const char *path);
+// Loads and checks the file's own consistency (metadata present and valid, every tensor of a
+// known form, shapes consistent with rank and method). The model check comes at attach time.
+adapter_set *adapter_set_load(const char *path);
+
+// 64-bit FNV-1a over "name:dim,dim;" of tensors sorted by name, as 16 hex digits.
+void model_hash(char out[17], const char *const *names, const int64_t *const *shapes, const int *ndims, int n);
