@@ -9,9 +9,13 @@
 
 #include "clip/unicode.h"
 #include "engine/io/config.h"
+#include "engine/core/crc32.h"
 #include "engine/core/error.h"
+#include "engine/io/file_read.h"
 #include "engine/io/model_files.h"
 #include "engine/io/safetensors.h"
+
+#define TOKENIZER_MAX_BYTES (256u << 20)   // vocab.json / merges.txt / bpe .gz files
 
 // CLIP keeps the first 49152 - 256 - 2 merges of its BPE file (the vocabulary is 256 byte
 // characters, 256 of them with </w>, one token per merge, and 2 special tokens: 49408).
@@ -120,22 +124,6 @@ static void bytes_to_unicode(uint32_t cp[256]) {
     }
 }
 
-static char *read_text_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { sl_error(path, "cannot open"); return NULL; }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (n < 0) { fclose(f); sl_error(path, "cannot read"); return NULL; }
-    char *buf = sl_malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    fclose(f);
-    if (got != (size_t)n) { free(buf); sl_error(path, "short read"); return NULL; }
-    buf[n] = 0;
-    if (len) *len = (size_t)n;
-    return buf;
-}
-
 void clip_tokenizer_free(clip_tokenizer *t) {
     if (!t) return;
     if (t->tokens)
@@ -223,7 +211,7 @@ static int finish(clip_tokenizer *t, const char *path, char **lefts, char **righ
 
 clip_tokenizer *clip_tokenizer_load_hf(const char *vocab_json, const char *merges_txt) {
     size_t len;
-    char *text = read_text_file(vocab_json, &len);
+    char *text = read_file(vocab_json, &len, TOKENIZER_MAX_BYTES, "tokenizer file");
     if (!text) return NULL;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
@@ -252,7 +240,7 @@ clip_tokenizer *clip_tokenizer_load_hf(const char *vocab_json, const char *merge
     }
     cJSON_Delete(root);
     root = NULL;
-    char *mtext = read_text_file(merges_txt, NULL);
+    char *mtext = read_file(merges_txt, &len, TOKENIZER_MAX_BYTES, "tokenizer file");
     if (!mtext) goto fail;
     char **l = NULL, **r = NULL;
     int nm = split_merges(merges_txt, mtext, &l, &r);
@@ -270,25 +258,9 @@ fail:
 
 // ---- gzip (RFC 1952) around a raw deflate stream ----
 
-static uint32_t crc32_bytes(const unsigned char *p, size_t n) {
-    static uint32_t table[256];
-    static int ready;
-    if (!ready) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = 1;
-    }
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-    return c ^ 0xFFFFFFFFu;
-}
-
 static char *gunzip(const char *path, size_t *out_len) {
     size_t n;
-    char *raw = read_text_file(path, &n);
+    char *raw = read_file(path, &n, TOKENIZER_MAX_BYTES, "tokenizer file");
     if (!raw) return NULL;
     const unsigned char *u = (const unsigned char *)raw;
     char *out = NULL;
@@ -317,7 +289,7 @@ static char *gunzip(const char *path, size_t *out_len) {
     const unsigned char *tr = u + n - 8;
     uint32_t crc = (uint32_t)tr[0] | (uint32_t)tr[1] << 8 | (uint32_t)tr[2] << 16 | (uint32_t)tr[3] << 24;
     uint32_t isize = (uint32_t)tr[4] | (uint32_t)tr[5] << 8 | (uint32_t)tr[6] << 16 | (uint32_t)tr[7] << 24;
-    if (isize != (uint32_t)got || crc != crc32_bytes((const unsigned char *)out, (size_t)got)) {
+    if (isize != (uint32_t)got || crc != crc32_update(0, (const uint8_t *)out, (size_t)got)) {
         free(out);
         out = NULL;
         sl_error(path, "gzip size or CRC check failed (corrupt file)");
@@ -529,9 +501,7 @@ typedef struct { int *v; int n, cap; } intvec;
 static void push(intvec *a, int x) {
     if (a->n == a->cap) {
         a->cap = a->cap ? 2 * a->cap : 64;
-        int *v = realloc(a->v, (size_t)a->cap * sizeof *v);
-        if (!v) sl_die(NULL, "out of memory");
-        a->v = v;
+        a->v = sl_realloc(a->v, (size_t)a->cap * sizeof *a->v);
     }
     a->v[a->n++] = x;
 }

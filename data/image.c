@@ -12,36 +12,11 @@
 
 #include "data/png.h"
 #include "engine/core/error.h"
+#include "engine/io/file_read.h"
 #include "engine/core/tensor.h"
 
 #define MAX_FILE_BYTES (1ull << 30)
 #define MAX_PIXELS (1ull << 28)   // 16384 x 16384
-
-static uint8_t *read_file(const char *path, size_t *n) {
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        sl_error(path, "cannot read: not a regular file%s", S_ISDIR(st.st_mode) ? " (a folder)" : "");
-        return NULL;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); sl_error(path, "cannot read: %s", strerror(errno)); return NULL; }
-    long len = ftell(f);
-    if (len < 0) {   // a folder or a pipe
-        fclose(f);
-        sl_error(path, "cannot read: not a regular file");
-        return NULL;
-    }
-    if ((unsigned long long)len > MAX_FILE_BYTES) { fclose(f); sl_error(path, "image file larger than 1 GB"); return NULL; }
-    rewind(f);
-    uint8_t *buf = sl_malloc((size_t)len + 1);
-    size_t got = fread(buf, 1, (size_t)len, f);
-    int err = ferror(f);
-    fclose(f);
-    if (err || got != (size_t)len) { free(buf); sl_error(path, "read error"); return NULL; }
-    *n = (size_t)len;
-    return buf;
-}
 
 // stb_image decodes a truncated JPEG without complaint (it pads the missing entropy data), but
 // PIL refuses it ("image file is truncated"). Walk the marker segments to the first scan and
@@ -68,7 +43,7 @@ static int jpeg_is_complete(const uint8_t *p, size_t n) {
 
 uint8_t *image_load_u8(const char *path, int *H, int *W) {
     size_t n = 0;
-    uint8_t *buf = read_file(path, &n);
+    uint8_t *buf = (uint8_t *)read_file(path, &n, MAX_FILE_BYTES, "image file");
     if (!buf) return NULL;
     if (n == 0) { free(buf); sl_error(path, "empty file, not an image"); return NULL; }
     if (n > 0x7fffffff) { free(buf); sl_error(path, "image file too large"); return NULL; }

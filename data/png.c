@@ -6,24 +6,11 @@
 #include <string.h>
 
 #include "engine/io/atomic_file.h"
+#include "engine/core/crc32.h"
 #include "engine/core/error.h"
 
 // exported by Debian's libstb but declared only in the implementation part of the header
 unsigned char *stbi_write_png_to_mem(const unsigned char *pixels, int stride_bytes, int x, int y, int n, int *out_len);
-
-uint32_t crc32_bytes(uint32_t crc, const uint8_t *p, size_t n) {
-    static uint32_t table[256];
-    if (!table[1]) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-    }
-    crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
 
 static void put_be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
@@ -42,7 +29,7 @@ static uint8_t *text_chunk(const char *key, const char *value, size_t *len) {
     memcpy(c + 8, key, kl);
     c[8 + kl] = 0;
     memcpy(c + 9 + kl, value, vl);
-    put_be32(c + 8 + dl, crc32_bytes(0, c + 4, 4 + dl));
+    put_be32(c + 8 + dl, crc32_update(0, c + 4, 4 + dl));
     *len = 12 + dl;
     return c;
 }

@@ -11,4 +11,3 @@ int png_write(const char *path, const uint8_t *pixels, int w, int h, int channel
 // The value of the first tEXt chunk named key (malloc'd), or NULL (sl_error set when the file
 // is unreadable or not a PNG; no error when the chunk is just absent).
 char *png_read_text(const char *path, const char *key);
-uint32_t crc32_bytes(uint32_t crc, const uint8_t *p, size_t n);

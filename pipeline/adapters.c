@@ -68,11 +68,10 @@ static int table_visitor(void *ctx, const unet_linear *l) {
     module_table *t = ctx;
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 256;
-        t->paths = realloc(t->paths, sizeof(char *) * (size_t)t->cap);
-        t->weights = realloc(t->weights, sizeof(float *) * (size_t)t->cap);
-        t->d_in = realloc(t->d_in, sizeof(int) * (size_t)t->cap);
-        t->d_out = realloc(t->d_out, sizeof(int) * (size_t)t->cap);
-        if (!t->paths || !t->weights || !t->d_in || !t->d_out) sl_die(NULL, "out of memory");
+        t->paths = sl_realloc(t->paths, sizeof(char *) * (size_t)t->cap);
+        t->weights = sl_realloc(t->weights, sizeof(float *) * (size_t)t->cap);
+        t->d_in = sl_realloc(t->d_in, sizeof(int) * (size_t)t->cap);
+        t->d_out = sl_realloc(t->d_out, sizeof(int) * (size_t)t->cap);
     }
     t->paths[t->n] = sl_strdup(l->path);
     t->weights[t->n] = *l->weight;

@@ -173,8 +173,7 @@ model_writer *mw_new(int original, dtype dt) {
 static void keep(model_writer *w, void *buf) {
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 256;
-        w->bufs = realloc(w->bufs, sizeof(void *) * (size_t)w->cap);
-        if (!w->bufs) sl_die(NULL, "out of memory");
+        w->bufs = sl_realloc(w->bufs, sizeof(void *) * (size_t)w->cap);
     }
     w->bufs[w->n++] = buf;
 }

@@ -62,8 +62,7 @@ static int table_visitor(void *ctx, const param_desc *p) {
     snprintf(full, sizeof full, "%s%s", SD_COMPONENTS[0].original_prefix, name);
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 512;
-        t->t = realloc(t->t, sizeof(unet_tensor) * (size_t)t->cap);
-        if (!t->t) sl_die(NULL, "out of memory");
+        t->t = sl_realloc(t->t, sizeof(unet_tensor) * (size_t)t->cap);
     }
     t->t[t->n++] = (unet_tensor){sl_strdup(p->name), sl_strdup(full), p->slot, shape_numel(p->ndim, p->shape)};
     return 0;

@@ -43,8 +43,7 @@ static void trace_collect(void *ctx, const char *name, const float *d, int ndim,
     int64_t n = shape_numel(ndim, shape);
     float *copy = sl_alloc_f32(n);
     memcpy(copy, d, sizeof(float) * (size_t)n);
-    s->bufs = realloc(s->bufs, sizeof(float *) * (size_t)(s->n + 1));
-    if (!s->bufs) sl_die(NULL, "out of memory");
+    s->bufs = sl_realloc(s->bufs, sizeof(float *) * (size_t)(s->n + 1));
     s->bufs[s->n++] = copy;
     char full[300];
     snprintf(full, sizeof full, "trace.%s", name);

@@ -10,6 +10,7 @@
 
 #include "engine/io/atomic_file.h"
 #include "engine/core/error.h"
+#include "engine/io/file_read.h"
 #include "engine/io/model_files.h"
 #include "engine/core/tensor.h"
 
@@ -33,19 +34,9 @@ int mkdir_p(const char *dir) {
 }
 
 int copy_file(const char *from, const char *to) {
-    FILE *f = fopen(from, "rb");
-    if (!f) return sl_error(from, "cannot open: %s", strerror(errno));
-    size_t cap = 1 << 16, n = 0, k;
-    char *buf = sl_malloc(cap);
-    while ((k = fread(buf + n, 1, cap - n, f)) > 0)
-        if ((n += k) == cap) {
-            char *grown = realloc(buf, cap *= 2);
-            if (!grown) sl_die(NULL, "out of memory");
-            buf = grown;
-        }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) { free(buf); return sl_error(from, "read error"); }
+    size_t n;
+    char *buf = read_file(from, &n, (size_t)1 << 32, "file");
+    if (!buf) return -1;
     const void *bufs[1] = {buf};
     int rc = atomic_write(to, bufs, &n, 1);
     free(buf);

@@ -19,12 +19,6 @@
 
 #define G(f) (g ? g->f : NULL)
 
-static float *zeros(int64_t n) {
-    float *p = sl_alloc_f32(n);
-    memset(p, 0, sizeof(float) * (size_t)n);
-    return p;
-}
-
 // W0 of a layer with a DoRA adapter has no gradient here (its norm couples W0 and the adapter).
 typedef struct {
     char *trains;   // per Linear module, in walk order: 1 when the mirror has its weight buffer
@@ -36,8 +30,7 @@ static int collect_trained(void *ctx, const unet_linear *l) {
     dora_check *d = ctx;
     if (d->n == d->cap) {
         d->cap = d->cap ? 2 * d->cap : 256;
-        d->trains = realloc(d->trains, (size_t)d->cap);
-        if (!d->trains) sl_die(NULL, "out of memory");
+        d->trains = sl_realloc(d->trains, (size_t)d->cap);
     }
     d->trains[d->n++] = *l->weight != NULL;
     return 0;
@@ -120,10 +113,10 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
         }
         // the input was [in, skip] along channels: split its gradient
         const int Ca = op->C_in, Cb = op->Cs;
-        float *cat = sl_alloc_f32((int64_t)N * (Ca + Cb) * HW), *dcat = zeros((int64_t)N * (Ca + Cb) * HW);
+        float *cat = sl_alloc_f32((int64_t)N * (Ca + Cb) * HW), *dcat = sl_zeros_f32((int64_t)N * (Ca + Cb) * HW);
         unet_concat_channels(cat, in, Ca, skip, Cb, N, HW);
         resnet_backward(dcat, dtemb_silu, gr, dout, cat, T->temb_silu, rb, &op->ra, N, op->H, op->W);
-        if (!*dskip) *dskip = zeros((int64_t)N * Cb * HW);
+        if (!*dskip) *dskip = sl_zeros_f32((int64_t)N * Cb * HW);
         for (int n = 0; n < N; n++) {
             unet_add_inplace(din + (int64_t)n * Ca * HW, dcat + (int64_t)n * (Ca + Cb) * HW, (int64_t)Ca * HW);
             unet_add_inplace(*dskip + (int64_t)n * Cb * HW, dcat + ((int64_t)n * (Ca + Cb) + Ca) * HW, (int64_t)Cb * HW);
@@ -148,7 +141,7 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
         const unet_block *b = unet_op_block(m, op);
         unet_block *gb = g ? unet_op_block(g, op) : NULL;
         const int C = op->C_in, Ho = op->Ho, Wo = op->Wo, H = op->H, W = op->W;
-        float *u = sl_alloc_f32((int64_t)N * C * Ho * Wo), *du = zeros((int64_t)N * C * Ho * Wo);
+        float *u = sl_alloc_f32((int64_t)N * C * Ho * Wo), *du = sl_zeros_f32((int64_t)N * C * Ho * Wo);
         unet_upsample_to(u, in, N, C, H, W, Ho, Wo);
         conv2d_backward(din ? du : NULL, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, u, b->resample_w,
                         (conv2d_shape){N, C, Ho, Wo, op->C_out, 3, 1, 1});
@@ -157,7 +150,7 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
         } else if (Ho == 2 * H && Wo == 2 * W) {
             upsample_nearest2x_backward(din, du, N, C, H, W);
         } else {   // the crop's gradient: du in the top-left of a zero (2H, 2W) plane
-            float *dpad = zeros((int64_t)N * C * 4 * H * W);
+            float *dpad = sl_zeros_f32((int64_t)N * C * 4 * H * W);
             for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
                 for (int y = 0; y < Ho; y++)
                     memcpy(dpad + (nc * 2 * H + y) * 2 * W, du + (nc * Ho + y) * Wo, sizeof(float) * (size_t)Wo);
@@ -178,16 +171,16 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     if (g && check_dora(m, g) != 0) return -1;
     T->used = 1;
     const int time_trains = g && (g->time_w1 || g->time_b1 || g->time_w2 || g->time_b2);
-    float *dtemb_silu = time_trains ? zeros((int64_t)N * TD) : NULL;   // (N, T), summed over all resnets
+    float *dtemb_silu = time_trains ? sl_zeros_f32((int64_t)N * TD) : NULL;   // (N, T), summed over all resnets
 
     // output head: out = conv_out(SiLU(GN(cur)))
     const float *cur = T->ops[T->n_ops - 1].out;
     const int64_t n0 = (int64_t)N * C0 * h * w;
-    float *gs = sl_alloc_f32(n0), *dgs = zeros(n0);
+    float *gs = sl_alloc_f32(n0), *dgs = sl_zeros_f32(n0);
     groupnorm_forward(gs, NULL, NULL, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w, c->norm_num_groups, c->norm_eps, 1);
     conv2d_backward(dgs, G(conv_out_w), G(conv_out_b), dout, gs, m->conv_out_w,
                     (conv2d_shape){N, C0, h, w, c->out_channels, c->conv_out_kernel, 1, c->conv_out_kernel / 2});
-    float *dcur = zeros(n0);
+    float *dcur = sl_zeros_f32(n0);
     groupnorm_silu_backward(dcur, G(norm_out_w), G(norm_out_b), dgs, cur, m->norm_out_w, m->norm_out_b, N, C0, h * w,
                             c->norm_num_groups, c->norm_eps);
     sl_free_aligned(gs);
@@ -216,7 +209,7 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
             sl_free_aligned(dskip[op->out_skip]);
             dskip[op->out_skip] = NULL;
         }
-        float *din = needs[k] ? zeros((int64_t)N * op->C_in * op->H * op->W) : NULL;
+        float *din = needs[k] ? sl_zeros_f32((int64_t)N * op->C_in * op->H * op->W) : NULL;
         if (needs[k + 1]) {   // dcur != NULL
             if (T->checkpoint && op->kind == OP_TRANSFORMER)
                 transformer_recompute(&op->ta, T->ctx, unet_op_transformer(m, op), g ? unet_op_transformer(g, op) : NULL,
@@ -236,7 +229,7 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     if (dcur && dskip[0]) unet_add_inplace(dcur, dskip[0], n0);
     const int Ci = c->in_channels;
     const int64_t nx = (int64_t)N * Ci * h * w;
-    float *dxin = dx && c->center_input_sample ? zeros(nx) : dx;
+    float *dxin = dx && c->center_input_sample ? sl_zeros_f32(nx) : dx;
     if (dcur) conv2d_backward(dxin, G(conv_in_w), G(conv_in_b), dcur, T->xin ? T->xin : T->x, m->conv_in_w,
                     (conv2d_shape){N, Ci, h, w, C0, c->conv_in_kernel, 1, c->conv_in_kernel / 2});
     if (dxin && dxin != dx) {   // x -> 2x − 1
@@ -249,7 +242,7 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     // time embedding: temb_silu = SiLU(temb), temb = linear_2(SiLU(e1)), e1 = linear_1(sinusoids)
     if (dtemb_silu) {
         const int64_t nt = (int64_t)N * TD;
-        float *dtemb = zeros(nt), *s1 = sl_alloc_f32(nt), *ds1 = zeros(nt), *de1 = zeros(nt);
+        float *dtemb = sl_zeros_f32(nt), *s1 = sl_alloc_f32(nt), *ds1 = sl_zeros_f32(nt), *de1 = sl_zeros_f32(nt);
         silu_backward(dtemb, dtemb_silu, T->temb, nt);
         silu_forward(s1, T->e1, nt);
         linear_backward(ds1, G(time_w2), G(time_b2), dtemb, s1, m->time_w2, N, TD, TD);

@@ -2,6 +2,8 @@
 #pragma once
 #include <stdint.h>
 
+#define TRANSFORMER_GN_EPS 1e-6f   // Transformer2DModel's GroupNorm epsilon (diffusers hard-codes it)
+
 // y += x, n elements
 void unet_add_inplace(float *y, const float *x, int64_t n);
 // out (N, HW, C) = x (N, C, HW) transposed per image, in cache-sized tiles

@@ -255,10 +255,9 @@ static int hash_visitor(void *ctx, const param_desc *p) {
     hash_list *h = ctx;
     if (h->n == h->cap) {
         h->cap = h->cap ? 2 * h->cap : 1024;
-        h->names = realloc(h->names, sizeof(char *) * (size_t)h->cap);
-        h->shapes = realloc(h->shapes, sizeof(int64_t) * 4 * (size_t)h->cap);
-        h->ndims = realloc(h->ndims, sizeof(int) * (size_t)h->cap);
-        if (!h->names || !h->shapes || !h->ndims) sl_die(NULL, "out of memory");
+        h->names = sl_realloc(h->names, sizeof(char *) * (size_t)h->cap);
+        h->shapes = sl_realloc(h->shapes, sizeof(int64_t) * 4 * (size_t)h->cap);
+        h->ndims = sl_realloc(h->ndims, sizeof(int) * (size_t)h->cap);
     }
     h->names[h->n] = sl_strdup(p->name);
     memcpy(h->shapes + 4 * h->n, p->shape, sizeof(int64_t) * 4);

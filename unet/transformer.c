@@ -14,7 +14,6 @@
 #include "unet/unet.h"
 
 #define LN_EPS 1e-5f        // BasicTransformerBlock's LayerNorms (diffusers default norm_eps)
-#define GN_EPS 1e-6f        // Transformer2DModel's GroupNorm
 
 static void trace_out(const unet_trace *t, const char *pre, const char *what, const float *d, int ndim, int64_t d0,
                       int64_t d1, int64_t d2, int64_t d3) {
@@ -220,7 +219,7 @@ static void transformer_run(float *out, const float *x, const float *ctx, const 
     }
     // GroupNorm, then tokens (N, HW, C); a 1×1 conv proj_in on NCHW equals a Linear on the tokens
     float *gn = sl_alloc_f32(n);
-    groupnorm_forward(gn, NULL, NULL, x, tr->norm_w, tr->norm_b, N, C, HW, tr->groups, GN_EPS, 0);
+    groupnorm_forward(gn, NULL, NULL, x, tr->norm_w, tr->norm_b, N, C, HW, tr->groups, TRANSFORMER_GN_EPS, 0);
     float *tok = sl_alloc_f32(n);
     unet_nchw_to_nlc(tok, gn, N, C, HW);
     float *h = gn;   // reuse (kept as block 0's input in training)

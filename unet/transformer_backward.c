@@ -10,15 +10,8 @@
 #include "unet/internal.h"
 #include "unet/unet.h"
 
-#define GN_EPS 1e-6f   // Transformer2DModel's GroupNorm (as in transformer.c)
 
 #define G(f) (g ? g->f : NULL)
-
-static float *zeros(int64_t n) {
-    float *p = sl_alloc_f32(n);
-    memset(p, 0, sizeof(float) * (size_t)n);
-    return p;
-}
 
 static int trains(const adapter *a) { return a && (a->dA || a->ddown || a->dup || a->dmagnitude); }
 
@@ -33,12 +26,12 @@ void tblock_backward(float *dx, float *dctx, unet_tblock *g, const float *dout, 
     // feed-forward: out = x2 + ff2(GEGLU(ff1(LN3(x2))))
     float *dx2 = sl_alloc_f32(MC);                   // (M, C)
     memcpy(dx2, dout, sizeof(float) * (size_t)MC);
-    float *dg = zeros((int64_t)M * F);               // (M, F)
+    float *dg = sl_zeros_f32((int64_t)M * F);               // (M, F)
     unet_linear_backward(dg, G(ff2_w), G(ff2_b), dout, a->ff_g, tb->ff2_w, ad[TB_FF2], ua, M, F, C);
-    float *dh = zeros((int64_t)M * 2 * F);           // (M, 2F)
+    float *dh = sl_zeros_f32((int64_t)M * 2 * F);           // (M, 2F)
     geglu_backward(dh, dg, a->ff_h, M, F);
     sl_free_aligned(dg);
-    float *dn = zeros(MC);                           // (M, C): gradient of a LayerNorm output
+    float *dn = sl_zeros_f32(MC);                           // (M, C): gradient of a LayerNorm output
     unet_linear_backward(dn, G(ff1_w), G(ff1_b), dh, a->n3, tb->ff1_w, ad[TB_FF1], ua, M, C, 2 * F);
     sl_free_aligned(dh);
     layernorm_backward(dx2, G(norm3_w), G(norm3_b), dn, a->x2, a->mean3, a->rstd3, tb->norm3_w, M, C);
@@ -46,13 +39,13 @@ void tblock_backward(float *dx, float *dctx, unet_tblock *g, const float *dout, 
     // cross-attention: x2 = x1 + to_out(attn(q2 = to_q(LN2(x1)), k2 = to_k(ctx), v2 = to_v(ctx)))
     float *dx1 = sl_alloc_f32(MC);
     memcpy(dx1, dx2, sizeof(float) * (size_t)MC);
-    float *da = zeros(MC);                           // (M, C): gradient of an attention output
+    float *da = sl_zeros_f32(MC);                           // (M, C): gradient of an attention output
     unet_linear_backward(da, G(attn2_out_w), G(attn2_out_b), dx2, a->a2, tb->attn2_out_w, ad[TB_ATTN2_OUT], ua, M, C, C);
     sl_free_aligned(dx2);
-    float *dq = zeros(MC);
+    float *dq = sl_zeros_f32(MC);
     // k/v gradients only when something upstream of them needs one
-    float *dk = dctx || G(attn2_k) || trains(ad[TB_ATTN2_K]) ? zeros((int64_t)Mc * C) : NULL;   // (Mc, C)
-    float *dv = dctx || G(attn2_v) || trains(ad[TB_ATTN2_V]) ? zeros((int64_t)Mc * C) : NULL;
+    float *dk = dctx || G(attn2_k) || trains(ad[TB_ATTN2_K]) ? sl_zeros_f32((int64_t)Mc * C) : NULL;   // (Mc, C)
+    float *dv = dctx || G(attn2_v) || trains(ad[TB_ATTN2_V]) ? sl_zeros_f32((int64_t)Mc * C) : NULL;
     attention_backward(dq, dk, dv, da, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
     if (dk) unet_linear_backward(dctx, G(attn2_k), NULL, dk, ctx, tb->attn2_k, ad[TB_ATTN2_K], ua, Mc, D, C);
     if (dv) unet_linear_backward(dctx, G(attn2_v), NULL, dv, ctx, tb->attn2_v, ad[TB_ATTN2_V], ua, Mc, D, C);
@@ -67,7 +60,7 @@ void tblock_backward(float *dx, float *dctx, unet_tblock *g, const float *dout, 
     memset(da, 0, sizeof(float) * (size_t)MC);
     unet_linear_backward(da, G(attn1_out_w), G(attn1_out_b), dx1, a->a1, tb->attn1_out_w, ad[TB_ATTN1_OUT], ua, M, C, C);
     sl_free_aligned(dx1);
-    float *dk1 = zeros(MC), *dv1 = zeros(MC);
+    float *dk1 = sl_zeros_f32(MC), *dv1 = sl_zeros_f32(MC);
     memset(dq, 0, sizeof(float) * (size_t)MC);
     attention_backward(dq, dk1, dv1, da, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
     sl_free_aligned(da);
@@ -92,7 +85,7 @@ void transformer_backward(float *dx, float *dctx, unet_transformer *g, const flo
     if (dx) unet_add_inplace(dx, dout, n);
     float *dp = sl_alloc_f32(n);                     // (M, C)
     unet_nchw_to_nlc(dp, dout, N, C, HW);
-    float *dh = zeros(n), *dh2 = sl_alloc_f32(n);    // (M, C) each
+    float *dh = sl_zeros_f32(n), *dh2 = sl_alloc_f32(n);    // (M, C) each
     unet_linear_backward(dh, G(proj_out_w), G(proj_out_b), dp, a->hs[nb], tr->proj_out_w, tr->proj_out_ad, ua, M, C, C);
     for (int k = nb - 1; k >= 0; k--) {
         memset(dh2, 0, sizeof(float) * (size_t)n);
@@ -103,7 +96,7 @@ void transformer_backward(float *dx, float *dctx, unet_transformer *g, const flo
     // proj_in's input, the GroupNorm output as tokens, recomputed (with the statistics)
     float *gn = sl_alloc_f32(n), *tok = dh2;
     float *mean = sl_alloc_f32((int64_t)N * G), *rstd = sl_alloc_f32((int64_t)N * G);
-    groupnorm_forward(gn, mean, rstd, x, tr->norm_w, tr->norm_b, N, C, HW, G, GN_EPS, 0);
+    groupnorm_forward(gn, mean, rstd, x, tr->norm_w, tr->norm_b, N, C, HW, G, TRANSFORMER_GN_EPS, 0);
     unet_nchw_to_nlc(tok, gn, N, C, HW);
     float *dtok = dp;
     memset(dtok, 0, sizeof(float) * (size_t)n);

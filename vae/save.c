@@ -45,8 +45,7 @@ static int save_visit(void *user, const param_desc *p) {
     if (s->dt != DT_F32) {
         data = sl_alloc_aligned((size_t)n * dtype_size(s->dt));
         dtype_from_f32_n(data, s->dt, *slot, (size_t)n);
-        s->bufs = realloc(s->bufs, sizeof(void *) * (size_t)(s->nbufs + 1));
-        if (!s->bufs) return sl_error(NULL, "out of memory");
+        s->bufs = sl_realloc(s->bufs, sizeof(void *) * (size_t)(s->nbufs + 1));
         s->bufs[s->nbufs++] = data;
     }
     st_writer_add(s->w, full, s->dt, ndim, shape, data);

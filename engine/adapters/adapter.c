@@ -32,12 +32,6 @@ float singlora_ramp(int64_t step, int64_t ramp_steps) {
     return step <= 0 ? 0.0f : (float)((double)step / (double)ramp_steps);
 }
 
-static float *zeros(int64_t n) {
-    float *p = sl_alloc_f32(n);
-    memset(p, 0, sizeof(float) * (size_t)n);
-    return p;
-}
-
 void adapter_alloc(adapter *a, adapter_method method, int d_in, int d_out, int rank, float alpha) {
     memset(a, 0, sizeof *a);
     a->method = method;
@@ -46,19 +40,19 @@ void adapter_alloc(adapter *a, adapter_method method, int d_in, int d_out, int r
     a->rank = rank;
     a->alpha = alpha;
     if (method == ADAPTER_SINGLORA) {
-        a->A = zeros((int64_t)adapter_rows(a) * rank);
+        a->A = sl_zeros_f32((int64_t)adapter_rows(a) * rank);
     } else {
-        a->down = zeros((int64_t)rank * d_in);
-        a->up = zeros((int64_t)d_out * rank);
-        if (method == ADAPTER_DORA) a->magnitude = zeros(d_out);
+        a->down = sl_zeros_f32((int64_t)rank * d_in);
+        a->up = sl_zeros_f32((int64_t)d_out * rank);
+        if (method == ADAPTER_DORA) a->magnitude = sl_zeros_f32(d_out);
     }
 }
 
 void adapter_alloc_grads(adapter *a) {
-    if (a->A && !a->dA) a->dA = zeros((int64_t)adapter_rows(a) * a->rank);
-    if (a->down && !a->ddown) a->ddown = zeros((int64_t)a->rank * a->d_in);
-    if (a->up && !a->dup) a->dup = zeros((int64_t)a->d_out * a->rank);
-    if (a->magnitude && !a->dmagnitude) a->dmagnitude = zeros(a->d_out);
+    if (a->A && !a->dA) a->dA = sl_zeros_f32((int64_t)adapter_rows(a) * a->rank);
+    if (a->down && !a->ddown) a->ddown = sl_zeros_f32((int64_t)a->rank * a->d_in);
+    if (a->up && !a->dup) a->dup = sl_zeros_f32((int64_t)a->d_out * a->rank);
+    if (a->magnitude && !a->dmagnitude) a->dmagnitude = sl_zeros_f32(a->d_out);
 }
 
 void adapter_zero_grads(adapter *a) {

@@ -51,9 +51,7 @@ const char *adapter_targets_expand(const char *spec, char *buf, size_t len) {
 }
 
 adapter *adapter_set_add(adapter_set *s, const char *module, int d_in, int d_out) {
-    adapter_slot *ns = realloc(s->slots, sizeof(adapter_slot) * (size_t)(s->n_slots + 1));
-    if (!ns) sl_die(NULL, "out of memory");
-    s->slots = ns;
+    s->slots = sl_realloc(s->slots, sizeof(adapter_slot) * (size_t)(s->n_slots + 1));
     adapter_slot *slot = &s->slots[s->n_slots++];
     slot->module = sl_strdup(module);
     adapter_alloc(&slot->a, s->method, d_in, d_out, s->rank, s->alpha);

@@ -15,12 +15,6 @@ int64_t resnet_scratch_floats(const resnet_block *rb, int N, int H, int W) {
     return ((int64_t)cmax + rb->C_out) * NHW + (rb->temb_dim > 0 ? (int64_t)N * rb->C_out : 0);
 }
 
-static float *zeros(int64_t n) {
-    float *p = sl_alloc_f32(n);
-    memset(p, 0, sizeof(float) * (size_t)n);
-    return p;
-}
-
 // The first half, shared by the forward and the checkpoint recomputation so both give the
 // same bits: a (N, C_in, HW) = SiLU(GN1(x)); h (N, C_out, HW) = conv1(a) + Linear(temb_silu)
 // per channel, using t (N, C_out) as scratch.
@@ -113,7 +107,7 @@ void resnet_forward_train(float *out, const float *x, const float *temb_silu, co
 void groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *da, const float *x,
                              const float *gamma, const float *beta, int N, int C, int HW, int G, float eps) {
     int64_t n = (int64_t)N * C * HW;
-    float *z = sl_alloc_f32(n), *dz = zeros(n);          // (N, C, HW): GroupNorm output, its gradient
+    float *z = sl_alloc_f32(n), *dz = sl_zeros_f32(n);          // (N, C, HW): GroupNorm output, its gradient
     float *mean = sl_alloc_f32((int64_t)N * G), *rstd = sl_alloc_f32((int64_t)N * G);
     groupnorm_forward(z, mean, rstd, x, gamma, beta, N, C, HW, G, eps, 0);
     silu_backward(dz, da, z, n);
@@ -151,11 +145,11 @@ void resnet_backward(float *dx, float *dtemb_silu, resnet_block *grad, const flo
     }
 
     // conv2 on a2 = SiLU(GN2(h)), recomputed exactly as the forward computed it
-    float *a = sl_alloc_f32(n_max), *da = zeros(n_max);
+    float *a = sl_alloc_f32(n_max), *da = sl_zeros_f32(n_max);
     groupnorm_forward(a, NULL, NULL, h, rb->norm2_w, rb->norm2_b, N, Co, HW, G, rb->eps, 1);
     conv2d_backward(da, GRAD(conv2_w), GRAD(conv2_b), d, a, rb->conv2_w, (conv2d_shape){N, Co, H, W, Co, 3, 1, 1});
     sl_free_aligned(d_scaled);
-    float *dh = zeros(n_out);
+    float *dh = sl_zeros_f32(n_out);
     groupnorm_silu_backward(dh, GRAD(norm2_w), GRAD(norm2_b), da, h, rb->norm2_w, rb->norm2_b, N, Co, HW, G, rb->eps);
 
     // h = conv1(a1) + t[n, c]: dt (N, Co) = Σ over pixels of dh

@@ -64,6 +64,12 @@ void *sl_calloc(size_t count, size_t size) {
     return p;
 }
 
+void *sl_realloc(void *p, size_t n) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q) sl_die(NULL, "out of memory allocating %zu bytes", n);
+    return q;
+}
+
 char *sl_strdup(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = sl_malloc(n);

@@ -20,4 +20,5 @@ void sl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 // malloc/calloc that fail with a clear message instead of returning NULL.
 void *sl_malloc(size_t n);
 void *sl_calloc(size_t count, size_t size);
+void *sl_realloc(void *p, size_t n);
 char *sl_strdup(const char *s);

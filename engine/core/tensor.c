@@ -27,6 +27,12 @@ void sl_memory_reuse(void) {
 
 float *sl_alloc_f32(int64_t n) { return sl_alloc_aligned((size_t)(n < 0 ? 0 : n) * sizeof(float)); }
 
+float *sl_zeros_f32(int64_t n) {
+    float *p = sl_alloc_f32(n);
+    memset(p, 0, sizeof(float) * (size_t)(n > 0 ? n : 0));
+    return p;
+}
+
 int64_t shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];

@@ -22,6 +22,8 @@ const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape);
 
 // 64-byte aligned allocation for compute buffers (dies on OOM); free with sl_free_aligned.
 float *sl_alloc_f32(int64_t n);
+// The same, zero-filled.
+float *sl_zeros_f32(int64_t n);
 // Keeps freed buffers in the process for reuse instead of returning them to the system: loops
 // that allocate and free the same large activations every step (training) then stop paying page
 // faults (measured: a kept-activation UNet forward spent ~25 % of its time clearing fresh pages).

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/io/file_read.h"
 
 // Python's json module writes Infinity, -Infinity and NaN (diffusers' DPM configs carry
 // "lambda_min_clipped": -Infinity); standard JSON has none. Rewrite them, outside strings,
@@ -59,26 +60,9 @@ json_config *config_parse(const char *path, const char *raw) {
 }
 
 json_config *config_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
-    size_t cap = 4096, n = 0;
-    char *buf = sl_malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (cap > (64u << 20)) { fclose(f); free(buf); sl_error(path, "config larger than 64 MB"); return NULL; }
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) { fclose(f); free(buf); sl_error(path, "out of memory"); return NULL; }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) { free(buf); sl_error(path, "read error"); return NULL; }
-    buf[n] = 0;
+    size_t n;
+    char *buf = read_file(path, &n, 64u << 20, "config");
+    if (!buf) return NULL;
     json_config *c = config_parse(path, buf);
     free(buf);
     return c;

@@ -266,9 +266,7 @@ st_writer *st_writer_new(void) {
 void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape, const void *data) {
     if (w->n == w->cap) {
         w->cap = w->cap ? 2 * w->cap : 16;
-        writer_tensor *nt = realloc(w->t, sizeof(writer_tensor) * (size_t)w->cap);
-        if (!nt) sl_die(NULL, "out of memory");
-        w->t = nt;
+        w->t = sl_realloc(w->t, sizeof(writer_tensor) * (size_t)w->cap);
     }
     writer_tensor *t = &w->t[w->n++];
     t->name = sl_strdup(name);
