@@ -7,10 +7,21 @@
 
 #include "engine/core/error.h"
 
+// Length of `name` when a starts with it, '_' and '-' being the same after the leading dashes
+// (diffusers' scripts spell options --a_b, ours --a-b); else 0.
+static size_t name_prefix(const char *a, const char *name) {
+    size_t n = 0;
+    for (; name[n]; n++) {
+        char x = a[n], y = name[n];
+        if (x != y && !(n >= 2 && (x == '_' || x == '-') && (y == '_' || y == '-'))) return 0;
+    }
+    return n;
+}
+
 int arg_value(int argc, char **argv, int *i, const char *name, const char **val) {
     const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) return 0;
+    size_t n = name_prefix(a, name);
+    if (!n) return 0;
     if (a[n] == '=') { *val = a + n + 1; return 1; }
     if (a[n] != 0) return 0;
     if (*i + 1 >= argc) sl_die(NULL, "option %s needs a value", name);
@@ -18,7 +29,17 @@ int arg_value(int argc, char **argv, int *i, const char *name, const char **val)
     return 1;
 }
 
-int arg_flag(char **argv, int i, const char *name) { return strcmp(argv[i], name) == 0; }
+int arg_flag(char **argv, int i, const char *name) {
+    size_t n = name_prefix(argv[i], name);
+    return n && argv[i][n] == 0;
+}
+
+int arg_model(int argc, char **argv, int *i, const char **model, const char **config, const char **variant) {
+    return arg_value(argc, argv, i, "--model", model) ||
+           arg_value(argc, argv, i, "--pretrained-model-name-or-path", model) ||
+           (config && arg_value(argc, argv, i, "--config", config)) ||
+           (variant && arg_value(argc, argv, i, "--variant", variant));
+}
 int arg_is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
 
 long arg_long(const char *opt, const char *s) {

@@ -62,9 +62,7 @@ int backward_unet_main(int argc, char **argv) {
     float adapter_scale = 1.0f;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &config)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &variant)) {}
+        else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--params", &params)) {}

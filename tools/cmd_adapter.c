@@ -27,9 +27,7 @@ static int adapter_init_main(int argc, char **argv) {
                           .targets = "cross-attn", .seed = 0};
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &config)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &variant)) {}
+        else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--method", &method)) {}
         else if (arg_value(argc, argv, &i, "--rank", &v)) o.rank = (int)arg_long("--rank", v);
         else if (arg_value(argc, argv, &i, "--alpha", &v)) o.alpha = (float)arg_double("--alpha", v);

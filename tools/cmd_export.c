@@ -25,8 +25,7 @@ int cmd_export(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
         else if (arg_value(argc, argv, &i, "--format", &format)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &config)) {}
+        else if (arg_model(argc, argv, &i, &model, &config, NULL)) {}
         else arg_unknown("export", argv[i]);
     }
     if (!adapter_path || !format || !outp) sl_die(NULL, "export: --adapter, --format and --out are required (see --help)");

@@ -251,9 +251,7 @@ int cmd_merge(int argc, char **argv) {
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &config)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &variant)) {}
+        else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
         else if (arg_value(argc, argv, &i, "--scale", &v)) scale = (float)arg_double("--scale", v);
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}

@@ -48,7 +48,7 @@ int cmd_tokenize(int argc, char **argv) {
     int long_prompts = 0, raw = 0, strings = 0, max_len = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
+        else if (arg_model(argc, argv, &i, &model, NULL, NULL)) {}
         else if (arg_value(argc, argv, &i, "--tokenizer", &tok_dir)) {}
         else if (arg_value(argc, argv, &i, "--max-length", &v)) max_len = (int)arg_long("--max-length", v);
         else if (arg_flag(argv, i, "--long-prompts")) long_prompts = 1;

@@ -14,7 +14,6 @@ extern const int N_COMMANDS;
 // argv + 1, or lists the targets (--help; a missing target is an error, exit 1).
 int run_target(const char *cmd, const command *targets, int n_targets, int argc, char **argv);
 
-#define SINGLORA_VERSION "0.1.0"
 
 int cmd_inspect(int argc, char **argv);
 int cmd_randn(int argc, char **argv);

@@ -37,9 +37,7 @@ int forward_text_main(int argc, char **argv) {
     int threads = 0, clip_skip = 1;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &config)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &variant)) {}
+        else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--in-name", &in_name)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}

@@ -6,7 +6,7 @@
 
 #include "engine/core/error.h"
 #include "engine/io/safetensors.h"
-#include "pipeline/denoise.h"
+#include "pipeline/generate.h"
 #include "pipeline/prompt.h"
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -14,7 +14,7 @@
 
 static const char *HELP =
     "usage: singlora forward txt2img --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
-    "                                [--sampler S] [--sigmas normal|karras] [--steps N] [--cfg G] [--eta E]\n"
+    "                                [--sampler S] [--scheduler normal|karras] [--steps N] [--cfg G] [--eta E]\n"
     "                                [--seed S] [--threads N]\n\n"
     "  IN:  input_ids (2, 77) I32/I64 - row 0 the prompt, row 1 the unconditional (empty/negative)\n"
     "       prompt - and latents_init (1, C, h, w) F32, the unscaled initial noise\n"
@@ -48,13 +48,11 @@ int forward_txt2img_main(int argc, char **argv) {
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_value(argc, argv, &i, "--model", &lo.path)) {}
-        else if (arg_value(argc, argv, &i, "--config", &lo.config_dir)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &lo.variant)) {}
+        else if (arg_model(argc, argv, &i, &lo.path, &lo.config_dir, &lo.variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
@@ -93,9 +91,8 @@ int forward_txt2img_main(int argc, char **argv) {
     if (sd_denoise(m, ctx, ctx + (size_t)L * D, L, lat, NULL, h, w, &o, &rng) != 0) sl_fail();
 
     int fct = vae_factor(&m->vae->cfg);
-    float *z = sl_alloc_f32(n), *img = sl_alloc_f32((int64_t)3 * h * fct * w * fct);
-    for (int64_t k = 0; k < n; k++) z[k] = lat[k] / m->vae->cfg.scaling_factor;
-    vae_decode(m->vae, img, z, 1, h, w);
+    float *img = sl_alloc_f32((int64_t)m->vae->cfg.out_channels * h * fct * w * fct);
+    sd_decode_latents(m, img, lat, h, w, 0);
 
     st_writer *wr = st_writer_new();
     st_writer_add(wr, "latents", DT_F32, 5, (int64_t[]){tr.n_evals, 1, C, h, w}, tr.traj);
@@ -104,7 +101,6 @@ int forward_txt2img_main(int argc, char **argv) {
     st_writer_free(wr);
     sl_free_aligned(tr.traj);
     sl_free_aligned(lat);
-    sl_free_aligned(z);
     sl_free_aligned(img);
     sl_free_aligned(ctx);
     free(ids);

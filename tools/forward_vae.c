@@ -80,9 +80,7 @@ static void parse(vae_args *a, int argc, char **argv, const char *help) {
     a->seed = -1;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(help, stdout); exit(0); }
-        else if (arg_value(argc, argv, &i, "--model", &a->model)) {}
-        else if (arg_value(argc, argv, &i, "--config", &a->config)) {}
-        else if (arg_value(argc, argv, &i, "--variant", &a->variant)) {}
+        else if (arg_model(argc, argv, &i, &a->model, &a->config, &a->variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &a->in)) {}
         else if (arg_value(argc, argv, &i, "--out", &a->out)) {}
         else if (arg_value(argc, argv, &i, "--tile", &v)) {

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/core/version.h"
 #include "tools/commands.h"
 
 static void usage(FILE *out) {

@@ -31,7 +31,7 @@ int64_t adapter_param_count(const adapter *a);
 // The ramp u(t) = min(t / T, 1) at optimizer step t; T = 0 disables it (u = 1).
 float singlora_ramp(int64_t step, int64_t ramp_steps);
 
-// Allocates the tensors (zeroed). w0 is needed for DoRA's magnitude init (‖W0‖ per row).
+// Allocates the tensors (zeroed); adapter_init fills them (DoRA's magnitude from W0).
 void adapter_alloc(adapter *a, adapter_method method, int d_in, int d_out, int rank, float alpha);
 void adapter_alloc_grads(adapter *a);    // zeroed
 void adapter_zero_grads(adapter *a);

@@ -10,7 +10,7 @@
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 
-static const char *NAMES[] = {"ddim", "euler", "euler_a", "dpmpp_2m", "heun"};
+static const char *NAMES[SL_SAMPLER_N_KINDS] = {"ddim", "euler", "euler_a", "dpmpp_2m", "heun"};
 
 void sl_sampler_opts_default(sl_sampler_opts *o) {
     memset(o, 0, sizeof *o);
@@ -23,7 +23,7 @@ void sl_sampler_opts_default(sl_sampler_opts *o) {
 }
 
 int sl_sampler_parse(const char *name, sl_sampler_kind *out) {
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < SL_SAMPLER_N_KINDS; k++)
         if (strcmp(name, NAMES[k]) == 0) { *out = (sl_sampler_kind)k; return 0; }
     return sl_error(NULL, "unknown sampler '%s' (ddim, euler, euler_a, dpmpp_2m, heun)", name);
 }
@@ -35,7 +35,7 @@ int sl_sigmas_parse(const char *name, sl_sigmas_kind *out) {
     return 0;
 }
 
-const char *sl_sampler_name(sl_sampler_kind k) { return (unsigned)k < 5 ? NAMES[k] : "?"; }
+const char *sl_sampler_name(sl_sampler_kind k) { return (unsigned)k < SL_SAMPLER_N_KINDS ? NAMES[k] : "?"; }
 const char *sl_sigmas_name(sl_sigmas_kind k) { return k == SL_SIGMAS_KARRAS ? "karras" : "normal"; }
 
 // ---- numpy helpers (float64) ----

@@ -24,7 +24,8 @@
 #include "engine/core/rng.h"
 #include "engine/diffusion/schedule.h"
 
-typedef enum { SL_SAMPLER_DDIM, SL_SAMPLER_EULER, SL_SAMPLER_EULER_A, SL_SAMPLER_DPMPP_2M, SL_SAMPLER_HEUN } sl_sampler_kind;
+typedef enum { SL_SAMPLER_DDIM, SL_SAMPLER_EULER, SL_SAMPLER_EULER_A, SL_SAMPLER_DPMPP_2M, SL_SAMPLER_HEUN,
+               SL_SAMPLER_N_KINDS } sl_sampler_kind;
 typedef enum { SL_SIGMAS_NORMAL, SL_SIGMAS_KARRAS } sl_sigmas_kind;
 
 typedef struct {

@@ -1,0 +1,23 @@
+// `singlora sample`'s output folder: NNNNN-SEED.png with the generation parameters in A1111's
+// `parameters` text chunk (so A1111's PNG Info and other tools read them), an NNNNN-SEED.json
+// sidecar with the same facts as fields, and grid.png when there is more than one image.
+#pragma once
+#include <stdint.h>
+
+#include "pipeline/generate.h"
+
+// Where the images came from, beyond the generation options (recorded, not computed with).
+typedef struct {
+    const char *model_path;        // the model as given (A1111's Model is its base name)
+    const char *init_image_path;   // img2img's input file, or NULL
+    int clip_skip;                 // A1111's (1 = last layer)
+    const char *adapter_path;      // or NULL
+    float adapter_scale;
+    const char *const *loras;      // --lora FILE[:SCALE] specs
+    int n_loras;
+} sd_sample_provenance;
+
+// Images k = 0..n-1 from seeds seed + k into out_dir (which must exist), with a progress bar
+// per image and "wrote FILE" on stderr. 0, or -1 with sl_error.
+int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
+                        const char *out_dir, int n, int64_t seed);
