@@ -70,3 +70,6 @@ clean:
 	rm -rf build build-san singlora
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+
+# the shipped CLIP vocabulary is assembled into default_vocab.o
+$(BUILD)/clip/default_vocab.o: clip/vocab/bpe_simple_vocab_16e6.txt.gz

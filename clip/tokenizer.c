@@ -258,11 +258,9 @@ fail:
 
 // ---- gzip (RFC 1952) around a raw deflate stream ----
 
-static char *gunzip(const char *path, size_t *out_len) {
-    size_t n;
-    char *raw = read_file(path, &n, TOKENIZER_MAX_BYTES, "tokenizer file");
-    if (!raw) return NULL;
-    const unsigned char *u = (const unsigned char *)raw;
+// The inflated, NUL-terminated text of the gzip member u[0..n); `path` names it in errors.
+static char *gunzip(const char *path, const unsigned char *u, size_t n, size_t *out_len) {
+    const char *raw = (const char *)u;
     char *out = NULL;
     if (n < 18 || u[0] != 0x1F || u[1] != 0x8B || u[2] != 8) {
         sl_error(path, "not a gzip file");
@@ -305,14 +303,11 @@ static char *gunzip(const char *path, size_t *out_len) {
 truncated:
     sl_error(path, "truncated gzip header");
 done:
-    free(raw);
     return out;
 }
 
-clip_tokenizer *clip_tokenizer_load_gz(const char *gz_path) {
-    size_t len;
-    char *text = gunzip(gz_path, &len);
-    if (!text) return NULL;
+// OpenAI's merge list (the inflated .txt.gz text, which it frees) to a tokenizer.
+static clip_tokenizer *load_bpe_text(const char *gz_path, char *text) {
     char **l = NULL, **r = NULL;
     int nm = split_merges(gz_path, text, &l, &r);
     if (nm < 0) { free(text); return NULL; }
@@ -352,6 +347,22 @@ clip_tokenizer *clip_tokenizer_load_gz(const char *gz_path) {
     free(text);
     if (rc != 0) { clip_tokenizer_free(t); return NULL; }
     return t;
+}
+
+clip_tokenizer *clip_tokenizer_load_gz(const char *gz_path) {
+    size_t n, len;
+    char *raw = read_file(gz_path, &n, TOKENIZER_MAX_BYTES, "tokenizer file");
+    if (!raw) return NULL;
+    char *text = gunzip(gz_path, (const unsigned char *)raw, n, &len);
+    free(raw);
+    return text ? load_bpe_text(gz_path, text) : NULL;
+}
+
+clip_tokenizer *clip_tokenizer_load_default(void) {
+    size_t n, len;
+    const unsigned char *gz = clip_default_vocab_gz(&n);
+    char *text = gunzip("(built-in CLIP vocabulary)", gz, n, &len);
+    return text ? load_bpe_text("(built-in CLIP vocabulary)", text) : NULL;
 }
 
 // ---- folders and configs ----
@@ -456,21 +467,14 @@ clip_tokenizer *clip_tokenizer_for_model(const char *model, const char *tokenize
     if (!is_dir && !path_exists(model)) { sl_error(model, "no such file or folder"); return NULL; }
     int has_own = is_dir && file_in(own, sizeof own, model, "tokenizer") && path_is_dir(own);
     if (!tokenizer_dir) {
-        if (has_own && !has_tokenizer_files(own)) {
-            sl_error(own, "no vocab.json + merges.txt here (only configs); pass --tokenizer DIR (a CLIP tokenizer "
-                          "folder: SD 1.x and 2.x share the vocabulary)");
-            return NULL;
-        }
-        if (has_own) return clip_tokenizer_load(own);
+        if (has_own && has_tokenizer_files(own)) return clip_tokenizer_load(own);
         size_t n = strlen(model);
-        if ((is_dir && has_tokenizer_files(model)) || (!is_dir && n > 3 && !strcmp(model + n - 3, ".gz")))
+        if (!has_own && ((is_dir && has_tokenizer_files(model)) || (!is_dir && n > 3 && !strcmp(model + n - 3, ".gz"))))
             return clip_tokenizer_load(model);
-        sl_error(model, "%s; pass --tokenizer DIR (a folder with vocab.json + merges.txt, or OpenAI's "
-                        "bpe_simple_vocab_16e6.txt.gz)",
-                 is_dir ? "no tokenizer/ folder" : "a single-file checkpoint carries no tokenizer");
-        return NULL;
     }
-    clip_tokenizer *t = clip_tokenizer_load(tokenizer_dir);
+    // --tokenizer's vocabulary, else the built-in one (the model carries none: every single-file
+    // checkpoint; SD 1.x and 2.x share the vocabulary)
+    clip_tokenizer *t = tokenizer_dir ? clip_tokenizer_load(tokenizer_dir) : clip_tokenizer_load_default();
     if (!t) return NULL;
     // the pad token belongs to the model: its own tokenizer config, else its text encoder family
     int rc = has_own ? read_special_config(t, own) : 0;

@@ -17,12 +17,17 @@ typedef struct clip_tokenizer clip_tokenizer;
 clip_tokenizer *clip_tokenizer_load(const char *path);
 clip_tokenizer *clip_tokenizer_load_hf(const char *vocab_json, const char *merges_txt);
 clip_tokenizer *clip_tokenizer_load_gz(const char *gz_path);
+// The vocabulary compiled into the program (clip/vocab/: OpenAI's bpe_simple_vocab_16e6, MIT).
+clip_tokenizer *clip_tokenizer_load_default(void);
+// Its gzip bytes (for `init`, which writes them into the folders it makes).
+const unsigned char *clip_default_vocab_gz(size_t *len);
 void clip_tokenizer_free(clip_tokenizer *t);
 
 // The tokenizer for a model, as the commands resolve it. `model` is a diffusers folder (uses its
-// tokenizer/), a tokenizer folder or .gz, or a single-file checkpoint (which carries none: then
-// `tokenizer_dir` is required). `tokenizer_dir` (may be NULL) overrides the vocabulary. For a
-// single-file model the pad token follows the text encoder (OpenCLIP pads with id 0, OpenAI
+// tokenizer/), a tokenizer folder or .gz, or a single-file checkpoint. `tokenizer_dir` (may be
+// NULL) overrides the vocabulary; a model that carries none (every single-file checkpoint, a
+// tokenizer/ with only configs) gets the built-in one. Unless the model's tokenizer configs say
+// otherwise, the pad token follows the text encoder (OpenCLIP pads with id 0, OpenAI
 // CLIP with EOS). NULL with sl_error.
 clip_tokenizer *clip_tokenizer_for_model(const char *model, const char *tokenizer_dir);
 

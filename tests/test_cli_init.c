@@ -151,3 +151,18 @@ TEST(init_errors) {
                  shared_path("fixtures/sd1_tiny"), tmp_path("x.safetensors"));
     CHECK(rc == 1 && strstr(log, "text_encoder"));
 }
+
+// Without --tokenizer, a diffusers folder gets the built-in CLIP vocabulary in tokenizer/, so it
+// runs with nothing from outside the program.
+TEST(init_writes_builtin_vocabulary) {
+    char dir[600], log[8192], path[800];
+    snprintf(dir, sizeof dir, "%s", tmp_path("model"));
+    int rc = run_cmd(log, sizeof log, "%s init --config configs/tiny --layout diffusers --component text_encoder --out %s",
+                     singlora_bin(), dir);
+    REQUIRE(rc == 0);
+    snprintf(path, sizeof path, "%s/tokenizer/bpe_simple_vocab_16e6.txt.gz", dir);
+    CHECK(run_cmd(log, sizeof log, "cmp -s %s clip/vocab/bpe_simple_vocab_16e6.txt.gz", path) == 0);
+    rc = run_cmd(log, sizeof log, "%s tokenize --model %s \"a photo of sks dog\"", singlora_bin(), dir);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_MSG(!strncmp(log, "[49406, 320, 1125, 539, 48136, 1929, 49407, 49407,", 50), "%s", log);
+}

@@ -93,9 +93,6 @@ TEST(sample_img2img_and_errors) {
     CHECK(rc == 1 && strstr(log, "plms"));
     rc = run_cmd(log, sizeof log, "%s sample --model %s --prompt dog --out %s", singlora_bin(), tmp_path("nope"), out);
     CHECK(rc == 1 && strstr(log, "nope"));
-    rc = run_cmd(log, sizeof log, "%s sample --model %s --prompt dog --out %s", singlora_bin(),
-                 shared_path("fixtures/sd1_tiny"), out);
-    CHECK(rc == 1 && strstr(log, "--tokenizer"));
 }
 
 TEST(sample_readme_tiny_preset) {

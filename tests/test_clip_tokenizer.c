@@ -285,9 +285,30 @@ TEST(tokenizer_bad_inputs) {
     CHECK(!clip_tokenizer_load_hf(tmp_path("vocab.json"), tmp_path("merges.txt")));
     CHECK_MSG(strstr(sl_error_msg(), "not in the vocabulary") || strstr(sl_error_msg(), "byte token"), "%s",
               sl_error_msg());
-    // a single-file checkpoint has no tokenizer: the error says to pass --tokenizer
-    CHECK(!clip_tokenizer_for_model(shared_path("fixtures/sd1_tiny.original.safetensors"), NULL));
-    CHECK(strstr(sl_error_msg(), "--tokenizer"));
+}
+
+// A model without a tokenizer (a single-file checkpoint, a folder without tokenizer/) gets the
+// built-in vocabulary, which tokenizes exactly as the reference vocab.json + merges.txt do.
+TEST(tokenizer_builtin_vocabulary) {
+    clip_tokenizer *ref = clip_tokenizer_load(shared_path("models/clip-tokenizer"));
+    REQUIRE(ref);
+    const char *models[] = {"fixtures/sd1_tiny.original.safetensors", "fixtures/sd1_tiny"};
+    const char *text = "A photo of sks dog, on the beach at sunset; café, naïve 1234 it's <3 \u00e9t\u00e9 🐕";
+    for (int k = 0; k < 2; k++) {
+        clip_tokenizer *t = clip_tokenizer_for_model(shared_path(models[k]), NULL);
+        REQUIRE(t);
+        CHECK_EQ_INT(clip_tokenizer_vocab_size(t), clip_tokenizer_vocab_size(ref));
+        CHECK_EQ_INT(clip_tokenizer_pad(t), clip_tokenizer_eos(t));   // SD 1.x pads with EOS
+        int n1, n2;
+        int *a = clip_tokenize(t, text, &n1), *b = clip_tokenize(ref, text, &n2);
+        CHECK_EQ_INT(n1, n2);
+        CHECK(n1 > 10 && n1 == n2 && !memcmp(a, b, sizeof(int) * (size_t)n1));
+        for (int id = 0; id < clip_tokenizer_vocab_size(t); id += 997)
+            CHECK(!strcmp(clip_tokenizer_token(t, id), clip_tokenizer_token(ref, id)));
+        free(a), free(b);
+        clip_tokenizer_free(t);
+    }
+    clip_tokenizer_free(ref);
 }
 
 TEST(tokenizer_model_resolution_and_pad) {
@@ -319,10 +340,11 @@ TEST(tokenizer_cli) {
                  shared_path("fixtures/sd2_tiny.original.safetensors"), shared_path("models/clip-tokenizer"));
     CHECK_EQ_INT(rc, 0);
     CHECK_MSG(!strcmp(out, "[585, 568]\n"), "%s", out);
-    rc = run_cmd(out, sizeof out, "%s tokenize --model %s \"x\"", singlora_bin(),
+    // a single-file checkpoint without --tokenizer: the built-in vocabulary
+    rc = run_cmd(out, sizeof out, "%s tokenize --model %s \"a photo of sks dog\"", singlora_bin(),
                  shared_path("fixtures/sd1_tiny.original.safetensors"));
-    CHECK_EQ_INT(rc, 1);
-    CHECK_MSG(strstr(out, "--tokenizer DIR"), "%s", out);
+    CHECK_EQ_INT(rc, 0);
+    CHECK_MSG(!strncmp(out, "[49406, 320, 1125, 539, 48136, 1929, 49407, 49407,", 50), "%s", out);
     // a long prompt warns on stderr and still prints 77 ids
     char cmd[2048];
     int o = snprintf(cmd, sizeof cmd, "%s tokenize --model %s \"", singlora_bin(), shared_path("models/clip-tokenizer"));

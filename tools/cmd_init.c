@@ -30,8 +30,9 @@ static const char *HELP =
     "                      one more resblock than the config's layers, which SD 2.x skips)\n"
     "  --layout diffusers  FILE is a folder: FILE/<component>/ with its weights and config.json;\n"
     "                      also FILE/model_index.json, scheduler/scheduler_config.json when DIR has\n"
-    "                      one, and tokenizer/ (DIR's tokenizer/ files, and TOK's); when FILE ends\n"
-    "                      in .safetensors, just the one component's weights file\n"
+    "                      one, and tokenizer/ (DIR's tokenizer/ files, and TOK's vocabulary or the\n"
+    "                      built-in CLIP one); when FILE ends in .safetensors, just the\n"
+    "                      one component's weights file\n"
     "  --component NAME    only this component (default: every one DIR has a config for)\n"
     "  --tokenizer TOK     with --layout diffusers: copy this CLIP tokenizer (a folder with\n"
     "                      vocab.json + merges.txt, or bpe_simple_vocab_16e6.txt.gz) into tokenizer/\n"
@@ -161,10 +162,8 @@ static int write_extras(const char *dir, const char *outp, const char *tokenizer
     }
     snprintf(from, sizeof from, "%s/tokenizer", dir);
     int dir_tok = path_is_dir(from);
-    if (dir_tok || tokenizer) {
-        snprintf(to, sizeof to, "%s/tokenizer", outp);
-        if (mkdir_p(to) != 0) sl_fail();
-    }
+    snprintf(to, sizeof to, "%s/tokenizer", outp);
+    if (mkdir_p(to) != 0) sl_fail();
     if (tokenizer) {
         // TOK's vocabulary first; DIR's tokenizer configs after it (the model's special tokens win)
         char src[4096];
@@ -179,14 +178,17 @@ static int write_extras(const char *dir, const char *outp, const char *tokenizer
         }
     }
     if (dir_tok && copy_folder_files(from, to) != 0) sl_fail();
-    if (dir_tok && !tokenizer) {
-        char vocab[4200];
+    if (!tokenizer) {   // the built-in vocabulary, unless DIR's tokenizer/ brought one
+        char vocab[4200], gz[4200];
         snprintf(vocab, sizeof vocab, "%s/vocab.json", to);
-        if (!path_exists(vocab))
-            sl_warn("%s has tokenizer configs but no vocabulary; pass --tokenizer TOK to include one", from);
+        snprintf(gz, sizeof gz, "%s/bpe_simple_vocab_16e6.txt.gz", to);
+        if (!path_exists(vocab) && !path_exists(gz)) {
+            size_t n;
+            const void *bufs[1] = {clip_default_vocab_gz(&n)};
+            if (atomic_write(gz, bufs, &n, 1) != 0) sl_fail();
+        }
     }
-    if (dir_tok || tokenizer) wrote |= 2;
-    return wrote;
+    return wrote | 2;
 }
 
 // ---------------------------------------------------------------- the command
