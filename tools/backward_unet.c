@@ -156,11 +156,8 @@ int backward_unet_main(int argc, char **argv) {
             char name[560];
             adapter_tensor_name(name, sizeof name, ads->slots[i].module, ads->method, k);
             snprintf(adn[k_ad], sizeof adn[0], "grad.%s", name);
-            if (a->method == ADAPTER_SINGLORA)
-                st_writer_add(wr, adn[k_ad++], DT_F32, 2, (int64_t[]){adapter_rows(a), a->rank}, a->dA);
-            else if (k == 0) st_writer_add(wr, adn[k_ad++], DT_F32, 2, (int64_t[]){a->rank, a->d_in}, a->ddown);
-            else if (k == 1) st_writer_add(wr, adn[k_ad++], DT_F32, 2, (int64_t[]){a->d_out, a->rank}, a->dup);
-            else st_writer_add(wr, adn[k_ad++], DT_F32, 1, (int64_t[]){a->d_out}, a->dmagnitude);
+            adapter_tensor_ref t = adapter_tensor(a, k);
+            st_writer_add(wr, adn[k_ad++], DT_F32, t.ndim, t.shape, *t.grad);
         }
     }
     if (st_writer_save(wr, outp) != 0) sl_fail();

@@ -27,6 +27,15 @@ int64_t adapter_param_count(const adapter *a) {
     return a->method == ADAPTER_DORA ? n + a->d_out : n;
 }
 
+int adapter_tensor_count(adapter_method m) { return m == ADAPTER_SINGLORA ? 1 : m == ADAPTER_LORA ? 2 : 3; }
+
+adapter_tensor_ref adapter_tensor(adapter *a, int k) {
+    if (a->method == ADAPTER_SINGLORA) return (adapter_tensor_ref){&a->A, &a->dA, 2, {adapter_rows(a), a->rank}};
+    if (k == 0) return (adapter_tensor_ref){&a->down, &a->ddown, 2, {a->rank, a->d_in}};
+    if (k == 1) return (adapter_tensor_ref){&a->up, &a->dup, 2, {a->d_out, a->rank}};
+    return (adapter_tensor_ref){&a->magnitude, &a->dmagnitude, 1, {a->d_out, 0}};
+}
+
 float singlora_ramp(int64_t step, int64_t ramp_steps) {
     if (ramp_steps <= 0 || step >= ramp_steps) return 1.0f;
     return step <= 0 ? 0.0f : (float)((double)step / (double)ramp_steps);
@@ -39,32 +48,32 @@ void adapter_alloc(adapter *a, adapter_method method, int d_in, int d_out, int r
     a->d_out = d_out;
     a->rank = rank;
     a->alpha = alpha;
-    if (method == ADAPTER_SINGLORA) {
-        a->A = sl_zeros_f32((int64_t)adapter_rows(a) * rank);
-    } else {
-        a->down = sl_zeros_f32((int64_t)rank * d_in);
-        a->up = sl_zeros_f32((int64_t)d_out * rank);
-        if (method == ADAPTER_DORA) a->magnitude = sl_zeros_f32(d_out);
+    for (int k = 0; k < adapter_tensor_count(method); k++) {
+        adapter_tensor_ref t = adapter_tensor(a, k);
+        *t.data = sl_zeros_f32(shape_numel(t.ndim, t.shape));
     }
 }
 
 void adapter_alloc_grads(adapter *a) {
-    if (a->A && !a->dA) a->dA = sl_zeros_f32((int64_t)adapter_rows(a) * a->rank);
-    if (a->down && !a->ddown) a->ddown = sl_zeros_f32((int64_t)a->rank * a->d_in);
-    if (a->up && !a->dup) a->dup = sl_zeros_f32((int64_t)a->d_out * a->rank);
-    if (a->magnitude && !a->dmagnitude) a->dmagnitude = sl_zeros_f32(a->d_out);
+    for (int k = 0; k < adapter_tensor_count(a->method); k++) {
+        adapter_tensor_ref t = adapter_tensor(a, k);
+        if (!*t.grad) *t.grad = sl_zeros_f32(shape_numel(t.ndim, t.shape));
+    }
 }
 
 void adapter_zero_grads(adapter *a) {
-    if (a->dA) memset(a->dA, 0, sizeof(float) * (size_t)adapter_rows(a) * (size_t)a->rank);
-    if (a->ddown) memset(a->ddown, 0, sizeof(float) * (size_t)a->rank * (size_t)a->d_in);
-    if (a->dup) memset(a->dup, 0, sizeof(float) * (size_t)a->d_out * (size_t)a->rank);
-    if (a->dmagnitude) memset(a->dmagnitude, 0, sizeof(float) * (size_t)a->d_out);
+    for (int k = 0; k < adapter_tensor_count(a->method); k++) {
+        adapter_tensor_ref t = adapter_tensor(a, k);
+        if (*t.grad) memset(*t.grad, 0, sizeof(float) * (size_t)shape_numel(t.ndim, t.shape));
+    }
 }
 
 void adapter_free(adapter *a) {
-    float *bufs[] = {a->A, a->down, a->up, a->magnitude, a->dA, a->ddown, a->dup, a->dmagnitude};
-    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) sl_free_aligned(bufs[i]);
+    for (int k = 0; k < adapter_tensor_count(a->method); k++) {
+        adapter_tensor_ref t = adapter_tensor(a, k);
+        sl_free_aligned(*t.data);
+        sl_free_aligned(*t.grad);
+    }
     memset(a, 0, sizeof *a);
 }
 

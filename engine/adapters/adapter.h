@@ -28,6 +28,18 @@ int adapter_method_from_name(const char *name);    // -1 when unknown
 int adapter_rows(const adapter *a);                // singlora: max(d_in, d_out)
 int64_t adapter_param_count(const adapter *a);
 
+// The trainable tensors of a method (singlora: A; lora: down, up; dora: down, up, magnitude) and
+// tensor k of an adapter: where its data and its gradient live (pointers to the adapter's
+// fields, so a flat parameter block can re-point them; *grad is NULL before
+// adapter_alloc_grads) and its shape. This is the one list of an adapter's tensors.
+int adapter_tensor_count(adapter_method m);
+typedef struct {
+    float **data, **grad;
+    int ndim;
+    int64_t shape[2];
+} adapter_tensor_ref;
+adapter_tensor_ref adapter_tensor(adapter *a, int k);
+
 // The ramp u(t) = min(t / T, 1) at optimizer step t; T = 0 disables it (u = 1).
 float singlora_ramp(int64_t step, int64_t ramp_steps);
 

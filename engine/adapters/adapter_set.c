@@ -80,7 +80,6 @@ void adapter_set_free(adapter_set *s) {
     free(s);
 }
 
-int adapter_tensor_count(adapter_method m) { return m == ADAPTER_SINGLORA ? 1 : m == ADAPTER_LORA ? 2 : 3; }
 
 static const char *tensor_suffix(adapter_method m, int k) {
     if (m == ADAPTER_SINGLORA) return "singlora.A";
@@ -90,18 +89,6 @@ static const char *tensor_suffix(adapter_method m, int k) {
 
 void adapter_tensor_name(char *buf, size_t len, const char *module, adapter_method m, int k) {
     snprintf(buf, len, "unet.%s.%s", module, tensor_suffix(m, k));
-}
-
-// Tensor k of an adapter: its data and shape.
-static float *slot_tensor(adapter *a, int k, int *ndim, int64_t shape[2]) {
-    if (a->method == ADAPTER_SINGLORA) {
-        *ndim = 2; shape[0] = adapter_rows(a); shape[1] = a->rank;
-        return a->A;
-    }
-    if (k == 0) { *ndim = 2; shape[0] = a->rank; shape[1] = a->d_in; return a->down; }
-    if (k == 1) { *ndim = 2; shape[0] = a->d_out; shape[1] = a->rank; return a->up; }
-    *ndim = 1; shape[0] = a->d_out;
-    return a->magnitude;
 }
 
 int adapter_bind_shape(adapter *a, const char *module, int d_in, int d_out, const char *path) {
@@ -126,11 +113,9 @@ int adapter_set_save(const adapter_set *s, const char *path) {
     for (int i = 0; i < s->n_slots; i++) {
         adapter *a = &s->slots[i].a;
         for (int k = 0; k < adapter_tensor_count(s->method); k++) {
-            int nd;
-            int64_t sh[2];
-            float *data = slot_tensor(a, k, &nd, sh);
+            adapter_tensor_ref t = adapter_tensor(a, k);
             adapter_tensor_name(name, sizeof name, s->slots[i].module, s->method, k);
-            st_writer_add(w, name, DT_F32, nd, sh, data);   // the writer copies the shape
+            st_writer_add(w, name, DT_F32, t.ndim, t.shape, *t.data);   // the writer copies the shape
         }
     }
     st_writer_meta(w, "singlora.format", "1");
@@ -233,12 +218,10 @@ adapter_set *adapter_set_load(const char *path) {
         for (int k = 0; k < nt; k++) {
             char name[600];
             adapter_tensor_name(name, sizeof name, module, s->method, k);
-            int nd;
-            int64_t shape[2];
-            float *dst = slot_tensor(a, k, &nd, shape);
-            float *src = st_load_f32(f, name, nd, shape);
+            adapter_tensor_ref t = adapter_tensor(a, k);
+            float *src = st_load_f32(f, name, t.ndim, t.shape);
             if (!src) goto fail;
-            memcpy(dst, src, sizeof(float) * (size_t)shape_numel(nd, shape));
+            memcpy(*t.data, src, sizeof(float) * (size_t)shape_numel(t.ndim, t.shape));
             sl_free_aligned(src);
         }
     }

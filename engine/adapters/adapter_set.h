@@ -41,8 +41,7 @@ adapter *adapter_set_find(const adapter_set *s, const char *module);
 int64_t adapter_set_param_count(const adapter_set *s);
 void adapter_set_free(adapter_set *s);
 
-// The tensor-name suffixes of a method, e.g. {"singlora.A"} — and the name of slot tensor k.
-int adapter_tensor_count(adapter_method m);
+// The file name of slot tensor k (adapter_tensor's k), e.g. unet.<module>.singlora.A.
 void adapter_tensor_name(char *buf, size_t len, const char *module, adapter_method m, int k);
 
 // Fixes a loaded adapter's layer shape from the model (a SingLoRA file stores only
