@@ -8,6 +8,9 @@ static const command TARGETS[] = {
     {"vae-decode", "latent -> image through the VAE decoder", forward_vae_decode_main},
     {"txt2img", "token ids + initial noise -> latents after each step and the decoded image", forward_txt2img_main},
     {"text", "CLIP text encoder: input_ids -> last_hidden_state, conditioning, pooler_output", forward_text_main},
+    {"dino", "DINO ViT: pixel_values or images -> cls_embedding, last_hidden_state", forward_dino_main},
+    {"clip-image", "CLIP image tower: pixel_values or images -> image_embeds, pooler_output", forward_clip_image_main},
+    {"clip-text", "CLIP text tower: input_ids -> text_embeds, pooler_output, last_hidden_state", forward_clip_text_main},
 };
 #define N_TARGETS (int)(sizeof TARGETS / sizeof TARGETS[0])
 

@@ -25,6 +25,7 @@ int cmd_adapter(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_backward(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 // targets of `singlora forward` (tools/forward_<target>.c); argv[0] is the target name
 int forward_text_main(int argc, char **argv);
@@ -32,6 +33,9 @@ int forward_txt2img_main(int argc, char **argv);
 int forward_unet_main(int argc, char **argv);
 int forward_vae_encode_main(int argc, char **argv);
 int forward_vae_decode_main(int argc, char **argv);
+int forward_dino_main(int argc, char **argv);         // tools/forward_eval.c
+int forward_clip_image_main(int argc, char **argv);
+int forward_clip_text_main(int argc, char **argv);
 
 // targets of `singlora backward` (tools/backward_<target>.c)
 int backward_unet_main(int argc, char **argv);
