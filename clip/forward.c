@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "clip/text_encoder.h"
-#include "engine/kernels/activations.h"
+#include "engine/blocks/encoder_layer.h"
 #include "engine/kernels/attention.h"
 #include "engine/io/config.h"
 #include "engine/core/error.h"
@@ -20,7 +20,7 @@
 int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L, int n_layers, float *out,
                       float **hs) {
     const clip_text_config *c = &m->cfg;
-    int D = c->hidden, I = c->intermediate, H = c->heads, Dh = D / H;
+    int D = c->hidden, I = c->intermediate, H = c->heads;
     if (L < 1 || L > c->max_pos) return sl_error(NULL, "sequence length %d: the text encoder takes 1..%d tokens", L, c->max_pos);
     if (n_layers < 0 || n_layers > c->layers) return sl_error(NULL, "layer %d: the text encoder holds %d", n_layers, c->layers);
     for (int64_t i = 0; i < (int64_t)N * L; i++)
@@ -29,44 +29,22 @@ int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L
                             (long long)(i / L), (long long)(i % L), c->vocab - 1);
     int64_t M = (int64_t)N * L;
     float *x = sl_alloc_f32(M * D);    // (N, L, D) the residual stream
-    float *h = sl_alloc_f32(M * D);    // (N, L, D) normalised input of a sub-block
-    float *q = sl_alloc_f32(M * D), *k = sl_alloc_f32(M * D), *v = sl_alloc_f32(M * D);   // (N, L, H·Dh)
-    float *a = sl_alloc_f32(M * D);    // (N, L, D) attention output
-    float *mlp = sl_alloc_f32(M * I);  // (N, L, I)
     // embeddings: token + position
     for (int64_t i = 0; i < M; i++) {
         const float *te = m->tok_emb + (int64_t)ids[i] * D, *pe = m->pos_emb + (i % L) * D;
         for (int d = 0; d < D; d++) x[i * D + d] = te[d] + pe[d];
     }
     if (hs && hs[0]) memcpy(hs[0], x, sizeof(float) * (size_t)(M * D));
-    float scale = 1.0f / sqrtf((float)Dh);
+    encoder_shape sh = {N, L, D, H, I, c->eps, c->act == CLIP_ACT_GELU ? ENCODER_ACT_GELU : ENCODER_ACT_QUICK_GELU, 1};
+    encoder_scratch sc;
+    encoder_scratch_alloc(&sc, &sh);
     for (int l = 0; l < n_layers; l++) {
-        const clip_text_layer *y = &m->layer[l];
-        // x += out_proj(causal_attention(LN1(x)))
-        layernorm_forward(h, NULL, NULL, x, y->ln1_w, y->ln1_b, (int)M, D, c->eps);
-        linear_forward(q, h, y->q_w, y->q_b, (int)M, D, D);
-        linear_forward(k, h, y->k_w, y->k_b, (int)M, D, D);
-        linear_forward(v, h, y->v_w, y->v_b, (int)M, D, D);
-        attention_forward(a, q, k, v, N, L, L, H, Dh, scale, 1);
-        linear_forward(h, a, y->o_w, y->o_b, (int)M, D, D);
-        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
-        // x += fc2(act(fc1(LN2(x))))
-        layernorm_forward(h, NULL, NULL, x, y->ln2_w, y->ln2_b, (int)M, D, c->eps);
-        linear_forward(mlp, h, y->fc1_w, y->fc1_b, (int)M, D, I);
-        if (c->act == CLIP_ACT_GELU) gelu_forward(mlp, mlp, M * I);
-        else quick_gelu_forward(mlp, mlp, M * I);
-        linear_forward(h, mlp, y->fc2_w, y->fc2_b, (int)M, I, D);
-        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
+        encoder_layer_forward(x, &m->layer[l], &sh, &sc);
         if (hs && hs[l + 1]) memcpy(hs[l + 1], x, sizeof(float) * (size_t)(M * D));
     }
+    encoder_scratch_free(&sc);
     if (out) layernorm_forward(out, NULL, NULL, x, m->lnf_w, m->lnf_b, (int)M, D, c->eps);
     sl_free_aligned(x);
-    sl_free_aligned(h);
-    sl_free_aligned(q);
-    sl_free_aligned(k);
-    sl_free_aligned(v);
-    sl_free_aligned(a);
-    sl_free_aligned(mlp);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 // self-attention (LN1 -> MHA -> +residual; LN2 -> fc1 -> quick_gelu/gelu -> fc2 -> +residual),
 // a final LayerNorm. Loaded from a diffusers folder or an original single-file checkpoint.
 #pragma once
+#include "engine/blocks/encoder_layer.h"
 #include <stdint.h>
 
 #include "clip/names.h"
@@ -22,14 +23,7 @@ typedef struct {
     int eos_id;         // pooling: transformers takes argmax(ids) when this is 2 (legacy configs)
 } clip_text_config;
 
-typedef struct {
-    float *ln1_w, *ln1_b;                               // (D)
-    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;           // (D, D), (D)
-    float *o_w, *o_b;                                   // (D, D), (D)
-    float *ln2_w, *ln2_b;                               // (D)
-    float *fc1_w, *fc1_b;                               // (I, D), (I)
-    float *fc2_w, *fc2_b;                               // (D, I), (D)
-} clip_text_layer;
+typedef encoder_layer clip_text_layer;   // pre-LN: LN1, q/k/v/o (D, D), LN2, fc1 (I, D), fc2 (D, I)
 
 typedef struct {
     clip_text_config cfg;

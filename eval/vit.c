@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/kernels/activations.h"
+#include "engine/blocks/encoder_layer.h"
 #include "engine/kernels/attention.h"
 #include "engine/core/error.h"
 #include "engine/kernels/linear.h"
@@ -112,7 +112,7 @@ int vit_walk(vit_model *m, const vit_names *nm, param_visitor fn, void *ctx) {
 
 void vit_forward(const vit_model *m, const float *pixels, int N, float *x, float **hs) {
     const vit_config *c = &m->cfg;
-    int D = c->hidden, I = c->intermediate, H = c->heads, Dh = D / H, P = c->patch_size, C = c->channels;
+    int D = c->hidden, I = c->intermediate, H = c->heads, P = c->patch_size, C = c->channels;
     int S = c->image_size, G = S / P, T = G * G + 1, K = C * P * P;
     int64_t M = (int64_t)N * T;
     // patch embedding: gather each patch as a row of (C, P, P), one GEMM with the conv weight (D, C·P·P)
@@ -140,34 +140,14 @@ void vit_forward(const vit_model *m, const float *pixels, int N, float *x, float
     sl_free_aligned(emb);
     if (c->pre_norm) layernorm_forward(x, NULL, NULL, x, m->pre_ln_w, m->pre_ln_b, (int)M, D, c->eps);
     if (hs && hs[0]) memcpy(hs[0], x, sizeof(float) * (size_t)(M * D));
-    float *h = sl_alloc_f32(M * D);    // (N, T, D) normalised input of a sub-block
-    float *q = sl_alloc_f32(M * D), *k = sl_alloc_f32(M * D), *v = sl_alloc_f32(M * D);   // (N, T, H·Dh)
-    float *a = sl_alloc_f32(M * D);    // (N, T, D) attention output
-    float *mlp = sl_alloc_f32(M * I);  // (N, T, I)
-    float scale = 1.0f / sqrtf((float)Dh);
+    encoder_shape sh = {N, T, D, H, I, c->eps, c->act == VIT_ACT_GELU ? ENCODER_ACT_GELU : ENCODER_ACT_QUICK_GELU, 0};
+    encoder_scratch sc;
+    encoder_scratch_alloc(&sc, &sh);
     for (int l = 0; l < c->layers; l++) {
-        const vit_layer *y = &m->layer[l];
-        layernorm_forward(h, NULL, NULL, x, y->ln1_w, y->ln1_b, (int)M, D, c->eps);
-        linear_forward(q, h, y->q_w, y->q_b, (int)M, D, D);
-        linear_forward(k, h, y->k_w, y->k_b, (int)M, D, D);
-        linear_forward(v, h, y->v_w, y->v_b, (int)M, D, D);
-        attention_forward(a, q, k, v, N, T, T, H, Dh, scale, 0);
-        linear_forward(h, a, y->o_w, y->o_b, (int)M, D, D);
-        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
-        layernorm_forward(h, NULL, NULL, x, y->ln2_w, y->ln2_b, (int)M, D, c->eps);
-        linear_forward(mlp, h, y->fc1_w, y->fc1_b, (int)M, D, I);
-        if (c->act == VIT_ACT_GELU) gelu_forward(mlp, mlp, M * I);
-        else quick_gelu_forward(mlp, mlp, M * I);
-        linear_forward(h, mlp, y->fc2_w, y->fc2_b, (int)M, I, D);
-        for (int64_t i = 0; i < M * D; i++) x[i] += h[i];
+        encoder_layer_forward(x, &m->layer[l], &sh, &sc);
         if (hs && hs[l + 1]) memcpy(hs[l + 1], x, sizeof(float) * (size_t)(M * D));
     }
-    sl_free_aligned(h);
-    sl_free_aligned(q);
-    sl_free_aligned(k);
-    sl_free_aligned(v);
-    sl_free_aligned(a);
-    sl_free_aligned(mlp);
+    encoder_scratch_free(&sc);
 }
 
 void vit_final_norm(const vit_model *m, float *out, const float *x, int M) {

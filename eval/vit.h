@@ -5,6 +5,7 @@
 // final LayerNorm (DINO's `norm`, CLIP's post_layernorm) that the families apply themselves.
 // Tokens are (N, T, D) with T = (S/P)² + 1, the class token first.
 #pragma once
+#include "engine/blocks/encoder_layer.h"
 #include "engine/core/params.h"
 
 typedef enum { VIT_ACT_GELU, VIT_ACT_QUICK_GELU } vit_act;
@@ -24,14 +25,7 @@ typedef struct {
     int pre_norm;       // a LayerNorm on the embeddings (CLIP's pre_layrnorm)
 } vit_config;
 
-typedef struct {
-    float *ln1_w, *ln1_b;                       // (D)
-    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b;   // (D, D), (D) (biases NULL without qkv_bias)
-    float *o_w, *o_b;                           // (D, D), (D)
-    float *ln2_w, *ln2_b;                       // (D)
-    float *fc1_w, *fc1_b;                       // (I, D), (I)
-    float *fc2_w, *fc2_b;                       // (D, I), (D)
-} vit_layer;
+typedef encoder_layer vit_layer;   // pre-LN; q/k/v biases NULL without qkv_bias
 
 typedef struct {
     vit_config cfg;
