@@ -54,48 +54,40 @@ static int check_dora(const unet_model *m, unet_model *g) {
 
 static int adapter_trains(const adapter *a) { return a && (a->dA || a->ddown || a->dup || a->dmagnitude); }
 
-static int any_set(float *const *p, int n) {
-    for (int i = 0; i < n; i++)
-        if (p[i]) return 1;
+// Which ops own something that trains, from the two walks (parameters of the gradient mirror
+// with a buffer; Linear layers whose adapter has gradient buffers): a name belongs to the op
+// whose module path prefixes it.
+typedef struct {
+    const unet_tape *T;
+    char (*module)[64];   // (n_ops) each op's module path
+    char *trains;         // (n_ops)
+} trains_map;
+
+static void mark_owner(trains_map *t, const char *name) {
+    for (int k = 0; k < t->T->n_ops; k++) {
+        size_t n = strlen(t->module[k]);
+        if (!strncmp(name, t->module[k], n) && name[n] == '.') t->trains[k] = 1;
+    }
+}
+
+static int mark_param(void *ctx, const param_desc *p) {
+    if (*p->slot) mark_owner(ctx, p->name);
     return 0;
 }
 
-// Does the op have a parameter with a gradient buffer in g, or an adapter that trains?
-static int op_trains(const unet_op *op, const unet_model *m, unet_model *g) {
-    if (op->kind == OP_TRANSFORMER) {
-        const unet_transformer *tr = unet_op_transformer(m, op);
-        if (adapter_trains(tr->proj_in_ad) || adapter_trains(tr->proj_out_ad)) return 1;
-        for (int k = 0; k < tr->n_blocks; k++)
-            for (int l = 0; l < TB_N_LINEARS; l++)
-                if (adapter_trains(tr->blocks[k].ad[l])) return 1;
-    }
-    if (!g) return 0;
-    switch (op->kind) {
-    case OP_RESNET: {
-        const resnet_block *r = unet_op_resnet(g, op);
-        float *const p[] = {r->norm1_w, r->norm1_b, r->conv1_w, r->conv1_b, r->temb_w, r->temb_b,
-                            r->norm2_w, r->norm2_b, r->conv2_w, r->conv2_b, r->skip_w, r->skip_b};
-        return any_set(p, (int)(sizeof p / sizeof *p));
-    }
-    case OP_TRANSFORMER: {
-        const unet_transformer *t = unet_op_transformer(g, op);
-        float *const p[] = {t->norm_w, t->norm_b, t->proj_in_w, t->proj_in_b, t->proj_out_w, t->proj_out_b};
-        if (any_set(p, 6)) return 1;
-        for (int k = 0; k < t->n_blocks; k++) {
-            const unet_tblock *b = &t->blocks[k];
-            float *const q[] = {b->norm1_w, b->norm1_b, b->attn1_q, b->attn1_k, b->attn1_v, b->attn1_out_w,
-                                b->attn1_out_b, b->norm2_w, b->norm2_b, b->attn2_q, b->attn2_k, b->attn2_v,
-                                b->attn2_out_w, b->attn2_out_b, b->norm3_w, b->norm3_b, b->ff1_w, b->ff1_b,
-                                b->ff2_w, b->ff2_b};
-            if (any_set(q, (int)(sizeof q / sizeof *q))) return 1;
-        }
-        return 0;
-    }
-    default: {
-        const unet_block *b = unet_op_block(g, op);
-        return b->resample_w || b->resample_b;
-    }
-    }
+static int mark_adapter(void *ctx, const unet_linear *l) {
+    if (adapter_trains(*l->adapter)) mark_owner(ctx, l->path);
+    return 0;
+}
+
+// trains (n_ops): 1 where the op has a parameter or an adapter tensor that gets a gradient.
+static void ops_that_train(char *trains, const unet_tape *T, const unet_model *m, unet_model *g) {
+    trains_map t = {T, sl_calloc((size_t)T->n_ops + 1, sizeof *t.module), trains};
+    memset(trains, 0, (size_t)T->n_ops);
+    for (int k = 0; k < T->n_ops; k++) unet_op_module(&T->ops[k], t.module[k], sizeof t.module[k]);
+    if (g) unet_walk(g, mark_param, &t);
+    unet_walk_linears((unet_model *)m, mark_adapter, &t);
+    free(t.module);
 }
 
 // One op's backward: din (N, C_in, H, W) += dL/d(input) (din NULL: not needed); an up resnet
@@ -191,10 +183,12 @@ int unet_backward(float *dx, float *dctx, unet_model *g, const float *dout, unet
     // one. An op with nothing to compute is skipped (e.g. the first resnet when only adapters
     // train).
     int needs[UNET_MAX_OPS + 1];   // needs[k]: something before op k wants a gradient
+    char trains[UNET_MAX_OPS];
+    ops_that_train(trains, T, m, g);
     needs[0] = dx || (g && (g->conv_in_w || g->conv_in_b));
     for (int k = 0; k < T->n_ops; k++) {
         const unet_op *op = &T->ops[k];
-        needs[k + 1] = needs[k] || op_trains(op, m, g) || (op->kind == OP_RESNET && dtemb_silu) ||
+        needs[k + 1] = needs[k] || trains[k] || (op->kind == OP_RESNET && dtemb_silu) ||
                        (op->kind == OP_TRANSFORMER && dctx);
     }
 

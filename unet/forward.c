@@ -58,6 +58,13 @@ void unet_upsample_to(float *out, const float *x, int N, int C, int H, int W, in
 
 // ---------------------------------------------------------------- the op sequence
 
+const char *unet_op_module(const unet_op *op, char *buf, size_t len) {
+    static const char *const layer[] = {"resnets", "attentions", "downsamplers", "upsamplers"};
+    if (op->part == 1) snprintf(buf, len, "mid_block.%s.%d", layer[op->kind], op->j);
+    else snprintf(buf, len, "%s_blocks.%d.%s.%d", op->part ? "up" : "down", op->i, layer[op->kind], op->j);
+    return buf;
+}
+
 static unet_op *add_op(unet_tape *T, unet_op_kind kind, int part, int i, int j, int C_in, int C_out, int H, int W,
                        int Ho, int Wo) {
     unet_op *op = &T->ops[T->n_ops++];
@@ -128,8 +135,7 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
     }
     case OP_TRANSFORMER: {
         char name[64];
-        if (op->part == 1) snprintf(name, sizeof name, "mid_block.attentions.0");
-        else snprintf(name, sizeof name, "%s_blocks.%d.attentions.%d", op->part ? "up" : "down", op->i, op->j);
+        unet_op_module(op, name, sizeof name);
         const unet_transformer *tr = unet_op_transformer(m, op);
         if (keep == UNET_KEEP_CHECKPOINT) transformer_forward_checkpoint(op->out, in, ctx, tr, ua, N, op->H, op->W, L, &op->ta);
         else transformer_forward(op->out, in, ctx, tr, ua, N, op->H, op->W, L, keep ? &op->ta : NULL, trace, name);

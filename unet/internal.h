@@ -70,6 +70,8 @@ enum {
                            // recomputed in backward by transformer_recompute)
 };
 // Runs one op: op->out = layer(input [, skip]) (allocated) and keeps its activations as asked.
+// The diffusers module path of an op's layer, e.g. "up_blocks.1.attentions.2", into buf.
+const char *unet_op_module(const unet_op *op, char *buf, size_t len);
 void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const float *skip, const float *temb_silu,
                      const float *ctx, const unet_adapt *ua, int N, int L, int keep, const unet_trace *trace);
 // out (N, Ca+Cb, HW) = [a (N, Ca, HW), b (N, Cb, HW)] along channels
