@@ -15,6 +15,7 @@ const command COMMANDS[] = {
     {"merge", "write a model with an adapter folded into its UNet (original single-file layout)", cmd_merge},
     {"init", "write a model with random weights at a config's real shapes", cmd_init},
     {"eval", "DINO, CLIP-I and CLIP-T of generated images against real photos", cmd_eval},
+    {"train", "DreamBooth: train a SingLoRA / LoRA / DoRA adapter on a folder of photos", cmd_train},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 
