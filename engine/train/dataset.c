@@ -11,48 +11,22 @@
 #include <stb/stb_image.h>
 
 #include "data/image.h"
+#include "data/resize.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/sha256.h"
+#include "engine/io/file_read.h"
 #include "engine/core/tensor.h"
 
 // ---------------------------------------------------------------- files
-
-static uint8_t *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { sl_error(path, "cannot open: %s", strerror(errno)); return NULL; }
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *buf = sl_malloc(cap);
-    for (;;) {
-        if (len == cap) {
-            if (cap > (1u << 30)) { fclose(f); free(buf); sl_error(path, "image file larger than 1 GB"); return NULL; }
-            cap *= 2;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) { fclose(f); free(buf); sl_die(path, "out of memory"); }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) { free(buf); sl_error(path, "read error"); return NULL; }
-    *n = len;
-    return buf;
-}
 
 static char *read_caption(const char *path) {
     size_t n;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fclose(f);
-    uint8_t *b = read_all(path, &n);
-    if (!b) return NULL;
-    char *s = sl_malloc(n + 1);
-    memcpy(s, b, n);
-    s[n] = 0;
-    free(b);
+    char *s = read_file(path, &n, 1u << 20, "caption file");
+    if (!s) return NULL;
     for (char *p = s; *p; p++)
         if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
     size_t a = 0, e = strlen(s);
@@ -108,7 +82,7 @@ int image_folder_scan(image_folder *f, const char *dir, const char *caption_ext,
         int h, w;
         uint8_t *px = image_load_u8(im->path, &h, &w);   // the full decode: truncated and corrupt files fail here
         size_t n = 0;
-        uint8_t *bytes = px ? read_all(im->path, &n) : NULL;
+        uint8_t *bytes = px ? (uint8_t *)read_file(im->path, &n, 1u << 30, "image file") : NULL;
         if (!px || !bytes) {
             sl_warn("%s (skipped)", sl_error_msg());
             free(px);
@@ -222,7 +196,7 @@ static uint8_t *apply_orientation(uint8_t *px, int *H, int *W, int o) {
 
 uint8_t *image_decode_rgb(const char *path, int *H, int *W) {
     size_t n = 0;
-    uint8_t *bytes = read_all(path, &n);
+    uint8_t *bytes = (uint8_t *)read_file(path, &n, 1u << 30, "image file");
     if (!bytes) return NULL;
     int w, h, comp;
     if (n == 0 || n > 0x7fffffff) { free(bytes); sl_error(path, "not a readable image"); return NULL; }
@@ -251,80 +225,24 @@ uint8_t *image_decode_rgb(const char *path, int *H, int *W) {
 
 // ---------------------------------------------------------------- resize, crop, flip
 
-// Bicubic (a = −0.5) with the support widened by the scale factor when shrinking (the
-// antialiased resampling PIL's resize does), separable, one pass per axis.
-static double cubic(double x) {
-    const double a = -0.5;
-    x = fabs(x);
-    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
-    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
-    return 0;
-}
-
-// out (n_out, stride_o) from in (n_in, stride_i) along one axis, for `lines` lines of `len` floats
-static void resample_axis(float *out, const float *in, int n_in, int n_out, int len, int in_step, int out_step,
-                          int line_step_in, int line_step_out, int lines) {
-    const double scale = (double)n_in / n_out, fscale = scale > 1 ? scale : 1, support = 2.0 * fscale;
-    double *wts = sl_malloc(sizeof(double) * (size_t)(2 * (int)ceil(support) + 2));
-    for (int o = 0; o < n_out; o++) {
-        double center = (o + 0.5) * scale;
-        int lo = (int)floor(center - support + 0.5), hi = (int)floor(center + support + 0.5);
-        if (lo < 0) lo = 0;
-        if (hi > n_in) hi = n_in;
-        double sum = 0;
-        for (int i = lo; i < hi; i++) sum += wts[i - lo] = cubic((i - center + 0.5) / fscale);
-        for (int i = lo; i < hi; i++) wts[i - lo] = sum != 0 ? wts[i - lo] / sum : 0;
-        for (int l = 0; l < lines; l++)
-            for (int c = 0; c < len; c++) {
-                double acc = 0;
-                for (int i = lo; i < hi; i++) acc += wts[i - lo] * in[(size_t)l * line_step_in + (size_t)i * in_step + c];
-                out[(size_t)l * line_step_out + (size_t)o * out_step + c] = (float)acc;
-            }
-    }
-    free(wts);
-}
-
-static uint8_t clamp_u8(float v) {
-    float r = nearbyintf(v);
-    return r < 0 ? 0 : r > 255 ? 255 : (uint8_t)r;
-}
-
-// dst (dh, dw, 3) from src (sh, sw, 3), antialiased bicubic. One function so that the project's
-// data/resize.c can replace it.
-static void resize_rgb_u8(const uint8_t *src, int sw, int sh, uint8_t *dst, int dw, int dh) {
-    float *in = sl_malloc(sizeof(float) * (size_t)sh * sw * 3);
-    float *mid = sl_malloc(sizeof(float) * (size_t)sh * dw * 3);
-    float *out = sl_malloc(sizeof(float) * (size_t)dh * dw * 3);
-    for (size_t i = 0; i < (size_t)sh * sw * 3; i++) in[i] = src[i];
-    resample_axis(mid, in, sw, dw, 3, 3, 3, sw * 3, dw * 3, sh);        // along x, each row
-    resample_axis(out, mid, sh, dh, dw * 3, dw * 3, dw * 3, 0, 0, 1);   // along y, whole rows
-    for (size_t i = 0; i < (size_t)dh * dw * 3; i++) dst[i] = clamp_u8(out[i]);
-    free(in);
-    free(mid);
-    free(out);
-}
-
 float *image_prepare(const char *path, const image_prep *p, int flip) {
     int h, w;
     uint8_t *px = image_decode_rgb(path, &h, &w);
     if (!px) return NULL;
     const int R = p->resolution;
-    // torchvision Resize(R): the shorter side becomes R, the longer int(R·long/short)
+    // torchvision Resize(R) on a PIL image (antialiased bicubic): the shorter side becomes R
     int nh, nw;
-    if (h <= w) { nh = R; nw = (int)((double)R * w / h); }
-    else { nw = R; nh = (int)((double)R * h / w); }
-    if (nw < R) nw = R;
-    if (nh < R) nh = R;
+    resize_short_side_hw(h, w, R, &nh, &nw);
     uint8_t *rs = px;
     if (nh != h || nw != w) {
         rs = sl_malloc((size_t)nh * nw * 3);
-        resize_rgb_u8(px, w, h, rs, nw, nh);
+        image_resize_bicubic_u8(rs, nw, nh, px, w, h, 3);
         free(px);
     }
     int top, left;
     if (p->center_crop) {
-        top = (int)lround((nh - R) / 2.0);
-        left = (int)lround((nw - R) / 2.0);
+        top = center_crop_offset(nh, R);
+        left = center_crop_offset(nw, R);
     } else {   // RandomCrop, drawn once per image so its latents can be cached
         sl_rng r;
         sl_rng_seed(&r, p->crop_seed);

@@ -32,6 +32,39 @@ static void example_weights(double *c, const sl_schedule *sch, const train_opts 
     }
 }
 
+int unet_regression_step(unet_model *m, unet_model *grads, const float *x, const float *t, const float *context,
+                         const float *target, const double *coef, int N, int h, int w, int L, int checkpointing,
+                         double grad_scale, float *dx, float *dcontext, float *loss) {
+    const int64_t per = (int64_t)m->cfg.out_channels * h * w;
+    float *pred = sl_alloc_f32(N * per), *dpred = sl_alloc_f32(N * per);
+    unet_tape *tape = unet_forward_train(pred, x, t, context, N, h, w, L, m, checkpointing);
+    if (!tape) {
+        sl_free_aligned(pred);
+        sl_free_aligned(dpred);
+        return -1;
+    }
+    double total = 0.0;
+    for (int b = 0; b < N; b++) {
+        const double cb = coef ? coef[b] : 1.0 / N;   // the plain mean: every example 1/N of it
+        const float *pb = pred + b * per, *tb = target + b * per;
+        float *db = dpred + b * per;
+        const double g = grad_scale * cb * 2.0 / (double)per;
+        double e = 0.0;
+        for (int64_t i = 0; i < per; i++) {
+            double d = (double)pb[i] - tb[i];
+            e += d * d;
+            db[i] = (float)(g * d);
+        }
+        total += cb * e / (double)per;
+    }
+    *loss = (float)total;
+    int rc = grad_scale != 0.0 || dx || dcontext ? unet_backward(dx, dcontext, grads, dpred, tape) : 0;
+    unet_tape_free(tape);
+    sl_free_aligned(pred);
+    sl_free_aligned(dpred);
+    return rc;
+}
+
 int train_micro_loss(unet_model *m, unet_model *grads, const sl_schedule *sch, const train_opts *o,
                      const train_micro *mb, double grad_scale, float *loss) {
     const unet_config *c = &m->cfg;
@@ -43,39 +76,20 @@ int train_micro_loss(unet_model *m, unet_model *grads, const sl_schedule *sch, c
     const int64_t per = (int64_t)Ci * mb->h * mb->w, n = (int64_t)B * per;
     sl_schedule s = *sch;          // the target follows the trained prediction type
     s.prediction = o->prediction;
-    float *noisy = sl_alloc_f32(n), *target = sl_alloc_f32(n), *pred = sl_alloc_f32(n);
+    float *noisy = sl_alloc_f32(n), *target = sl_alloc_f32(n);
     float *t = sl_alloc_f32(B);
     double *coef = sl_calloc((size_t)B, sizeof *coef);
     int rc = -1;
-    unet_tape *tape = NULL;
     if (sl_schedule_add_noise(&s, noisy, mb->latents, mb->noise, mb->timesteps, B, per) != 0 ||
         sl_schedule_target(&s, target, mb->latents, mb->noise, mb->timesteps, B, per) != 0)
         goto done;
     for (int b = 0; b < B; b++) t[b] = (float)mb->timesteps[b];
-    tape = unet_forward_train(pred, noisy, t, mb->context, B, mb->h, mb->w, mb->L, m, o->grad_checkpointing);
-    if (!tape) goto done;
     example_weights(coef, sch, o, mb);
-    double total = 0.0;
-    for (int b = 0; b < B; b++) {
-        double e = 0.0;
-        const float *pb = pred + b * per, *tb = target + b * per;
-        float *db = noisy + b * per;   // noisy is dead: it becomes dL/dpred (B, C_out, h, w)
-        const double g = grad_scale * coef[b] * 2.0 / (double)per;
-        for (int64_t i = 0; i < per; i++) {
-            double d = (double)pb[i] - tb[i];
-            e += d * d;
-            db[i] = (float)(g * d);
-        }
-        total += coef[b] * e / (double)per;
-    }
-    *loss = (float)total;
-    if (grad_scale != 0.0 && unet_backward(NULL, NULL, grads, noisy, tape) != 0) goto done;
-    rc = 0;
+    rc = unet_regression_step(m, grads, noisy, t, mb->context, target, coef, B, mb->h, mb->w, mb->L,
+                              o->grad_checkpointing, grad_scale, NULL, NULL, loss);
 done:
-    if (tape) unet_tape_free(tape);
     sl_free_aligned(noisy);
     sl_free_aligned(target);
-    sl_free_aligned(pred);
     sl_free_aligned(t);
     free(coef);
     return rc;

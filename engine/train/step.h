@@ -40,6 +40,16 @@ typedef struct {
     float u;                    // SingLoRA ramp of the step (1 for other methods)
 } train_step_info;
 
+// One forward and backward of the UNet on given inputs: loss = Σ_b coef[b]·mean((pred_b −
+// target_b)²) (coef NULL: the plain mean over every element, coef[b] = 1/N), and the gradient of
+// grad_scale·loss into grads (a unet_grads_new mirror; NULL: no weight gradients), the attached
+// adapters' gradient buffers, dx (N, C_in, h, w) and dcontext (N, L, D) (NULL to skip), all
+// accumulating. x (N, C_in, h, w), t (N), context (N, L, D), target (N, C_out, h, w). 0, or -1
+// with sl_error.
+int unet_regression_step(unet_model *m, unet_model *grads, const float *x, const float *t, const float *context,
+                         const float *target, const double *coef, int N, int h, int w, int L, int checkpointing,
+                         double grad_scale, float *dx, float *dcontext, float *loss);
+
 // The loss of one micro-batch and, when grad_scale != 0, the gradient of grad_scale·loss
 // backpropagated into the attached adapters' gradient buffers (accumulating; grads is a
 // gradient mirror of m from unet_grads_new, "none" for a frozen base). 0, or -1 with sl_error.
