@@ -18,7 +18,7 @@ BUILD   := build
 BIN     := singlora
 endif
 
-LIB_SRC   := $(wildcard engine/*.c clip/*.c unet/*.c vae/*.c data/*.c eval/*.c pipeline/*.c)
+LIB_SRC   := $(wildcard engine/*.c clip/*.c unet/*.c vae/*.c data/*.c data/world/*.c eval/*.c pipeline/*.c)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/*.c)
 BENCH_SRC := $(wildcard tools/bench/*.c)

@@ -14,6 +14,7 @@ const command COMMANDS[] = {
     {"export", "write an adapter as a kohya or diffusers LoRA file", cmd_export},
     {"merge", "write a model with an adapter folded into its UNet (original single-file layout)", cmd_merge},
     {"init", "write a model with random weights at a config's real shapes", cmd_init},
+    {"world", "the toy world: render images + captions, subjects' photos, score images", cmd_world},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 
