@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/world/blur.h"
 #include "data/world/dataset.h"
 #include "data/world/shape_match.h"
+#include "engine/error.h"
 
 void fidelity_features(const world_segmentation *seg, int k, const world_subject *s, subject_features *f) {
     memset(f, 0, sizeof *f);
@@ -53,23 +55,22 @@ void fidelity_features(const world_segmentation *seg, int k, const world_subject
     f->accent_radius = rn > 0 ? (float)(rs / rn / scale) : -1.f;
 }
 
-void fidelity_reference(subject_reference *ref, const world_subject *s) {
-    memset(ref, 0, sizeof *ref);
-    ref->subject = *s;
+static void reference_level(subject_features *out, const world_subject *s, int passes) {
     enum { S = FIDELITY_REFERENCE_SIZE };
-    uint8_t *rgb = malloc(S * S * 3);
-    int used = 0;
+    memset(out, 0, sizeof *out);
+    uint8_t *rgb = sl_malloc(S * S * 3);
+    int used = 0, n_radius = 0;
     double radius = 0;
-    int n_radius = 0;
     for (int i = 0; i < FIDELITY_REFERENCE_PHOTOS; i++) {
         world_subject_example(s, NULL, 0x5EEDu, (uint64_t)i, S, rgb, NULL, NULL);
+        blur_box3(rgb, S, S, passes);
         world_segmentation seg;
         segment_image(&seg, rgb, S, S);
         if (seg.n_comp > 0) {
             subject_features f;
             fidelity_features(&seg, 0, s, &f);
-            for (int q = 0; q < N_COLOURS; q++) ref->ref.hist[q] += f.hist[q];
-            for (int d = 0; d < 4; d++) ref->ref.trans[d] += f.trans[d];
+            for (int q = 0; q < N_COLOURS; q++) out->hist[q] += f.hist[q];
+            for (int d = 0; d < 4; d++) out->trans[d] += f.trans[d];
             if (f.accent_radius >= 0) radius += f.accent_radius, n_radius++;
             used++;
         }
@@ -77,28 +78,44 @@ void fidelity_reference(subject_reference *ref, const world_subject *s) {
     }
     free(rgb);
     if (used) {
-        for (int q = 0; q < N_COLOURS; q++) ref->ref.hist[q] /= (float)used;
-        for (int d = 0; d < 4; d++) ref->ref.trans[d] /= (float)used;
+        for (int q = 0; q < N_COLOURS; q++) out->hist[q] /= (float)used;
+        for (int d = 0; d < 4; d++) out->trans[d] /= (float)used;
     }
-    ref->ref.accent_radius = n_radius ? (float)(radius / n_radius) : -1.f;
+    out->accent_radius = n_radius ? (float)(radius / n_radius) : -1.f;
+}
+
+void fidelity_reference(subject_reference *ref, const world_subject *s) {
+    memset(ref, 0, sizeof *ref);
+    ref->subject = *s;
+    for (int b = 0; b < FIDELITY_BLUR_LEVELS; b++) reference_level(&ref->ref[b], s, b);
+}
+
+static fidelity_parts compare(const subject_features *f, const subject_features *r) {
+    fidelity_parts p = {0};
+    for (int q = 0; q < N_COLOURS; q++) p.colour += f->hist[q] < r->hist[q] ? f->hist[q] : r->hist[q];
+    double diff = 0, sum = 0;
+    for (int d = 0; d < 4; d++) diff += fabs(f->trans[d] - r->trans[d]), sum += f->trans[d] + r->trans[d];
+    p.pattern = sum > 0 ? (float)(1 - diff / sum) : 0.f;
+    if (f->accent_radius >= 0 && r->accent_radius >= 0) {
+        double a = f->accent_radius, b = r->accent_radius;
+        p.accent = a + b > 0 ? (float)(1 - fabs(a - b) / (a + b)) : 1.f;
+    }
+    return p;
 }
 
 float fidelity_score(const subject_reference *ref, const world_segmentation *seg, int k, fidelity_parts *parts) {
     subject_features f;
     fidelity_features(seg, k, &ref->subject, &f);
-    fidelity_parts p = {0};
-    for (int q = 0; q < N_COLOURS; q++) p.colour += f.hist[q] < ref->ref.hist[q] ? f.hist[q] : ref->ref.hist[q];
-    double diff = 0, sum = 0;
-    for (int d = 0; d < 4; d++) diff += fabs(f.trans[d] - ref->ref.trans[d]), sum += f.trans[d] + ref->ref.trans[d];
-    p.pattern = sum > 0 ? (float)(1 - diff / sum) : 0.f;
-    if (f.accent_radius >= 0 && ref->ref.accent_radius >= 0) {
-        double a = f.accent_radius, b = ref->ref.accent_radius;
-        p.accent = a + b > 0 ? (float)(1 - fabs(a - b) / (a + b)) : 1.f;
-    }
     float iou[N_SHAPES];
-    int best = match_shape(seg, k, iou);
-    p.shape = iou[best] > 0 ? iou[ref->subject.shape] / iou[best] : 0.f;
-    p.fidelity = p.colour * (p.pattern + p.accent) / 2 * p.shape;
-    if (parts) *parts = p;
-    return p.fidelity;
+    int best_shape = match_shape(seg, k, iou);
+    float shape = iou[best_shape] > 0 ? iou[ref->subject.shape] / iou[best_shape] : 0.f;
+    fidelity_parts best = {0};
+    for (int b = 0; b < FIDELITY_BLUR_LEVELS; b++) {
+        fidelity_parts p = compare(&f, &ref->ref[b]);
+        p.shape = shape;
+        p.fidelity = p.colour * (p.pattern + p.accent) / 2 * p.shape;
+        if (b == 0 || p.fidelity > best.fidelity) best = p;
+    }
+    if (parts) *parts = best;
+    return best.fidelity;
 }

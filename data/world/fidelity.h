@@ -1,5 +1,7 @@
 // Subject fidelity: how much a component of an image looks like the subject, in [0, 1],
-// measured against the subject's own renders (FIDELITY_REFERENCE_PHOTOS photos at 64 px):
+// measured against the subject's own renders (FIDELITY_REFERENCE_PHOTOS photos at 64 px, crisp
+// and after 1..FIDELITY_BLUR_LEVELS-1 box-blur passes: the level that matches best counts, so
+// that a soft but faithful image is not marked down for its softness):
 //   colour   histogram intersection of the palette colours over the component's interior
 //   pattern  similarity (1 - L1 / sum) of the pattern colour's transition rates along the four
 //            directions -, |, \, / (per pixel pair, times sqrt(area): scale-free); stripes are
@@ -18,6 +20,7 @@
 
 #define FIDELITY_REFERENCE_PHOTOS 16
 #define FIDELITY_REFERENCE_SIZE 64
+#define FIDELITY_BLUR_LEVELS 4
 
 typedef struct {
     float hist[N_COLOURS];   // fraction of the interior's known pixels per palette colour
@@ -31,7 +34,7 @@ typedef struct {
 
 typedef struct {
     world_subject subject;
-    subject_features ref;   // mean over the reference photos
+    subject_features ref[FIDELITY_BLUR_LEVELS];   // mean over the reference photos, per blur level
 } subject_reference;
 
 // Features of component k (for the subject's colours).

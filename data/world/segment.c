@@ -37,7 +37,23 @@ void segment_image(world_segmentation *seg, const uint8_t *rgb, int w, int h) {
     seg->background = (int64_t)count[bg] * 100 >= (int64_t)n * SEG_MIN_BACKGROUND_PCT ? bg : -1;
     if (seg->background < 0) return;
 
-    // 4-connected components of the non-background pixels (flood fill with an explicit stack)
+    // background pixels: of the background colour with at least SEG_BG_NEIGHBOURS of the 3x3
+    // around them too (outside the image counts as background), so that the hairlines where
+    // two colours of an object blend into something near the background's colour (black on
+    // yellow reads as brown) stay inside the object
+    uint8_t *is_bg = sl_malloc((size_t)n);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            int i = y * w + x, m = 0;
+            if (seg->cls[i] == bg)
+                for (int dy = -1; dy <= 1; dy++)
+                    for (int dx = -1; dx <= 1; dx++) {
+                        int xx = x + dx, yy = y + dy;
+                        m += xx < 0 || yy < 0 || xx >= w || yy >= h || seg->cls[yy * w + xx] == bg;
+                    }
+            is_bg[i] = m >= SEG_BG_NEIGHBOURS;
+        }
+    // 4-connected components of the other pixels (flood fill with an explicit stack)
     int *stack = sl_malloc(sizeof(int) * (size_t)n);
     int *tmp = sl_malloc(sizeof(int) * (size_t)n);   // provisional labels
     for (int i = 0; i < n; i++) tmp[i] = -1;
@@ -45,7 +61,7 @@ void segment_image(world_segmentation *seg, const uint8_t *rgb, int w, int h) {
     int n_all = 0, next = 0;
     int min_area = n / SEG_MIN_AREA_DIV, max_area = (int)((int64_t)n * SEG_MAX_AREA_PCT / 100);
     for (int i = 0; i < n; i++) {
-        if (seg->cls[i] == bg || tmp[i] >= 0) continue;
+        if (is_bg[i] || tmp[i] >= 0) continue;
         int lab = next++, sp = 0, area = 0;
         seg_component c = {.label = lab, .x0 = w, .y0 = h, .x1 = -1, .y1 = -1};
         stack[sp++] = i;
@@ -60,7 +76,7 @@ void segment_image(world_segmentation *seg, const uint8_t *rgb, int w, int h) {
             int nb[4] = {x > 0 ? p - 1 : -1, x < w - 1 ? p + 1 : -1, y > 0 ? p - w : -1, y < h - 1 ? p + w : -1};
             for (int k = 0; k < 4; k++) {
                 int q = nb[k];
-                if (q >= 0 && tmp[q] < 0 && seg->cls[q] != bg) {
+                if (q >= 0 && tmp[q] < 0 && !is_bg[q]) {
                     tmp[q] = lab;
                     stack[sp++] = q;
                 }
@@ -84,6 +100,7 @@ void segment_image(world_segmentation *seg, const uint8_t *rgb, int w, int h) {
     for (int k = 0; k < n_all; k++) seg->comp[k].label = k;
     free(stack);
     free(tmp);
+    free(is_bg);
 }
 
 int segment_interior(const world_segmentation *seg, int k, int i) {

@@ -1,8 +1,10 @@
 // Reading an image back into the world's terms, robustly enough for the blurry output of a
 // small diffusion model: every pixel gets its nearest palette colour (or "unknown" when none is
 // close), the background is the colour most pixels have (if it holds at least a quarter of
-// them), and the objects are the 4-connected components of the other pixels, largest first,
-// keeping those between SEG_MIN_AREA_DIV and SEG_MAX_AREA_PCT of the image.
+// them), background pixels are those of its colour with at least SEG_BG_NEIGHBOURS of their 3x3
+// neighbourhood too (a hairline of blended colours inside an object is not background), and the
+// objects are the 4-connected components of the other pixels, largest first, keeping those
+// between SEG_MIN_AREA_DIV and SEG_MAX_AREA_PCT of the image.
 #pragma once
 #include <stdint.h>
 
@@ -10,6 +12,7 @@
 #define SEG_MIN_AREA_DIV 200      // a component has at least w*h/200 pixels (20 at 64x64) ...
 #define SEG_MAX_AREA_PCT 60       // ... and at most 60 % of the image (noise is one huge component)
 #define SEG_MIN_BACKGROUND_PCT 25
+#define SEG_BG_NEIGHBOURS 5
 
 typedef struct {
     int label;              // its value in seg.label

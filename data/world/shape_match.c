@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/world/blur.h"
 #include "data/world/palette.h"
 #include "data/world/scene.h"
+#include "engine/error.h"
 
 #define SUB 4   // samples per grid cell side
 
@@ -34,22 +36,32 @@ float match_iou(const float *a, const float *b) {
     return mx > 0 ? (float)(mn / mx) : 0.f;
 }
 
-// templates[N_SHAPES][MATCH_GRID * MATCH_GRID]: each shape drawn large and centred, white on black
-static float templates[N_SHAPES][MATCH_GRID * MATCH_GRID];
+// templates[N_SHAPES][N_TEMPLATES][MATCH_GRID * MATCH_GRID]: each shape drawn white on black,
+// centred, at 64 px with the sizes the world uses (8, 12, 16 px) and at 128 px large (r = 45 px),
+// each crisp and after 1, 2 and 3 box-blur passes
+#define N_SIZES 4
+#define N_BLURS 4
+#define N_TEMPLATES (N_SIZES * N_BLURS)
+static float templates[N_SHAPES][N_TEMPLATES][MATCH_GRID * MATCH_GRID];
+static int template_ok[N_SHAPES][N_TEMPLATES];
 static int templates_ready;
 
 static void build_templates(void) {
-    enum { SIZE = 128 };
-    uint8_t *rgb = malloc(SIZE * SIZE * 3);
-    for (int s = 0; s < N_SHAPES; s++) {
-        world_scene sc = {.n_objects = 1, .background = COL_BLACK, .texture_seed = 1};
-        sc.obj[0] = (world_object){.shape = s, .colour = COL_WHITE, .cx = WORLD_UNITS / 2, .cy = WORLD_UNITS / 2, .r = 360};
-        scene_render(&sc, SIZE, rgb);
-        world_segmentation seg;
-        segment_image(&seg, rgb, SIZE, SIZE);
-        if (seg.n_comp > 0) match_normalize(&seg, 0, templates[s]);
-        segment_free(&seg);
-    }
+    static const int SIZE[N_SIZES] = {64, 64, 64, 128}, R[N_SIZES] = {128, 192, 256, 360};
+    uint8_t *rgb = sl_malloc(128 * 128 * 3);
+    for (int s = 0; s < N_SHAPES; s++)
+        for (int z = 0; z < N_SIZES; z++)
+            for (int b = 0; b < N_BLURS; b++) {
+                world_scene sc = {.n_objects = 1, .background = COL_BLACK, .texture_seed = 1};
+                sc.obj[0] = (world_object){.shape = s, .colour = COL_WHITE, .cx = WORLD_UNITS / 2, .cy = WORLD_UNITS / 2, .r = R[z]};
+                scene_render(&sc, SIZE[z], rgb);
+                blur_box3(rgb, SIZE[z], SIZE[z], b);
+                world_segmentation seg;
+                segment_image(&seg, rgb, SIZE[z], SIZE[z]);
+                int t = z * N_BLURS + b;
+                if (seg.n_comp > 0) match_normalize(&seg, 0, templates[s][t]), template_ok[s][t] = 1;
+                segment_free(&seg);
+            }
     free(rgb);
     templates_ready = 1;
 }
@@ -61,7 +73,12 @@ int match_shape(const world_segmentation *seg, int k, float *iou) {
     match_normalize(seg, k, grid);
     int best = 0;
     for (int s = 0; s < N_SHAPES; s++) {
-        iou[s] = match_iou(grid, templates[s]);
+        iou[s] = 0;
+        for (int t = 0; t < N_TEMPLATES; t++)
+            if (template_ok[s][t]) {
+                float v = match_iou(grid, templates[s][t]);
+                if (v > iou[s]) iou[s] = v;
+            }
         if (iou[s] > iou[best]) best = s;
     }
     return best;
