@@ -21,18 +21,6 @@ static const int TRIANGLE[3][2] = {{0, -4915}, {4257, 2458}, {-4257, 2458}};
 static const int STAR[10][2] = {{0, -4915},   {1324, -1823}, {4675, -1519}, {2143, 696},   {2889, 3976},
                                 {0, 2253},    {-2889, 3976}, {-2143, 696},  {-4675, -1519}, {-1324, -1823}};
 
-int64_t isqrt64(int64_t v) {
-    if (v <= 0) return 0;
-    int64_t x = 0, bit = (int64_t)1 << 62;
-    while (bit > v) bit >>= 2;
-    while (bit) {
-        if (v >= x + bit) { v -= x + bit; x = (x >> 1) + bit; }
-        else x >>= 1;
-        bit >>= 2;
-    }
-    return x;
-}
-
 // round(a * b / 4096) for the vertex scaling, symmetric about 0
 static int64_t scale4096(int64_t a, int64_t b) {
     int64_t p = a * b;

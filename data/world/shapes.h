@@ -35,5 +35,3 @@ int shape_inside(const shape_geom *g, int64_t x, int64_t y);
 // 1 when (x, y), a point inside the shape, lies closer than d to its outer outline (a ring's
 // outer circle only: its hole keeps a clean edge).
 int shape_near_outline(const shape_geom *g, int64_t x, int64_t y, int64_t d);
-// floor(sqrt(v)) for v >= 0, in integers.
-int64_t isqrt64(int64_t v);
