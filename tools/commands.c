@@ -16,6 +16,7 @@ const command COMMANDS[] = {
     {"init", "write a model with random weights at a config's real shapes", cmd_init},
     {"eval", "DINO, CLIP-I and CLIP-T of generated images against real photos", cmd_eval},
     {"train", "DreamBooth: train a SingLoRA / LoRA / DoRA adapter on a folder of photos", cmd_train},
+    {"world", "the toy world: render images + captions, subjects' photos, score images", cmd_world},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];
 
