@@ -35,15 +35,6 @@ static const char *HELP =
     "colours: red, orange, yellow, green, blue, purple, pink, magenta, white, black, brown, cyan\n"
     "patterns: stripes, dots, checks; accents: outline, eye\n";
 
-static uint64_t parse_seed(const char *s) {
-    char *end;
-    errno = 0;
-    if (*s == '-') sl_die(NULL, "option --seed: '%s' must be a non-negative integer", s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) sl_die(NULL, "option --seed: '%s' is not an integer below 2^64", s);
-    return (uint64_t)v;
-}
-
 static int parse_size(const char *s) {
     long v = arg_long("--size", s);
     if (v < WORLD_MIN_SIZE || v > WORLD_MAX_SIZE)
@@ -65,7 +56,7 @@ static int target_render(int argc, char **argv) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_value(argc, argv, &i, "--n", &v)) n_s = v;
         else if (arg_value(argc, argv, &i, "--captions", &v)) captions = v;
-        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = parse_seed(v);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_seed("--seed", v);
         else if (arg_value(argc, argv, &i, "--size", &v)) size = parse_size(v);
         else if (arg_value(argc, argv, &i, "--out", &v)) out = v;
         else arg_unknown("world render", argv[i]);
@@ -112,7 +103,7 @@ static int target_subject(int argc, char **argv) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_value(argc, argv, &i, "--spec", &v)) spec = v;
         else if (arg_value(argc, argv, &i, "--n", &v)) n = parse_count(v);
-        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = parse_seed(v);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_seed("--seed", v);
         else if (arg_value(argc, argv, &i, "--size", &v)) size = parse_size(v);
         else if (arg_value(argc, argv, &i, "--token", &v)) token = v;
         else if (arg_value(argc, argv, &i, "--out", &v)) out = v;

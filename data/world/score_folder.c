@@ -15,20 +15,18 @@
 #include "data/world/score.h"
 #include "engine/io/atomic_file.h"
 #include "engine/core/error.h"
+#include "engine/io/file_read.h"
 
 double score_pct(int num, int den) { return den > 0 ? 100.0 * num / den : 0.0; }
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-// the whole of a small text file (malloc'd), or NULL when it does not exist
+// the whole of a small text file (malloc'd), or NULL when it cannot be read
 static char *read_small(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = sl_malloc(1 << 20);
-    size_t n = fread(buf, 1, (1 << 20) - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    return buf;
+    size_t n;
+    char *text = read_file(path, &n, 1u << 20, "caption file");
+    if (!text) sl_error_clear();
+    return text;
 }
 
 // cuts s at its first newline and strips trailing blanks
@@ -100,7 +98,7 @@ int score_folder(const char *dir, const world_subject *subject, const char *toke
     for (struct dirent *e; (e = readdir(d));) {
         size_t len = strlen(e->d_name);
         if (len < 5 || strcasecmp(e->d_name + len - 4, ".png") || !strcmp(e->d_name, "grid.png")) continue;
-        if (n == cap) names = realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 64));
+        if (n == cap) names = sl_realloc(names, sizeof *names * (size_t)(cap = cap ? 2 * cap : 64));
         names[n++] = sl_strdup(e->d_name);
     }
     closedir(d);
