@@ -19,47 +19,6 @@ int ends_with(const char *s, const char *suffix) {
     return a >= b && strcasecmp(s + a - b, suffix) == 0;
 }
 
-int mkdir_p(const char *dir) {
-    char buf[4096];
-    if ((size_t)snprintf(buf, sizeof buf, "%s", dir) >= sizeof buf) return sl_error(dir, "path too long");
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sl_error(dir, "cannot create folder: %s", strerror(errno));
-    if (!path_is_dir(buf)) return sl_error(dir, "exists and is not a folder");
-    return 0;
-}
-
-int copy_file(const char *from, const char *to) {
-    size_t n;
-    char *buf = read_file(from, &n, (size_t)1 << 32, "file");
-    if (!buf) return -1;
-    const void *bufs[1] = {buf};
-    int rc = atomic_write(to, bufs, &n, 1);
-    free(buf);
-    return rc;
-}
-
-int copy_folder_files(const char *from, const char *to) {
-    DIR *d = opendir(from);
-    if (!d) return sl_error(from, "cannot open folder: %s", strerror(errno));
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        char a[4096], b[4096];
-        struct stat st;
-        if ((size_t)snprintf(a, sizeof a, "%s/%s", from, e->d_name) >= sizeof a) continue;
-        if (stat(a, &st) != 0 || !S_ISREG(st.st_mode)) continue;   // ., .., subfolders
-        snprintf(b, sizeof b, "%s/%s", to, e->d_name);
-        rc = copy_file(a, b);
-    }
-    closedir(d);
-    return rc;
-}
-
 // ---- inputs ----
 
 const st_entry *input_tensor(const st_file *f, const char *name, int ndim, const char *what) {

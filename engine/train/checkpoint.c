@@ -8,7 +8,7 @@
 
 #include "engine/core/error.h"
 #include "engine/io/safetensors.h"
-#include "engine/train/files.h"
+#include "engine/io/folders.h"
 
 static int64_t checkpoint_number(const char *name) {
     if (strncmp(name, "checkpoint-", 11) != 0) return -1;
@@ -51,10 +51,10 @@ static ckpt_item *list_checkpoints(const char *root, int *n) {
 
 int checkpoint_save(const char *root, const param_block *pb, const checkpoint_state *st, int keep) {
     char tmp[4200], final_dir[4200], path[4300], buf[64];
-    if (train_mkdir_p(root) != 0) return -1;
+    if (mkdir_p(root) != 0) return -1;
     snprintf(tmp, sizeof tmp, "%s/.checkpoint-%lld.tmp", root, (long long)st->step);
     snprintf(final_dir, sizeof final_dir, "%s/checkpoint-%lld", root, (long long)st->step);
-    if (train_rmtree(tmp) != 0 || train_mkdir_p(tmp) != 0) return -1;
+    if (remove_tree(tmp) != 0 || mkdir_p(tmp) != 0) return -1;
     snprintf(path, sizeof path, "%s/adapter.safetensors", tmp);
     if (adapter_set_save(pb->set, path) != 0) return -1;
     st_writer *w = st_writer_new();
@@ -79,15 +79,15 @@ int checkpoint_save(const char *root, const param_block *pb, const checkpoint_st
     st_writer_free(w);
     free(names);
     if (rc != 0) return -1;
-    if (train_fsync_dir(tmp) != 0 || train_rmtree(final_dir) != 0) return -1;
+    if (fsync_folder(tmp) != 0 || remove_tree(final_dir) != 0) return -1;
     if (rename(tmp, final_dir) != 0) return sl_error(final_dir, "cannot rename the checkpoint into place: %s", strerror(errno));
-    train_fsync_dir(root);
+    fsync_folder(root);
     if (keep > 0) {
         int n;
         ckpt_item *items = list_checkpoints(root, &n);
         for (int i = 0; i + keep < n; i++) {
             snprintf(path, sizeof path, "%s/%s", root, items[i].name);
-            if (train_rmtree(path) != 0) { free(items); return -1; }
+            if (remove_tree(path) != 0) { free(items); return -1; }
         }
         free(items);
     }

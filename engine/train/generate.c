@@ -9,29 +9,17 @@
 #include "engine/core/progress.h"
 #include "engine/core/tensor.h"
 #include "engine/train/example_rng.h"
-#include "pipeline/denoise.h"
-#include "pipeline/prompt.h"
+#include "pipeline/generate.h"
 
 int train_generate_image(const sd_model *m, const char *prompt, int H, int W, uint64_t seed, int steps, float cfg,
                          float *img) {
-    const int f = vae_factor(&m->vae->cfg), h = H / f, w = W / f, C = m->unet->cfg.in_channels;
-    const int64_t n = (int64_t)C * h * w;
-    sd_conditioning cond;
-    if (sd_encode_prompts(m, prompt, NULL, cfg != 1.0f, 0, &cond) != 0) return -1;
-    sd_denoise_opts o = {.cfg = cfg, .strength = 1.0f};
-    sl_sampler_opts_default(&o.sampler);
-    o.sampler.steps = steps;
-    sl_rng rng;
-    sl_rng_seed(&rng, seed);
-    float *lat = sl_alloc_f32(n);
-    sl_rng_randn(&rng, lat, (size_t)n);
-    int rc = sd_denoise(m, cond.cond, cond.uncond, cond.L, lat, NULL, h, w, &o, &rng);
-    if (rc == 0) {
-        for (int64_t q = 0; q < n; q++) lat[q] /= m->vae->cfg.scaling_factor;
-        vae_decode(m->vae, img, lat, 1, h, w);
-    }
-    sl_free_aligned(lat);
-    sd_conditioning_free(&cond);
+    sd_generate_opts o = {.prompt = prompt, .width = W, .height = H, .denoise = {.cfg = cfg, .strength = 1.0f}};
+    sl_sampler_opts_default(&o.denoise.sampler);   // DDIM
+    o.denoise.sampler.steps = steps;
+    sd_generator g;
+    if (sd_generator_init(&g, m, &o) != 0) return -1;
+    int rc = sd_generate(&g, seed, img);
+    sd_generator_free(&g);
     return rc;
 }
 

@@ -22,7 +22,7 @@
 #include "engine/train/checkpoint.h"
 #include "engine/train/dataset.h"
 #include "engine/train/example_rng.h"
-#include "engine/train/files.h"
+#include "engine/io/folders.h"
 #include "engine/train/generate.h"
 #include "engine/train/latent_cache.h"
 #include "engine/train/loss_plot.h"
@@ -253,7 +253,7 @@ static void draw_micro(micro_buf *b, const data_ctx *d, int64_t K, int j) {
 static int save_validation(const sd_model *m, const train_config *c, int64_t K) {
     char dir[4200], path[4300];
     snprintf(dir, sizeof dir, "%s/validation", c->output_dir);
-    if (train_mkdir_p(dir) != 0) return -1;
+    if (mkdir_p(dir) != 0) return -1;
     const int R = c->resolution, n = c->num_validation_images > 0 ? c->num_validation_images : 1;
     int cols = 1;
     while (cols * cols < n) cols++;
@@ -299,11 +299,11 @@ int train_run(const train_config *c) {
     struct stat st;
     if (stat(c->instance_data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return sl_error(c->instance_data_dir, "--instance-data-dir is not a folder");
-    if (train_mkdir_p(c->output_dir) != 0 || train_check_writable(c->output_dir) != 0) return -1;
+    if (mkdir_p(c->output_dir) != 0 || folder_check_writable(c->output_dir) != 0) return -1;
     char path[4300], ckpt_root[4200], cache_dir[4200];
     snprintf(ckpt_root, sizeof ckpt_root, "%s/checkpoints", c->output_dir);
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", c->output_dir);
-    if (train_mkdir_p(cache_dir) != 0) return -1;
+    if (mkdir_p(cache_dir) != 0) return -1;
 
     // ---- data: instance folder first (its errors need no model)
     image_folder inst = {0}, cls = {0};
@@ -331,7 +331,7 @@ int train_run(const train_config *c) {
     if (clip_text_cond_layers(m->text, 1) < 0) goto done;
 
     if (prior) {
-        if (train_mkdir_p(c->class_data_dir) != 0 || image_folder_scan(&cls, c->class_data_dir, NULL, 0) != 0) goto done;
+        if (mkdir_p(c->class_data_dir) != 0 || image_folder_scan(&cls, c->class_data_dir, NULL, 0) != 0) goto done;
         if (cls.n < c->num_class_images) {
             int have = cls.n;
             image_folder_free(&cls);
