@@ -45,12 +45,16 @@ typedef struct {
     char label[64];
 } step_ctx;
 
-// The bar starts at the first step, when the number of evaluations (img2img: those left) is known.
-static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
-    (void)latents, (void)guided;
+// The bar starts right before the first model evaluation, when the number of evaluations
+// (img2img: those left) is known, so its time and count cover every step.
+static void on_start(void *ctx, int n) {
     step_ctx *sc = ctx;
-    if (i == 0) progress_start(&sc->bar, sc->label, n);
-    progress_step(&sc->bar, NULL);
+    progress_start(&sc->bar, sc->label, n);
+}
+
+static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
+    (void)i, (void)n, (void)latents, (void)guided;
+    progress_step(&((step_ctx *)ctx)->bar, NULL);
 }
 
 static void a1111_parameters(char *out, size_t len, const sd_generate_opts *o, const sd_sample_provenance *p,
@@ -117,6 +121,7 @@ int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_s
                         const char *out_dir, int n, int64_t seed) {
     sd_generate_opts go = *o;
     step_ctx sc = {0};
+    go.denoise.on_start = on_start;
     go.denoise.on_step = on_step;
     go.denoise.ctx = &sc;
     sd_generator g;
