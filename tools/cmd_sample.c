@@ -23,6 +23,9 @@ static const char *HELP =
     "  --steps N              sampling steps (30)\n"
     "  --sampler S            ddim, euler, euler_a, dpmpp_2m, heun (euler_a)\n"
     "  --scheduler normal|karras   sigma schedule (normal)\n"
+    "  --timestep-spacing S   leading, linspace or trailing (default: a diffusers folder's scheduler config;\n"
+    "                         a single file: linspace for the Euler family, as A1111/ComfyUI/sd.cpp, and\n"
+    "                         leading + 1 for ddim, as A1111's DDIM)\n"
     "  --eta E                ddim's eta (0)\n"
     "  --cfg G                classifier-free guidance scale (7.5; 1 skips the unconditional pass)\n"
     "  --seed S               seed of the first image; image k uses S+k (default: random)\n"
@@ -63,6 +66,9 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--scheduler", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) {
+            if (sl_spacing_parse(v, &o.sampler.spacing)) sl_die(NULL, "sample: --timestep-spacing: %s", sl_error_msg());
+        }
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
         else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_long("--seed", v);
