@@ -67,7 +67,7 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--scheduler", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) {
-            if (sl_spacing_parse(v, &o.sampler.spacing)) sl_die(NULL, "sample: --timestep-spacing: %s", sl_error_msg());
+            if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail();
         }
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);

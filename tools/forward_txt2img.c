@@ -52,7 +52,7 @@ int forward_txt2img_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o.sampler.spacing)) sl_die(NULL, "forward txt2img: --timestep-spacing: %s", sl_error_msg()); }
+        else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
