@@ -11,21 +11,9 @@
 #include "engine/core/progress.h"
 #include "engine/core/tensor.h"
 #include "engine/core/version.h"
+#include "engine/diffusion/sampler_names.h"
 #include "engine/io/atomic_file.h"
 #include "pipeline/model_hash.h"
-
-// A1111's sampler names (its PNG Info parser maps them back).
-static const char *sampler_display(sl_sampler_kind k) {
-    switch (k) {
-    case SL_SAMPLER_DDIM: return "DDIM";
-    case SL_SAMPLER_EULER: return "Euler";
-    case SL_SAMPLER_EULER_A: return "Euler a";
-    case SL_SAMPLER_DPMPP_2M: return "DPM++ 2M";
-    case SL_SAMPLER_HEUN: return "Heun";
-    case SL_SAMPLER_N_KINDS: break;
-    }
-    return "?";
-}
 
 // A1111's "Model hash": the first 10 hex digits of the weights file's SHA-256 (cached).
 static void model_hash10(const char *path, char out[11]) {
@@ -72,7 +60,7 @@ static void a1111_parameters(char *out, size_t len, const sd_generate_opts *o, c
              "%s\n%s%s%sSteps: %d, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, "
              "Model hash: %s, Model: %s%s, Version: singlora %s",
              o->prompt, neg ? "Negative prompt: " : "", neg ? neg : "", neg ? "\n" : "", o->denoise.sampler.steps,
-             sampler_display(o->denoise.sampler.kind), o->denoise.sampler.sigmas == SL_SIGMAS_KARRAS ? "Karras" : "Automatic",
+             sl_sampler_a1111_name(o->denoise.sampler.kind), o->denoise.sampler.sigmas == SL_SIGMAS_KARRAS ? "Karras" : "Automatic",
              (double)o->denoise.cfg, seed, o->width, o->height, hash, base_name(p->model_path), extra, SINGLORA_VERSION);
 }
 

@@ -6,6 +6,7 @@
 
 #include "data/image.h"
 #include "engine/core/error.h"
+#include "engine/diffusion/sampler_names.h"
 #include "pipeline/adapters.h"
 #include "pipeline/sample_files.h"
 #include "tools/args.h"
@@ -64,8 +65,12 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--prompt", &prompt)) {}
         else if (arg_value(argc, argv, &i, "--negative-prompt", &negative)) {}
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
-        else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--scheduler", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--sampler", &v)) {
+            int karras;
+            if (sl_sampler_lookup(v, &o.sampler.kind, &karras)) sl_fail();
+            if (karras) o.sampler.sigmas = SL_SIGMAS_KARRAS;
+        }
+        else if (arg_value(argc, argv, &i, "--scheduler", &v)) { if (sl_sigmas_lookup(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) {
             if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail();
         }

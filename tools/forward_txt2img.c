@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/diffusion/sampler_names.h"
 #include "engine/io/safetensors.h"
 #include "pipeline/generate.h"
 #include "pipeline/prompt.h"
@@ -51,9 +52,13 @@ int forward_txt2img_main(int argc, char **argv) {
         else if (arg_model(argc, argv, &i, &lo.path, &lo.config_dir, &lo.variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--sampler", &v)) {
+            int karras;
+            if (sl_sampler_lookup(v, &o.sampler.kind, &karras)) sl_fail();
+            if (karras) o.sampler.sigmas = SL_SIGMAS_KARRAS;
+        }
         else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_lookup(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
