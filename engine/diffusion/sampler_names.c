@@ -61,7 +61,8 @@ int sl_sampler_lookup(const char *name, sl_sampler_kind *kind, int *karras) {
 int sl_sigmas_lookup(const char *name, sl_sigmas_kind *kind) {
     char key[32];
     if (normalize(name, key, sizeof key) == 0) {
-        if (!strcmp(key, "normal") || !strcmp(key, "automatic") || !strcmp(key, "discrete") || !strcmp(key, "default")) {
+        if (!strcmp(key, "normal") || !strcmp(key, "automatic") || !strcmp(key, "uniform") || !strcmp(key, "discrete") ||
+            !strcmp(key, "default")) {
             *kind = SL_SIGMAS_NORMAL;
             return 0;
         }

@@ -7,7 +7,7 @@
 //   dpmpp_2m     DPM++ 2M, k_dpmpp_2m                dpmpp_2m          dpm++2m
 //   heun         Heun, k_heun                        heun              heun
 // A1111's older combined names ("DPM++ 2M Karras", "k_dpmpp_2m_ka") also select karras sigmas.
-// Sigma schedules: normal = A1111's Automatic, ComfyUI's normal, sd.cpp's discrete / default;
+// Sigma schedules: normal = A1111's Automatic / Uniform, ComfyUI's normal, sd.cpp's discrete / default;
 // karras = Karras everywhere. Matching ignores case, spaces, '_' and '-'.
 #pragma once
 #include "engine/diffusion/sampler.h"
