@@ -43,4 +43,13 @@ TEST(progress_rate_counts_every_step_from_the_start) {
     progress_line(&p, fake_now, line, sizeof line);
     CHECK_MSG(strcmp(line, "x 2/3 5.00 step/s, ETA 0:00") == 0, "'%s'", line);
     progress_end(&p);
+    // a resumed run (the trainer sets done after start): earlier steps count in the total only
+    fake_now = 50;
+    progress_start_with_clock(&p, "train", 1000, fake_clock, 0);
+    p.done = 500;
+    fake_now = 52;
+    progress_step(&p, NULL);
+    progress_line(&p, fake_now, line, sizeof line);
+    CHECK_MSG(strcmp(line, "train 501/1000 2.00 s/step, ETA 16:38") == 0, "'%s'", line);
+    progress_end(&p);
 }

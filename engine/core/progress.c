@@ -32,7 +32,8 @@ static void fmt_time(char *buf, size_t n, double s) {
 
 // "R step/s, ETA m:ss" from the time since the start over the steps done
 static void rate_and_eta(const progress *p, double now, char *buf, size_t len) {
-    double per = p->done > 0 ? (now - p->t_start) / p->done : 0;
+    int steps = p->done - p->done_at_start;
+    double per = steps > 0 ? (now - p->t_start) / steps : 0;
     char eta[32];
     fmt_time(eta, sizeof eta, per * (p->total > p->done ? p->total - p->done : 0));
     if (per >= 1 || per <= 0) snprintf(buf, len, "%.2f s/step, ETA %s", per, eta);
@@ -46,6 +47,7 @@ void progress_line(const progress *p, double now, char *buf, size_t len) {
 }
 
 void progress_step(progress *p, const char *extra) {
+    if (!p->stepped) p->done_at_start = p->done, p->stepped = 1;
     p->done++;
     if (extra) snprintf(p->extra, sizeof p->extra, "%s", extra);
     double now = p->clock ? p->clock() : now_seconds();
@@ -58,7 +60,7 @@ void progress_step(progress *p, const char *extra) {
         rate_and_eta(p, now, rate, sizeof rate);
         fprintf(stderr, "\r%s %d/%d [%s] %s%s%s\033[K", p->label, p->done, p->total, bar, rate, p->extra[0] ? ", " : "",
                 p->extra);
-    } else if (now - p->t_last_print >= 5 || p->done == p->total || p->done == 1) {
+    } else if (now - p->t_last_print >= 5 || p->done == p->total || p->done == p->done_at_start + 1) {
         char line[256];
         progress_line(p, now, line, sizeof line);
         fprintf(stderr, "%s\n", line);

@@ -4,13 +4,15 @@
 //
 // Time runs from progress_start: call it right before the first step's work begins (not after
 // the first step), so that after k steps the rate is k / (time since the start) and the count
-// reads k/total.
+// reads k/total. A resumed run may set `done` after progress_start: the steps done before are
+// counted in k/total but not in the rate.
 #pragma once
 #include <stddef.h>
 
 typedef struct {
     const char *label;
     int total, done;
+    int done_at_start, stepped;   // `done` when the first step came: the rate counts the steps after
     double t_start, t_last_print;
     int is_tty;
     char extra[96];             // e.g. "loss 0.123"
