@@ -642,49 +642,81 @@ int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids
     return n;
 }
 
-int32_t *clip_encode_chunks(const clip_tokenizer *t, const char *text, int ctx, int *n_chunks) {
-    int n;
-    int *tok = clip_tokenize(t, text, &n);
+void clip_ids_row(const clip_tokenizer *t, const int *tok, int n, int ctx, int32_t *ids) {
+    if (n > ctx - 2) n = ctx - 2;
+    fill_row(t, tok, n, ctx, ids);
+}
+
+int32_t *clip_chunk_tokens(const clip_tokenizer *t, const int *tok, const float *w, int n, int ctx, int *n_chunks,
+                           float **w_out) {
     int chunk_len = ctx - 2;
     // chunk boundaries as A1111's FrozenCLIPEmbedderWithCustomWords draws them
     intvec starts = {0}, lens = {0};
     int *chunk = sl_malloc((size_t)(chunk_len + 1) * sizeof *chunk);
+    float *cw = sl_malloc((size_t)(chunk_len + 1) * sizeof *cw);
     int *flat = sl_malloc((size_t)(n + 1) * sizeof *flat);   // the tokens, chunk after chunk
+    float *flat_w = sl_malloc((size_t)(n + 1) * sizeof *flat_w);
     int nflat = 0, clen = 0, last_comma = -1;
 #define NEXT_CHUNK()                                                             \
     do {                                                                         \
         push(&starts, nflat);                                                    \
         push(&lens, clen);                                                       \
         memcpy(flat + nflat, chunk, (size_t)clen * sizeof *chunk);               \
+        memcpy(flat_w + nflat, cw, (size_t)clen * sizeof *cw);                   \
         nflat += clen;                                                           \
         clen = 0;                                                                \
         last_comma = -1;                                                         \
     } while (0)
     for (int i = 0; i < n; i++) {
+        if (tok[i] < 0) {   // BREAK: the chunk ends here, even an empty one
+            NEXT_CHUNK();
+            continue;
+        }
         if (tok[i] == t->comma) {
             last_comma = clen;
         } else if (clen == chunk_len && last_comma != -1 && clen - last_comma <= COMMA_BACKTRACK) {
             // move the words after the chunk's last comma into the next chunk
             int brk = last_comma + 1, nmove = clen - brk;
             int moved[COMMA_BACKTRACK + 1];
+            float moved_w[COMMA_BACKTRACK + 1];
             memcpy(moved, chunk + brk, (size_t)nmove * sizeof *chunk);
+            memcpy(moved_w, cw + brk, (size_t)nmove * sizeof *cw);
             clen = brk;
             NEXT_CHUNK();
             memcpy(chunk, moved, (size_t)nmove * sizeof *chunk);
+            memcpy(cw, moved_w, (size_t)nmove * sizeof *cw);
             clen = nmove;
         }
         if (clen == chunk_len) NEXT_CHUNK();
+        cw[clen] = w ? w[i] : 1.0f;
         chunk[clen++] = tok[i];
     }
     if (clen > 0 || starts.n == 0) NEXT_CHUNK();
 #undef NEXT_CHUNK
     int32_t *ids = sl_malloc((size_t)starts.n * (size_t)ctx * sizeof *ids);
     for (int c = 0; c < starts.n; c++) fill_row(t, flat + starts.v[c], lens.v[c], ctx, ids + (size_t)c * ctx);
+    if (w_out) {
+        // BOS, EOS and padding keep weight 1
+        float *wo = sl_malloc((size_t)starts.n * (size_t)ctx * sizeof *wo);
+        for (size_t q = 0; q < (size_t)starts.n * ctx; q++) wo[q] = 1.0f;
+        for (int c = 0; c < starts.n; c++)
+            memcpy(wo + (size_t)c * ctx + 1, flat_w + starts.v[c], (size_t)lens.v[c] * sizeof *wo);
+        *w_out = wo;
+    }
     *n_chunks = starts.n;
     free(starts.v);
     free(lens.v);
     free(chunk);
+    free(cw);
     free(flat);
+    free(flat_w);
+    return ids;
+}
+
+int32_t *clip_encode_chunks(const clip_tokenizer *t, const char *text, int ctx, int *n_chunks) {
+    int n;
+    int *tok = clip_tokenize(t, text, &n);
+    int32_t *ids = clip_chunk_tokens(t, tok, NULL, n, ctx, n_chunks, NULL);
     free(tok);
     return ids;
 }

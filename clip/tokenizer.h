@@ -56,3 +56,11 @@ int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids
 // n_chunks >= 1 (the empty prompt gives one chunk). The text encoder encodes each row; the
 // conditionings are concatenated along the sequence: (n_chunks·ctx, D).
 int32_t *clip_encode_chunks(const clip_tokenizer *t, const char *text, int ctx, int *n_chunks);
+// The same chunking from token ids, where an id < 0 is A1111's BREAK (the current chunk ends
+// there, padded), with optional per-token weights w (NULL = all 1): *w_out (may be NULL) gets
+// malloc'd (n_chunks, ctx) weights that follow the tokens into their chunks, 1 for BOS, EOS and
+// padding.
+int32_t *clip_chunk_tokens(const clip_tokenizer *t, const int *tok, const float *w, int n, int ctx, int *n_chunks,
+                           float **w_out);
+// One row [BOS, the first min(n, ctx-2) tokens, EOS, pad...].
+void clip_ids_row(const clip_tokenizer *t, const int *tok, int n, int ctx, int32_t *ids);

@@ -6,6 +6,8 @@
 
 #include "engine/core/error.h"
 #include "engine/adapters/lora_files.h"
+#include "engine/io/model_files.h"
+#include "pipeline/prompt_syntax.h"
 
 // ---------------------------------------------------------------- creating a set
 
@@ -159,5 +161,34 @@ int unet_merge_adapters(unet_model *m, adapter_set *s, float scale, const char *
     for (int i = 0; rc == 0 && i < s->n_slots; i++)
         if (!c.done[i]) rc = sl_error(path, "adapter module '%s' is not a Linear layer of this UNet", s->slots[i].module);
     free(c.done);
+    return rc;
+}
+
+int unet_apply_prompt_loras(unet_model *m, const char *prompt, const char *lora_dir, char **text) {
+    prompt_lora *tags;
+    int n;
+    if (prompt_take_loras(prompt, text, &tags, &n) != 0) return -1;
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++) {
+        char spec[4200];
+        if (!lora_dir) {
+            rc = sl_error(NULL, "the prompt's <lora:%s> needs --lora-dir DIR (the folder of %s.safetensors)", tags[k].name,
+                          tags[k].name);
+            break;
+        }
+        snprintf(spec, sizeof spec, "%s/%s.safetensors", lora_dir, tags[k].name);
+        if (!path_exists(spec)) {
+            rc = sl_error(spec, "no such LoRA file (the prompt's <lora:%s>)", tags[k].name);
+            break;
+        }
+        size_t e = strlen(spec);
+        snprintf(spec + e, sizeof spec - e, ":%.9g", (double)tags[k].weight);
+        rc = unet_apply_lora_spec(m, spec);
+    }
+    prompt_loras_free(tags, n);
+    if (rc) {
+        free(*text);
+        *text = NULL;
+    }
     return rc;
 }

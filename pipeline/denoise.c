@@ -43,6 +43,7 @@ int sd_denoise(const sd_model *m, const float *cond, const float *uncond, int L,
     if (guided) memcpy(ctx, uncond, sizeof(float) * (size_t)L * D);
     memcpy(ctx + (size_t)(B - 1) * L * D, cond, sizeof(float) * (size_t)L * D);
     int rc = 0;
+    if (o->on_start) o->on_start(o->ctx, sm->n_evals - start);
     for (int i = start; i < sm->n_evals && rc == 0; i++) {
         sl_sampler_scale_model_input(sm, i, xin, latents);
         if (guided) memcpy(xin + n, xin, sizeof(float) * (size_t)n);

@@ -9,8 +9,10 @@ typedef struct {
     float cfg;                  // guidance scale
     sl_sampler_opts sampler;
     float strength;             // img2img: 1 = start from pure noise (txt2img)
-    // called after each model evaluation i (0 <= i < n) with the latents after the step and
-    // the guided model output; may be NULL
+    // called once right before the first model evaluation with the number n of evaluations to
+    // run (img2img: those left), then after each evaluation i (0 <= i < n) with the latents
+    // after the step and the guided model output; either may be NULL
+    void (*on_start)(void *ctx, int n);
     void (*on_step)(void *ctx, int i, int n, const float *latents, const float *guided);
     void *ctx;
 } sd_denoise_opts;

@@ -30,7 +30,8 @@ int sd_generator_init(sd_generator *g, const sd_model *m, const sd_generate_opts
         return sl_error(NULL, "width and height must be positive multiples of %d (the VAE's factor), got %dx%d", f,
                         o->width, o->height);
     g->h = o->height / f, g->w = o->width / f, g->C = m->unet->cfg.in_channels;
-    if (sd_encode_prompts(m, o->prompt, o->negative, o->denoise.cfg != 1.0f, o->long_prompts, &g->cond) != 0) return -1;
+    if (sd_encode_prompts(m, o->prompt, o->negative, o->denoise.cfg != 1.0f,
+                          (o->long_prompts ? SD_PROMPT_LONG : 0) | (o->no_emphasis ? 0 : SD_PROMPT_EMPHASIS), &g->cond) != 0) return -1;
     if (o->init_image) {
         if (!(m->vae->parts & VAE_ENCODER)) return sl_error(NULL, "img2img needs the VAE encoder (load it with vae_parts = VAE_BOTH)");
         g->moments = sl_alloc_f32((int64_t)2 * g->C * g->h * g->w);

@@ -12,6 +12,7 @@ typedef struct {
     const char *prompt, *negative;   // negative NULL = the empty prompt
     int width, height;               // pixels, multiples of the VAE factor
     int long_prompts;                // A1111-style 75-token chunks instead of truncation
+    int no_emphasis;                 // read (word:1.2), [word], BREAK as plain text (A1111's "Emphasis: None")
     int vae_tiling;                  // decode (and encode) in tiles (vae_tiling_default)
     const float *init_image;         // img2img: (3, height, width) in [-1, 1]; NULL for txt2img
     sd_denoise_opts denoise;         // guidance, sampler, img2img strength, per-step callback

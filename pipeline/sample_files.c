@@ -11,21 +11,10 @@
 #include "engine/core/progress.h"
 #include "engine/core/tensor.h"
 #include "engine/core/version.h"
+#include "engine/diffusion/sampler_names.h"
 #include "engine/io/atomic_file.h"
+#include "pipeline/a1111_params.h"
 #include "pipeline/model_hash.h"
-
-// A1111's sampler names (its PNG Info parser maps them back).
-static const char *sampler_display(sl_sampler_kind k) {
-    switch (k) {
-    case SL_SAMPLER_DDIM: return "DDIM";
-    case SL_SAMPLER_EULER: return "Euler";
-    case SL_SAMPLER_EULER_A: return "Euler a";
-    case SL_SAMPLER_DPMPP_2M: return "DPM++ 2M";
-    case SL_SAMPLER_HEUN: return "Heun";
-    case SL_SAMPLER_N_KINDS: break;
-    }
-    return "?";
-}
 
 // A1111's "Model hash": the first 10 hex digits of the weights file's SHA-256 (cached).
 static void model_hash10(const char *path, char out[11]) {
@@ -45,41 +34,70 @@ typedef struct {
     char label[64];
 } step_ctx;
 
-// The bar starts at the first step, when the number of evaluations (img2img: those left) is known.
-static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
-    (void)latents, (void)guided;
+// The bar starts right before the first model evaluation, when the number of evaluations
+// (img2img: those left) is known, so its time and count cover every step.
+static void on_start(void *ctx, int n) {
     step_ctx *sc = ctx;
-    if (i == 0) progress_start(&sc->bar, sc->label, n);
-    progress_step(&sc->bar, NULL);
+    progress_start(&sc->bar, sc->label, n);
 }
 
-static void a1111_parameters(char *out, size_t len, const sd_generate_opts *o, const sd_sample_provenance *p,
-                             long long seed, const char *hash) {
-    char extra[1024] = "";
-    size_t e = 0;
-    if (p->init_image_path) e += snprintf(extra + e, sizeof extra - e, ", Denoising strength: %g", (double)o->denoise.strength);
-    if (p->clip_skip > 1 && e < sizeof extra) e += snprintf(extra + e, sizeof extra - e, ", Clip skip: %d", p->clip_skip);
-    if (p->adapter_path && e < sizeof extra)
-        e += snprintf(extra + e, sizeof extra - e, ", Adapter: %s:%g", base_name(p->adapter_path), (double)p->adapter_scale);
-    for (int q = 0; q < p->n_loras && e < sizeof extra; q++)
-        e += snprintf(extra + e, sizeof extra - e, "%s%s", q ? " " : ", Lora: ", base_name(p->loras[q]));
-    const char *neg = o->negative;
-    snprintf(out, len,
-             "%s\n%s%s%sSteps: %d, Sampler: %s, Schedule type: %s, CFG scale: %g, Seed: %lld, Size: %dx%d, "
-             "Model hash: %s, Model: %s%s, Version: singlora %s",
-             o->prompt, neg ? "Negative prompt: " : "", neg ? neg : "", neg ? "\n" : "", o->denoise.sampler.steps,
-             sampler_display(o->denoise.sampler.kind), o->denoise.sampler.sigmas == SL_SIGMAS_KARRAS ? "Karras" : "Automatic",
-             (double)o->denoise.cfg, seed, o->width, o->height, hash, base_name(p->model_path), extra, SINGLORA_VERSION);
+static void on_step(void *ctx, int i, int n, const float *latents, const float *guided) {
+    (void)i, (void)n, (void)latents, (void)guided;
+    progress_step(&((step_ctx *)ctx)->bar, NULL);
+}
+
+// A1111's parameters text. Keys A1111 knows keep its names and value formats; singlora's own
+// (Timestep spacing, Adapter, Lora, Long prompts) are kept as-is by A1111 and read back by
+// `sample --from-png`.
+static char *a1111_parameters(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
+                              long long seed, const char *hash) {
+    enum { MAXK = 24 };
+    const char *keys[MAXK];
+    char vals[MAXK][512];
+    int n = 0;
+#define KV(k, ...) (keys[n] = (k), snprintf(vals[n], sizeof vals[n], __VA_ARGS__), n++)
+    const sl_sampler_opts *so = &o->denoise.sampler;
+    sl_spacing sp = sl_sampler_spacing(&m->sched, so);
+    KV("Steps", "%d", so->steps);
+    KV("Sampler", "%s", sl_sampler_a1111_name(so->kind));
+    // A1111's "Uniform" is the evenly spaced (linspace) discrete schedule
+    KV("Schedule type", "%s", so->sigmas == SL_SIGMAS_KARRAS ? "Karras" : sp == SL_SPACING_LINSPACE ? "Uniform" : "Automatic");
+    KV("CFG scale", "%g", (double)o->denoise.cfg);
+    KV("Seed", "%lld", seed);
+    KV("Size", "%dx%d", o->width, o->height);
+    KV("Model hash", "%s", hash);
+    KV("Model", "%s", base_name(p->model_path));
+    if (p->init_image_path) KV("Denoising strength", "%g", (double)o->denoise.strength);
+    if (p->clip_skip > 1) KV("Clip skip", "%d", p->clip_skip);
+    if (so->eta != 0) KV("Eta", "%g", (double)so->eta);
+    if (o->no_emphasis) KV("Emphasis", "None");
+    KV("Timestep spacing", "%s", sl_spacing_name(sp));
+    if (o->long_prompts) KV("Long prompts", "True");
+    if (p->adapter_path) KV("Adapter", "%s:%g", base_name(p->adapter_path), (double)p->adapter_scale);
+    if (p->n_loras) {
+        size_t e = 0;
+        keys[n] = "Lora";
+        vals[n][0] = 0;
+        for (int q = 0; q < p->n_loras && e < sizeof vals[n]; q++)
+            e += snprintf(vals[n] + e, sizeof vals[n] - e, "%s%s", q ? " " : "", base_name(p->loras[q]));
+        n++;
+    }
+    KV("Version", "singlora %s", SINGLORA_VERSION);
+#undef KV
+    const char *vp[MAXK];
+    for (int i = 0; i < n; i++) vp[i] = vals[i];
+    return a1111_params_format(p->prompt_as_typed ? p->prompt_as_typed : o->prompt, o->negative, keys, vp, n);
 }
 
 static cJSON *sidecar(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, long long seed,
                       const char *hash, const char *params) {
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "prompt", o->prompt);
+    cJSON_AddStringToObject(j, "prompt", p->prompt_as_typed ? p->prompt_as_typed : o->prompt);
     cJSON_AddStringToObject(j, "negative_prompt", o->negative ? o->negative : "");
     cJSON_AddNumberToObject(j, "steps", o->denoise.sampler.steps);
     cJSON_AddStringToObject(j, "sampler", sl_sampler_name(o->denoise.sampler.kind));
     cJSON_AddStringToObject(j, "scheduler", sl_sigmas_name(o->denoise.sampler.sigmas));
+    cJSON_AddStringToObject(j, "timestep_spacing", sl_spacing_name(sl_sampler_spacing(&m->sched, &o->denoise.sampler)));
     cJSON_AddNumberToObject(j, "cfg_scale", o->denoise.cfg);
     cJSON_AddNumberToObject(j, "seed", (double)seed);
     cJSON_AddNumberToObject(j, "width", o->width);
@@ -113,10 +131,27 @@ static int write_json(const char *path, cJSON *j) {
     return rc;
 }
 
-int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
-                        const char *out_dir, int n, int64_t seed) {
+// Image k's PNG and JSON paths: out_dir/NNNNN-SEED.png, or (file mode) FILE.png, FILE_2.png, ...
+static void image_paths(const char *out_dir, const char *file, int k, long long seed, char *png, char *json, size_t len) {
+    if (!file) {
+        snprintf(png, len, "%s/%05d-%lld.png", out_dir, k, seed);
+        snprintf(json, len, "%s/%05d-%lld.json", out_dir, k, seed);
+        return;
+    }
+    const char *slash = strrchr(file, '/'), *dot = strrchr(file, '.');
+    int stem = dot && (!slash || dot > slash) ? (int)(dot - file) : (int)strlen(file);
+    const char *ext = file + stem;
+    if (k == 0) snprintf(png, len, "%s", file);
+    else snprintf(png, len, "%.*s_%d%s", stem, file, k + 1, ext);
+    if (k == 0) snprintf(json, len, "%.*s.json", stem, file);
+    else snprintf(json, len, "%.*s_%d.json", stem, file, k + 1);
+}
+
+static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
+                         const char *out_dir, const char *file, int n, int64_t seed) {
     sd_generate_opts go = *o;
     step_ctx sc = {0};
+    go.denoise.on_start = on_start;
     go.denoise.on_step = on_step;
     go.denoise.ctx = &sc;
     sd_generator g;
@@ -125,7 +160,8 @@ int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_s
     model_hash10(p->model_path, hash);
     float *img = sl_alloc_f32((int64_t)3 * o->height * o->width);
     image_grid grid = {0};
-    if (n > 1) image_grid_init(&grid, n, 3, o->height, o->width);
+    int with_grid = n > 1 && !file;
+    if (with_grid) image_grid_init(&grid, n, 3, o->height, o->width);
     int rc = 0;
     for (int k = 0; k < n && rc == 0; k++) {
         long long s = (long long)seed + k;
@@ -133,26 +169,38 @@ int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_s
         snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
         if ((rc = sd_generate(&g, (uint64_t)s, img)) != 0) break;
         progress_end(&sc.bar);
-        char params[8192], png[4200], json[4200];
-        a1111_parameters(params, sizeof params, o, p, s, hash);
-        snprintf(png, sizeof png, "%s/%05d-%lld.png", out_dir, k, s);
-        snprintf(json, sizeof json, "%s/%05d-%lld.json", out_dir, k, s);
+        char png[4200], json[4200];
+        char *params = a1111_parameters(m, o, p, s, hash);
+        image_paths(out_dir, file, k, s, png, json, sizeof png);
         const char *keys[] = {"parameters"}, *vals[] = {params};
-        if ((rc = image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1)) != 0) break;
-        cJSON *j = sidecar(m, o, p, s, hash, params);
-        rc = write_json(json, j);
-        cJSON_Delete(j);
+        rc = image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1);
+        if (rc == 0) {
+            cJSON *j = sidecar(m, o, p, s, hash, params);
+            rc = write_json(json, j);
+            cJSON_Delete(j);
+        }
+        free(params);
         if (rc != 0) break;
         fprintf(stderr, "wrote %s\n", png);
-        if (n > 1) image_grid_put(&grid, k, img);
+        if (with_grid) image_grid_put(&grid, k, img);
     }
-    if (rc == 0 && n > 1) {
+    if (rc == 0 && with_grid) {
         char gp[4200];
         snprintf(gp, sizeof gp, "%s/grid.png", out_dir);
         if ((rc = image_grid_save(&grid, gp)) == 0) fprintf(stderr, "wrote %s\n", gp);
     }
-    if (n > 1) image_grid_free(&grid);
+    if (with_grid) image_grid_free(&grid);
     sl_free_aligned(img);
     sd_generator_free(&g);
     return rc;
+}
+
+int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
+                        const char *out_dir, int n, int64_t seed) {
+    return sample_images(m, o, p, out_dir, NULL, n, seed);
+}
+
+int sd_sample_to_file(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *png_path,
+                      int n, int64_t seed) {
+    return sample_images(m, o, p, NULL, png_path, n, seed);
 }

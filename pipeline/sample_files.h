@@ -9,6 +9,7 @@
 // Where the images came from, beyond the generation options (recorded, not computed with).
 typedef struct {
     const char *model_path;        // the model as given (A1111's Model is its base name)
+    const char *prompt_as_typed;   // with its <lora:...> tags (recorded, as A1111 does); NULL = the prompt
     const char *init_image_path;   // img2img's input file, or NULL
     int clip_skip;                 // A1111's (1 = last layer)
     const char *adapter_path;      // or NULL
@@ -21,3 +22,7 @@ typedef struct {
 // per image and "wrote FILE" on stderr. 0, or -1 with sl_error.
 int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
                         const char *out_dir, int n, int64_t seed);
+// stable-diffusion.cpp's naming: image 0 is png_path itself, image k > 0 is STEM_<k+1>.png
+// (output.png, output_2.png, ...), each with a STEM[_<k+1>].json sidecar; no grid.
+int sd_sample_to_file(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *png_path,
+                      int n, int64_t seed);

@@ -25,8 +25,13 @@ static int load_schedule(sd_model *m, const sd_load_opts *o) {
     if (o->config_dir && has_scheduler(o->config_dir)) rc = sl_schedule_load(&m->sched, o->config_dir);
     else if (path_is_dir(o->path) && has_scheduler(o->path)) rc = sl_schedule_load(&m->sched, o->path);
     else {
+        // A single file carries no scheduler config. Its users come from A1111, ComfyUI or
+        // stable-diffusion.cpp, which all space the timesteps evenly from T-1 down to 0 (999, 666,
+        // 333, 0 at 4 steps) for the Euler family, and A1111's DDIM uses leading + 1 (751 ... 1):
+        // exactly each sampler's own default spacing (SL_SPACING_DEFAULT), not the leading
+        // spacing of SD's diffusers PNDM config.
         rc = sl_schedule_init(&m->sched, "scaled_linear", 1000, 0.00085, 0.012);
-        m->sched.spacing = SL_SPACING_LEADING;   // as SD 1.x/2.x's scheduler configs say
+        m->sched.spacing = SL_SPACING_DEFAULT;
         m->sched.steps_offset = 1;
     }
     if (rc == 0 && o->prediction) rc = sd_parse_prediction(o->prediction, &m->sched.prediction);

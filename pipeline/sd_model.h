@@ -28,7 +28,9 @@ typedef struct {
 
 // NULL with sl_error naming what is missing or wrong. The schedule comes from the folder's (or
 // --config's) scheduler/scheduler_config.json, else SD's: scaled_linear 0.00085..0.012 over
-// 1000 steps, leading spacing with steps_offset 1, epsilon prediction.
+// 1000 steps, steps_offset 1, epsilon prediction, and no spacing of its own: each sampler's
+// default (ddim leading, the others linspace), which is what A1111, ComfyUI and
+// stable-diffusion.cpp do with a single-file checkpoint.
 sd_model *sd_model_load(const sd_load_opts *o);
 void sd_model_free(sd_model *m);
 int sd_parse_prediction(const char *name, sl_prediction *out);

@@ -1,4 +1,5 @@
-// singlora inspect PATH [--tensors]: what a .safetensors file or a diffusers folder holds.
+// singlora inspect PATH [--tensors]: what a .safetensors file or a diffusers folder holds, or
+// the A1111 generation parameters of a PNG.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,13 +7,17 @@
 #include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
 #include "engine/io/model_files.h"
+#include "pipeline/a1111_params.h"
+#include "data/png.h"
 #include "tools/args.h"
 
 static const char *HELP =
     "usage: singlora inspect PATH [--tensors]\n\n"
     "PATH is a .safetensors file (single-file checkpoint, diffusers component or adapter) or a\n"
     "diffusers folder. Prints the detected layout, each component's tensor and parameter counts,\n"
-    "dtypes and metadata; --tensors also lists every tensor's name, dtype and shape.\n";
+    "dtypes and metadata; --tensors also lists every tensor's name, dtype and shape.\n"
+    "PATH may also be a PNG image: its A1111 `parameters` chunk (written by singlora sample or\n"
+    "A1111), parsed as A1111's PNG Info reads it: prompt, negative prompt and each setting.\n";
 
 typedef struct {
     long long tensors, params;
@@ -85,6 +90,33 @@ static void print_adapter(const char *path) {
     adapter_set_free(s);
 }
 
+static int is_png(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    unsigned char b[8];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(b, 1, 8, f);
+    fclose(f);
+    return n == 8 && memcmp(b, sig, 8) == 0;
+}
+
+static int inspect_png(const char *path) {
+    sl_error_clear();
+    char *text = png_read_text(path, "parameters");
+    if (!text) {
+        if (sl_error_msg()[0]) sl_fail();
+        sl_die(path, "has no A1111 `parameters` text chunk");
+    }
+    a1111_params p;
+    a1111_params_parse(text, &p);
+    printf("file: %s\nparameters (A1111 PNG Info):\n  prompt: %s\n", path, p.prompt);
+    if (p.negative) printf("  negative prompt: %s\n", p.negative);
+    for (int i = 0; i < p.n; i++) printf("  %s: %s\n", p.keys[i], p.values[i]);
+    a1111_params_free(&p);
+    free(text);
+    return 0;
+}
+
 static int inspect_folder(const char *dir, int list_tensors) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/model_index.json", dir);
@@ -125,6 +157,7 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (!path) sl_die(NULL, "inspect: no PATH given (see singlora inspect --help)");
     if (path_is_dir(path)) return inspect_folder(path, list_tensors);
+    if (is_png(path)) return inspect_png(path);
     st_file *f = st_open(path);
     if (!f) sl_fail();
     print_file(path, f, list_tensors, NULL);

@@ -1,34 +1,50 @@
 // singlora sample: text-to-image (and img2img) with a Stable Diffusion model; PNGs carry the
-// generation parameters as A1111 writes them, plus a JSON sidecar and a grid.
+// generation parameters as A1111 writes them, plus a JSON sidecar and a grid. Accepts A1111's
+// prompt syntax and sampler names and stable-diffusion.cpp's flags; --from-png regenerates an
+// image from its parameters.
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "data/image.h"
 #include "engine/core/error.h"
+#include "engine/diffusion/sampler_names.h"
 #include "pipeline/adapters.h"
+#include "pipeline/model_hash.h"
+#include "pipeline/png_replay.h"
 #include "pipeline/sample_files.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"
 
 static const char *HELP =
-    "usage: singlora sample --model PATH --prompt TEXT --out DIR [options]\n\n"
-    "  --model PATH           diffusers folder or single-file .safetensors checkpoint\n"
+    "usage: singlora sample --model PATH --prompt TEXT --out DIR [options]\n"
+    "       singlora sample --model PATH --from-png IMAGE.png --out DIR [options]\n\n"
+    "  -m, --model PATH       diffusers folder or single-file .safetensors checkpoint\n"
     "  --config DIR           configs for non-standard models (DIR/unet, vae, text_encoder, scheduler)\n"
     "  --variant fp16         a diffusers folder's *.fp16.safetensors weights\n"
     "  --tokenizer DIR        CLIP tokenizer folder (single-file checkpoints carry none)\n"
-    "  --prompt TEXT          what to draw\n"
-    "  --negative-prompt TEXT the unconditional branch of guidance (default: the empty prompt)\n"
+    "  -p, --prompt TEXT      what to draw; A1111 syntax: (word:1.2), (word) x1.1, [word] /1.1, \\( \\) literal,\n"
+    "                         BREAK (with --long-prompts), <lora:NAME:W> (a LoRA from --lora-dir)\n"
+    "  -n, --negative-prompt TEXT  the unconditional branch of guidance (default: the empty prompt)\n"
+    "  --no-emphasis          read (, ), [, ], BREAK as plain text (A1111's \"Emphasis: None\")\n"
+    "  --lora-dir DIR         where <lora:NAME:W> finds NAME.safetensors (sd.cpp: --lora-model-dir)\n"
     "  --steps N              sampling steps (30)\n"
-    "  --sampler S            ddim, euler, euler_a, dpmpp_2m, heun (euler_a)\n"
-    "  --scheduler normal|karras   sigma schedule (normal)\n"
+    "  --sampler S            ddim, euler, euler_a, dpmpp_2m, heun (euler_a); also A1111's names ('Euler a',\n"
+    "                         'DPM++ 2M Karras', ...), ComfyUI's (euler_ancestral, ...) and sd.cpp's (dpm++2m);\n"
+    "                         alias --sampling-method\n"
+    "  --scheduler normal|karras   sigma schedule (normal); alias --schedule; A1111's Automatic/Uniform = normal\n"
+    "  --timestep-spacing S   leading, linspace or trailing (default: a diffusers folder's scheduler config;\n"
+    "                         a single file: linspace for the Euler family, as A1111/ComfyUI/sd.cpp, and\n"
+    "                         leading + 1 for ddim, as A1111's DDIM)\n"
     "  --eta E                ddim's eta (0)\n"
-    "  --cfg G                classifier-free guidance scale (7.5; 1 skips the unconditional pass)\n"
-    "  --seed S               seed of the first image; image k uses S+k (default: random)\n"
-    "  --n N                  number of images (1); a grid.png is written when N > 1\n"
-    "  --width W --height H   image size, multiples of 8 (512x512, or the init image's size)\n"
-    "  --init-image FILE      img2img: start from this image ...\n"
+    "  --cfg G                classifier-free guidance scale (7.5; 1 skips the unconditional pass); alias --cfg-scale\n"
+    "  -s, --seed S           seed of the first image; image k uses S+k (default: random)\n"
+    "  --n N                  number of images (1); a grid.png is written when N > 1; alias -b, --batch-count\n"
+    "  -W, --width W  -H, --height H   image size, multiples of 8 (512x512, or the init image's size)\n"
+    "  -i, --init-image FILE  img2img: start from this image ... (alias --init-img)\n"
     "  --strength S           ... noised this far (0.6; 1 = ignore the image)\n"
     "  --vae-tiling           decode (and encode) in overlapping tiles: less memory for large images\n"
     "  --clip-skip N          A1111's clip skip for SD 1.x (1)\n"
@@ -36,46 +52,84 @@ static const char *HELP =
     "  --prediction-type T    epsilon or v_prediction (default: the scheduler config, else epsilon)\n"
     "  --adapter FILE         a singlora adapter (singlora/lora/dora) on the UNet; --adapter-scale S (1)\n"
     "  --lora FILE[:SCALE]    fold a kohya / diffusers / PEFT LoRA file into the UNet (repeatable)\n"
-    "  --threads N            OpenMP/OpenBLAS threads\n"
-    "  --out DIR              output folder (created); files NNNNN-SEED.png + .json\n\n"
+    "  --from-png IMAGE.png   start from the settings in IMAGE's A1111 `parameters` chunk (prompt, negative\n"
+    "                         prompt, steps, sampler, schedule, CFG, seed, size, clip skip, ...); options\n"
+    "                         given as well override them; --model, adapters and LoRA files are given again\n"
+    "  -t, --threads N        OpenMP/OpenBLAS threads\n"
+    "  --out DIR              output folder (created); files NNNNN-SEED.png + .json\n"
+    "  -o, --output PATH      PATH ending in .png: that file (as sd.cpp; image k > 0 is PATH_<k+1>.png,\n"
+    "                         sidecars PATH.json, no grid); any other PATH: the same as --out\n\n"
     "Seeds: the initial noise for seed S is torch.randn(shape, generator=torch.Generator().manual_seed(S))\n"
     "on the CPU, bit for bit, so a diffusers/ComfyUI image made with CPU noise can be reproduced.\n";
 
+static int ends_with_png(const char *s) {
+    size_t n = strlen(s);
+    return n > 4 && s[n - 4] == '.' && tolower((unsigned char)s[n - 3]) == 'p' && tolower((unsigned char)s[n - 2]) == 'n' &&
+           tolower((unsigned char)s[n - 1]) == 'g';
+}
+
+// Any of the names for one option (sd.cpp's short and long spellings next to singlora's).
+static int arg_any(int argc, char **argv, int *i, const char *const *names, const char **v) {
+    for (; *names; names++)
+        if (arg_value(argc, argv, i, *names, v)) return 1;
+    return 0;
+}
+#define NAMES(...) ((const char *const[]){__VA_ARGS__, NULL})
+
 int cmd_sample(int argc, char **argv) {
     sd_load_opts lo = {.vae_parts = VAE_DECODER};
-    const char *prompt = NULL, *negative = NULL, *out_dir = NULL, *init_image = NULL, *v;
-    sd_denoise_opts o = {.cfg = 7.5f, .strength = 0.6f};
-    sl_sampler_opts_default(&o.sampler);
-    o.sampler.kind = SL_SAMPLER_EULER_A;
-    o.sampler.steps = 30;
-    long long seed = -1;
+    const char *out_dir = NULL, *out_file = NULL, *init_image = NULL, *from_png = NULL, *lora_dir = NULL, *v;
+    sd_png_replay rp = {.gen = {.denoise = {.cfg = 7.5f, .strength = 0.6f}}, .seed = -1, .clip_skip = 1};
+    sd_denoise_opts *o = &rp.gen.denoise;
+    sl_sampler_opts_default(&o->sampler);
+    o->sampler.kind = SL_SAMPLER_EULER_A;
+    o->sampler.steps = 30;
+    // --from-png first: the image's settings are the defaults the other options override
+    for (int i = 1; i < argc; i++)
+        if (arg_value(argc, argv, &i, "--from-png", &from_png)) {}
+    if (from_png && sd_png_replay_load(from_png, &rp) != 0) sl_fail();
+    const char *prompt = rp.gen.prompt, *negative = rp.gen.negative;
+    long long seed = rp.seed;
+    int width = rp.gen.width, height = rp.gen.height, clip_skip = rp.clip_skip;
     const char *adapter_path = NULL, *loras[32];
     int n_loras = 0;
     float adapter_scale = 1.0f;
-    int n_images = 1, width = 0, height = 0, tiling = 0, threads = 0, long_prompts = 0, clip_skip = 1;
+    int n_images = 1, tiling = 0, threads = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
-        else if (arg_model(argc, argv, &i, &lo.path, &lo.config_dir, &lo.variant)) {}
+        else if (arg_model(argc, argv, &i, &lo.path, &lo.config_dir, &lo.variant) || arg_value(argc, argv, &i, "-m", &lo.path)) {}
+        else if (arg_value(argc, argv, &i, "--from-png", &v)) {}
         else if (arg_value(argc, argv, &i, "--tokenizer", &lo.tokenizer_dir)) {}
         else if (arg_value(argc, argv, &i, "--prediction-type", &lo.prediction)) {}
-        else if (arg_value(argc, argv, &i, "--prompt", &prompt)) {}
-        else if (arg_value(argc, argv, &i, "--negative-prompt", &negative)) {}
-        else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
-        else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--scheduler", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
-        else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
-        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_long("--seed", v);
-        else if (arg_value(argc, argv, &i, "--n", &v)) n_images = (int)arg_long("--n", v);
-        else if (arg_value(argc, argv, &i, "--width", &v)) width = (int)arg_long("--width", v);
-        else if (arg_value(argc, argv, &i, "--height", &v)) height = (int)arg_long("--height", v);
-        else if (arg_value(argc, argv, &i, "--init-image", &init_image)) {}
-        else if (arg_value(argc, argv, &i, "--strength", &v)) o.strength = (float)arg_double("--strength", v);
+        else if (arg_any(argc, argv, &i, NAMES("--prompt", "-p"), &prompt)) {}
+        else if (arg_any(argc, argv, &i, NAMES("--negative-prompt", "-n"), &negative)) {}
+        else if (arg_flag(argv, i, "--no-emphasis")) rp.gen.no_emphasis = 1;
+        else if (arg_any(argc, argv, &i, NAMES("--lora-dir", "--lora-model-dir"), &lora_dir)) {}
+        else if (arg_value(argc, argv, &i, "--steps", &v)) o->sampler.steps = (int)arg_long("--steps", v);
+        else if (arg_any(argc, argv, &i, NAMES("--sampler", "--sampling-method"), &v)) {
+            int karras;
+            if (sl_sampler_lookup(v, &o->sampler.kind, &karras)) sl_fail();
+            if (karras) o->sampler.sigmas = SL_SIGMAS_KARRAS;
+        }
+        else if (arg_any(argc, argv, &i, NAMES("--scheduler", "--schedule"), &v)) { if (sl_sigmas_lookup(v, &o->sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o->sampler.spacing)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--eta", &v)) o->sampler.eta = (float)arg_double("--eta", v);
+        else if (arg_any(argc, argv, &i, NAMES("--cfg", "--cfg-scale"), &v)) o->cfg = (float)arg_double("--cfg", v);
+        else if (arg_any(argc, argv, &i, NAMES("--seed", "-s"), &v)) seed = arg_long("--seed", v);
+        else if (arg_any(argc, argv, &i, NAMES("--n", "-b", "--batch-count"), &v)) n_images = (int)arg_long("--n", v);
+        else if (arg_any(argc, argv, &i, NAMES("--width", "-W"), &v)) width = (int)arg_long("--width", v);
+        else if (arg_any(argc, argv, &i, NAMES("--height", "-H"), &v)) height = (int)arg_long("--height", v);
+        else if (arg_any(argc, argv, &i, NAMES("--init-image", "--init-img", "-i"), &init_image)) {}
+        else if (arg_value(argc, argv, &i, "--strength", &v)) o->strength = (float)arg_double("--strength", v);
         else if (arg_flag(argv, i, "--vae-tiling")) tiling = 1;
-        else if (arg_flag(argv, i, "--long-prompts")) long_prompts = 1;
+        else if (arg_flag(argv, i, "--long-prompts")) rp.gen.long_prompts = 1;
         else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_long("--clip-skip", v);
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_any(argc, argv, &i, NAMES("--threads", "-t"), &v)) threads = (int)arg_long("--threads", v);
         else if (arg_value(argc, argv, &i, "--out", &out_dir)) {}
+        else if (arg_any(argc, argv, &i, NAMES("--output", "-o"), &v)) {
+            if (ends_with_png(v)) out_file = v, out_dir = NULL;
+            else out_dir = v, out_file = NULL;
+        }
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
         else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
         else if (arg_value(argc, argv, &i, "--lora", &v)) {
@@ -84,10 +138,18 @@ int cmd_sample(int argc, char **argv) {
         }
         else arg_unknown("sample", argv[i]);
     }
-    if (!lo.path || !prompt || !out_dir) sl_die(NULL, "sample: --model, --prompt and --out are required (see --help)");
+    if (!lo.path || !prompt || !(out_dir || out_file))
+        sl_die(NULL, "sample: --model, --prompt (or --from-png) and --out (or -o FILE.png) are required (see --help)");
     if (n_images < 1 || n_images > 10000) sl_die(NULL, "sample: --n must be 1..10000");
-    if (o.cfg < 0) sl_die(NULL, "sample: --cfg must be >= 0");
-    if (init_image && !(o.strength > 0 && o.strength <= 1)) sl_die(NULL, "sample: --strength must be in (0, 1]");
+    if (o->cfg < 0) sl_die(NULL, "sample: --cfg must be >= 0");
+    if (init_image && !(o->strength > 0 && o->strength <= 1)) sl_die(NULL, "sample: --strength must be in (0, 1]");
+    if (from_png) {
+        if (rp.img2img && !init_image)
+            sl_die(from_png, "was made with img2img (Denoising strength %g): give its init image with --init-image",
+                   (double)o->strength);
+        if (rp.adapter && !adapter_path) sl_warn("%s was made with the adapter %s: give it again with --adapter", from_png, rp.adapter);
+        if (rp.loras && !n_loras) sl_warn("%s was made with the LoRA files %s: give them again with --lora", from_png, rp.loras);
+    }
     if (seed < 0) seed = (long long)(time(NULL) % 4294967296LL);
     set_threads(threads);
 
@@ -107,27 +169,53 @@ int cmd_sample(int argc, char **argv) {
     if (!height) height = 512;
     if (width <= 0 || height <= 0 || width % 8 || height % 8)
         sl_die(init_image, "sample: width and height must be positive multiples of 8 (got %dx%d)", width, height);
-    if (mkdir_p(out_dir) != 0) sl_fail();
+    if (out_dir && mkdir_p(out_dir) != 0) sl_fail();
+    if (out_file) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", out_file);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            if (mkdir_p(dir) != 0) sl_fail();
+        }
+    }
 
     sd_model *m = sd_model_load(&lo);
     if (!m) sl_fail();
+    if (from_png && rp.model_hash) {
+        char hex[65];
+        if (model_sha256(lo.path, hex) == 0 && strncmp(hex, rp.model_hash, strlen(rp.model_hash)) != 0)
+            sl_warn("%s was made with model hash %s; %s has %.10s (the image will differ)", from_png, rp.model_hash,
+                    lo.path, hex);
+        sl_error_clear();
+    }
     m->clip_skip = clip_skip;
     for (int k = 0; k < n_loras; k++)
         if (unet_apply_lora_spec(m->unet, loras[k]) != 0) sl_fail();
+    char *prompt_text;   // the prompt without its <lora:...> tags
+    if (unet_apply_prompt_loras(m->unet, prompt, lora_dir, &prompt_text) != 0) sl_fail();
     adapter_set *ads = NULL;
     if (adapter_path) {
         ads = adapter_set_load(adapter_path);
         if (!ads || unet_attach_adapters(m->unet, ads, adapter_scale, adapter_path) != 0) sl_fail();
     }
     if (clip_text_cond_layers(m->text, clip_skip) < 0) sl_fail();
-    sd_generate_opts go = {.prompt = prompt, .negative = negative, .width = width, .height = height,
-                           .long_prompts = long_prompts, .vae_tiling = tiling, .init_image = init_px, .denoise = o};
-    sd_sample_provenance prov = {.model_path = lo.path, .init_image_path = init_image, .clip_skip = clip_skip,
-                                 .adapter_path = adapter_path, .adapter_scale = adapter_scale, .loras = loras,
-                                 .n_loras = n_loras};
-    if (sd_sample_to_folder(m, &go, &prov, out_dir, n_images, seed) != 0) sl_fail();
+    sd_generate_opts go = rp.gen;
+    go.prompt = prompt_text;
+    go.negative = negative;
+    go.width = width, go.height = height;
+    go.vae_tiling = tiling;
+    go.init_image = init_px;
+    sd_sample_provenance prov = {.model_path = lo.path, .prompt_as_typed = prompt, .init_image_path = init_image,
+                                 .clip_skip = clip_skip, .adapter_path = adapter_path, .adapter_scale = adapter_scale,
+                                 .loras = loras, .n_loras = n_loras};
+    int rc = out_file ? sd_sample_to_file(m, &go, &prov, out_file, n_images, seed)
+                      : sd_sample_to_folder(m, &go, &prov, out_dir, n_images, seed);
+    if (rc != 0) sl_fail();
+    free(prompt_text);
     sl_free_aligned(init_px);
     sd_model_free(m);
     adapter_set_free(ads);
+    sd_png_replay_free(&rp);
     return 0;
 }

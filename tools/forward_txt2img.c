@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/diffusion/sampler_names.h"
 #include "engine/io/safetensors.h"
 #include "pipeline/generate.h"
 #include "pipeline/prompt.h"
@@ -15,7 +16,7 @@
 static const char *HELP =
     "usage: singlora forward txt2img --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
     "                                [--sampler S] [--scheduler normal|karras] [--steps N] [--cfg G] [--eta E]\n"
-    "                                [--seed S] [--threads N]\n\n"
+    "                                [--timestep-spacing leading|linspace|trailing] [--seed S] [--threads N]\n\n"
     "  IN:  input_ids (2, 77) I32/I64 - row 0 the prompt, row 1 the unconditional (empty/negative)\n"
     "       prompt - and latents_init (1, C, h, w) F32, the unscaled initial noise\n"
     "  OUT: latents (n_evals, 1, C, h, w) after each step, image (1, 3, 8h, 8w) (VAE output, unclamped)\n"
@@ -51,8 +52,13 @@ int forward_txt2img_main(int argc, char **argv) {
         else if (arg_model(argc, argv, &i, &lo.path, &lo.config_dir, &lo.variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--sampler", &v)) { if (sl_sampler_parse(v, &o.sampler.kind)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_parse(v, &o.sampler.sigmas)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--sampler", &v)) {
+            int karras;
+            if (sl_sampler_lookup(v, &o.sampler.kind, &karras)) sl_fail();
+            if (karras) o.sampler.sigmas = SL_SIGMAS_KARRAS;
+        }
+        else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail(); }
+        else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_lookup(v, &o.sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);

@@ -38,6 +38,12 @@ int sl_sigmas_parse(const char *name, sl_sigmas_kind *out) {
 const char *sl_sampler_name(sl_sampler_kind k) { return (unsigned)k < SL_SAMPLER_N_KINDS ? NAMES[k] : "?"; }
 const char *sl_sigmas_name(sl_sigmas_kind k) { return k == SL_SIGMAS_KARRAS ? "karras" : "normal"; }
 
+sl_spacing sl_sampler_spacing(const sl_schedule *s, const sl_sampler_opts *o) {
+    return o->spacing != SL_SPACING_DEFAULT ? o->spacing
+           : s->spacing != SL_SPACING_DEFAULT ? s->spacing
+           : o->kind == SL_SAMPLER_DDIM ? SL_SPACING_LEADING : SL_SPACING_LINSPACE;
+}
+
 // ---- numpy helpers (float64) ----
 
 // np.linspace(start, stop, num)[i]
@@ -181,9 +187,7 @@ sl_sampler *sl_sampler_new(const sl_schedule *s, const sl_sampler_opts *o, int64
     sm->clip_range = s->clip_sample_range;
     sm->next = -1;
     sm->heun_dt = NAN;
-    sm->spacing = o->spacing != SL_SPACING_DEFAULT ? o->spacing
-                  : s->spacing != SL_SPACING_DEFAULT ? s->spacing
-                  : o->kind == SL_SAMPLER_DDIM ? SL_SPACING_LEADING : SL_SPACING_LINSPACE;
+    sm->spacing = sl_sampler_spacing(s, o);
     int fst = o->final_sigma >= 0 ? o->final_sigma : s->final_sigmas_type >= 0 ? s->final_sigmas_type : 1;
     sm->final_sigma_zero = fst;
 

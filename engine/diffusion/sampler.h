@@ -43,6 +43,9 @@ void sl_sampler_opts_default(sl_sampler_opts *o);
 int sl_sampler_parse(const char *name, sl_sampler_kind *out);   // -1 with sl_error listing the names
 int sl_sigmas_parse(const char *name, sl_sigmas_kind *out);     // "normal" | "karras"
 const char *sl_sampler_name(sl_sampler_kind k);
+// The timestep spacing a sampler built from (s, o) uses: o's, else the schedule's, else the
+// sampler's diffusers default (ddim leading, the others linspace).
+sl_spacing sl_sampler_spacing(const sl_schedule *s, const sl_sampler_opts *o);
 const char *sl_sigmas_name(sl_sigmas_kind k);
 
 typedef struct {
