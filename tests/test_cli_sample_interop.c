@@ -158,7 +158,7 @@ TEST(sample_sdcpp_flags_and_output_file) {
     snprintf(out, sizeof out, "%s", tmp_path("mine"));
     rc = run_cmd(log, sizeof log,
                  "%s sample --model %s --tokenizer %s --prompt dog --negative-prompt blurry --seed 5 --width 64 --height 64 "
-                 "--steps 2 --cfg 3 --sampler euler --out %s",
+                 "--steps 2 --cfg 3 --sampler euler --threads 1 --out %s",
                  singlora_bin(), model, tok, out);
     CHECK_MSG(rc == 0, "%s", log);
     snprintf(mine, sizeof mine, "%s/00000-5.png", out);
