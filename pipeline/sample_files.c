@@ -11,6 +11,7 @@
 #include "engine/core/progress.h"
 #include "engine/core/tensor.h"
 #include "engine/core/version.h"
+#include "engine/dist/dist.h"
 #include "engine/io/atomic_file.h"
 #include "pipeline/model_hash.h"
 
@@ -113,6 +114,24 @@ static int write_json(const char *path, cJSON *j) {
     return rc;
 }
 
+// Image k's files (PNG with A1111 parameters, JSON sidecar) and its place in the grid.
+static int write_image(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *out_dir,
+                       int k, long long s, const char *hash, const float *img, image_grid *grid, int n) {
+    char params[8192], png[4200], json[4200];
+    a1111_parameters(params, sizeof params, o, p, s, hash);
+    snprintf(png, sizeof png, "%s/%05d-%lld.png", out_dir, k, s);
+    snprintf(json, sizeof json, "%s/%05d-%lld.json", out_dir, k, s);
+    const char *keys[] = {"parameters"}, *vals[] = {params};
+    if (image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1) != 0) return -1;
+    cJSON *j = sidecar(m, o, p, s, hash, params);
+    int rc = write_json(json, j);
+    cJSON_Delete(j);
+    if (rc != 0) return -1;
+    fprintf(stderr, "wrote %s\n", png);
+    if (n > 1) image_grid_put(grid, k, img);
+    return 0;
+}
+
 int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
                         const char *out_dir, int n, int64_t seed) {
     sd_generate_opts go = *o;
@@ -123,35 +142,35 @@ int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_s
     if (sd_generator_init(&g, m, &go) != 0) return -1;
     char hash[11];
     model_hash10(p->model_path, hash);
-    float *img = sl_alloc_f32((int64_t)3 * o->height * o->width);
+    // several ranks (engine/dist/): round q, rank r makes image q·P + r; rank 0 gathers and writes
+    const int P = dist_size(), rank = dist_rank();
+    const int64_t npx = (int64_t)3 * o->height * o->width;
+    float *img = sl_alloc_f32(npx * P);
     image_grid grid = {0};
-    if (n > 1) image_grid_init(&grid, n, 3, o->height, o->width);
+    if (n > 1 && rank == 0) image_grid_init(&grid, n, 3, o->height, o->width);
     int rc = 0;
-    for (int k = 0; k < n && rc == 0; k++) {
-        long long s = (long long)seed + k;
-        sc = (step_ctx){0};   // no bar when img2img has nothing left to do
-        snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
-        if ((rc = sd_generate(&g, (uint64_t)s, img)) != 0) break;
-        progress_end(&sc.bar);
-        char params[8192], png[4200], json[4200];
-        a1111_parameters(params, sizeof params, o, p, s, hash);
-        snprintf(png, sizeof png, "%s/%05d-%lld.png", out_dir, k, s);
-        snprintf(json, sizeof json, "%s/%05d-%lld.json", out_dir, k, s);
-        const char *keys[] = {"parameters"}, *vals[] = {params};
-        if ((rc = image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1)) != 0) break;
-        cJSON *j = sidecar(m, o, p, s, hash, params);
-        rc = write_json(json, j);
-        cJSON_Delete(j);
-        if (rc != 0) break;
-        fprintf(stderr, "wrote %s\n", png);
-        if (n > 1) image_grid_put(&grid, k, img);
+    for (int q = 0; q * P < n && rc == 0; q++) {
+        const int k = q * P + rank;
+        if (k < n) {
+            sc = (step_ctx){0};   // no bar when img2img has nothing left to do
+            snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
+            if ((rc = sd_generate(&g, (uint64_t)(seed + k), img + npx * rank)) != 0) break;
+            progress_end(&sc.bar);
+        }
+        for (int r = 0; r < P && rc == 0; r++) {
+            if (q * P + r >= n) break;
+            if (P > 1) rc = dist_bcast(img + npx * r, sizeof(float) * (size_t)npx, r);
+            if (rc == 0 && rank == 0)
+                rc = write_image(m, o, p, out_dir, q * P + r, (long long)seed + q * P + r, hash, img + npx * r, &grid, n);
+        }
     }
-    if (rc == 0 && n > 1) {
+    if (rc == 0 && n > 1 && rank == 0) {
         char gp[4200];
         snprintf(gp, sizeof gp, "%s/grid.png", out_dir);
         if ((rc = image_grid_save(&grid, gp)) == 0) fprintf(stderr, "wrote %s\n", gp);
     }
-    if (n > 1) image_grid_free(&grid);
+    if (n > 1 && rank == 0) image_grid_free(&grid);
+    if (rc == 0) rc = dist_barrier();   // rank 0's files are all written
     sl_free_aligned(img);
     sd_generator_free(&g);
     return rc;

@@ -6,6 +6,7 @@
 
 #include "data/image.h"
 #include "engine/core/error.h"
+#include "engine/dist/dist.h"
 #include "pipeline/adapters.h"
 #include "pipeline/sample_files.h"
 #include "tools/args.h"
@@ -89,6 +90,7 @@ int cmd_sample(int argc, char **argv) {
     if (o.cfg < 0) sl_die(NULL, "sample: --cfg must be >= 0");
     if (init_image && !(o.strength > 0 && o.strength <= 1)) sl_die(NULL, "sample: --strength must be in (0, 1]");
     if (seed < 0) seed = (long long)(time(NULL) % 4294967296LL);
+    if (dist_bcast(&seed, sizeof seed, 0) != 0) sl_fail();   // under mpirun: rank 0's seed for every rank
     set_threads(threads);
 
     // the init image fixes the size unless one is given
@@ -107,7 +109,7 @@ int cmd_sample(int argc, char **argv) {
     if (!height) height = 512;
     if (width <= 0 || height <= 0 || width % 8 || height % 8)
         sl_die(init_image, "sample: width and height must be positive multiples of 8 (got %dx%d)", width, height);
-    if (mkdir_p(out_dir) != 0) sl_fail();
+    if (dist_is_lead() && mkdir_p(out_dir) != 0) sl_fail();   // rank 0 alone writes the folder
 
     sd_model *m = sd_model_load(&lo);
     if (!m) sl_fail();
