@@ -195,8 +195,15 @@ TEST(dist_mpi_train_resume_killed_p2) {
     // a different global batch is refused with a clear message
     rc = train(log, sizeof log, 1, killed, 1, "--resume-from-checkpoint latest");
     CHECK_MSG(rc != 0 && strstr(log, "global batch 2") && strstr(log, "1 x 1 = 1"), "P = 1 x 1 resume: rc %d: %s", rc, log);
+    char reshard[512];
+    snprintf(reshard, sizeof reshard, "%s", tmp_path("reshard"));
+    REQUIRE(run_cmd(log, sizeof log, "cp -r %s %s", killed, reshard) == 0);
     REQUIRE(train(log, sizeof log, 2, killed, 1, "--resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
     CHECK_MSG(adapter_rel_diff(full, killed) == 0.0, "the resumed P = 2 run differs from the uninterrupted one");
+    // the same global batch on one process (1 x 2) re-shards: equal up to float summation order
+    REQUIRE(train(log, sizeof log, 0, reshard, 2, "--resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
+    double d = adapter_rel_diff(full, reshard);
+    CHECK_MSG(d <= 1e-5, "P = 2 checkpoint resumed as 1 x 2: %.3g > 1e-5 of max |tensor|", d);
 }
 
 // ---------------------------------------------------------------- evaluation
