@@ -8,7 +8,13 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fopenmp -Wall -Wextra -Werror 
 LDLIBS  += -L$(BLASDIR) -Wl,-rpath,$(BLASDIR) -lopenblas -lcjson -lstb -lm
 LDFLAGS += -fopenmp
 
-ifeq ($(SAN),1)
+# MPI=1: the Open MPI build (mpicc, build-mpi/, ./singlora-mpi); else the one-process stand-in
+ifeq ($(MPI),1)
+CC      := mpicc
+BUILD   := build-mpi
+BIN     := singlora-mpi
+DIST_SRC := engine/dist/mpi.c
+else ifeq ($(SAN),1)
 BUILD   := build-san
 CFLAGS  += -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
@@ -17,11 +23,15 @@ else
 BUILD   := build
 BIN     := singlora
 endif
+DIST_SRC ?= engine/dist/single.c
+# the MPI build for the multi-process tests, when mpicc is installed (make deps installs it)
+MPICC   := $(shell command -v mpicc 2>/dev/null)
 
 # the library: every .c under these folders (engine/ has one subfolder per concept)
 LIB_DIRS  := engine/core engine/io engine/kernels engine/blocks engine/diffusion engine/adapters engine/train \
              clip unet vae eval data data/world pipeline
-LIB_SRC   := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
+# engine/dist/: the shared part plus one back end (mpi.c or single.c)
+LIB_SRC   := $(wildcard $(addsuffix /*.c,$(LIB_DIRS))) engine/dist/timeout.c $(DIST_SRC)
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/*.c)
 BENCH_SRC := $(wildcard tools/bench/*.c)
@@ -32,7 +42,7 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 # tools/bench/<name>.c -> build/bench_<name>, a standalone program on libsinglora.a
 BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench_%)
 
-.PHONY: all deps test test-long bench clean
+.PHONY: all deps test test-long bench clean mpi-bin
 all: $(BIN)
 
 deps:
@@ -52,22 +62,35 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# ./singlora-mpi and build-mpi/dist_check for the multi-process tests (a sub-make in build-mpi/);
+# without mpicc those tests skip, saying so
+ifneq ($(MPICC),)
+ifneq ($(MPI),1)
+MPI_DEPS := mpi-bin
+endif
+endif
+mpi-bin:
+	$(MAKE) MPI=1 singlora-mpi build-mpi/dist_check
+
+$(BUILD)/dist_check: $(BUILD)/tests/mpi/dist_check.o $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 # make test [T=pattern] [SAN=1]
-test: $(BIN) $(BUILD)/run_tests
+test: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
 	SINGLORA_BIN=./$(BIN) ASAN_OPTIONS=detect_leaks=0 ./$(BUILD)/run_tests $(T)
 
-test-long: $(BIN) $(BUILD)/run_tests
+test-long: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
 	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
 
 $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 .SECONDARY: $(BENCH_OBJ)
-bench: $(BIN) $(BENCH_BIN)
+bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
 
 clean:
-	rm -rf build build-san singlora
+	rm -rf build build-san build-mpi singlora singlora-mpi
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 

@@ -12,6 +12,7 @@
 #include "engine/core/tensor.h"
 #include "engine/core/version.h"
 #include "engine/diffusion/sampler_names.h"
+#include "engine/dist/dist.h"
 #include "engine/io/atomic_file.h"
 #include "pipeline/a1111_params.h"
 #include "pipeline/model_hash.h"
@@ -147,6 +148,27 @@ static void image_paths(const char *out_dir, const char *file, int k, long long 
     else snprintf(json, len, "%.*s_%d.json", stem, file, k + 1);
 }
 
+// Image k's files (PNG with A1111 parameters, JSON sidecar) and its place in the grid.
+static int write_image(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *out_dir,
+                       const char *file, int k, long long s, const char *hash, const float *img, image_grid *grid,
+                       int with_grid) {
+    char png[4200], json[4200];
+    char *params = a1111_parameters(m, o, p, s, hash);
+    image_paths(out_dir, file, k, s, png, json, sizeof png);
+    const char *keys[] = {"parameters"}, *vals[] = {params};
+    int rc = image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1);
+    if (rc == 0) {
+        cJSON *j = sidecar(m, o, p, s, hash, params);
+        rc = write_json(json, j);
+        cJSON_Delete(j);
+    }
+    free(params);
+    if (rc != 0) return -1;
+    fprintf(stderr, "wrote %s\n", png);
+    if (with_grid) image_grid_put(grid, k, img);
+    return 0;
+}
+
 static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
                          const char *out_dir, const char *file, int n, int64_t seed) {
     sd_generate_opts go = *o;
@@ -158,38 +180,37 @@ static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_
     if (sd_generator_init(&g, m, &go) != 0) return -1;
     char hash[11];
     model_hash10(p->model_path, hash);
-    float *img = sl_alloc_f32((int64_t)3 * o->height * o->width);
+    // several ranks (engine/dist/): round q, rank r makes image q·P + r; rank 0 gathers and writes
+    const int P = dist_size(), rank = dist_rank();
+    const int64_t npx = (int64_t)3 * o->height * o->width;
+    float *img = sl_alloc_f32(npx * P);
     image_grid grid = {0};
-    int with_grid = n > 1 && !file;
-    if (with_grid) image_grid_init(&grid, n, 3, o->height, o->width);
+    const int with_grid = n > 1 && !file;
+    if (with_grid && rank == 0) image_grid_init(&grid, n, 3, o->height, o->width);
     int rc = 0;
-    for (int k = 0; k < n && rc == 0; k++) {
-        long long s = (long long)seed + k;
-        sc = (step_ctx){0};   // no bar when img2img has nothing left to do
-        snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
-        if ((rc = sd_generate(&g, (uint64_t)s, img)) != 0) break;
-        progress_end(&sc.bar);
-        char png[4200], json[4200];
-        char *params = a1111_parameters(m, o, p, s, hash);
-        image_paths(out_dir, file, k, s, png, json, sizeof png);
-        const char *keys[] = {"parameters"}, *vals[] = {params};
-        rc = image_save_png_text(png, img, 3, o->height, o->width, keys, vals, 1);
-        if (rc == 0) {
-            cJSON *j = sidecar(m, o, p, s, hash, params);
-            rc = write_json(json, j);
-            cJSON_Delete(j);
+    for (int q = 0; q * P < n && rc == 0; q++) {
+        const int k = q * P + rank;
+        if (k < n) {
+            sc = (step_ctx){0};   // no bar when img2img has nothing left to do
+            snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
+            if ((rc = sd_generate(&g, (uint64_t)(seed + k), img + npx * rank)) != 0) break;
+            progress_end(&sc.bar);
         }
-        free(params);
-        if (rc != 0) break;
-        fprintf(stderr, "wrote %s\n", png);
-        if (with_grid) image_grid_put(&grid, k, img);
+        for (int r = 0; r < P && rc == 0; r++) {
+            if (q * P + r >= n) break;
+            if (P > 1) rc = dist_bcast(img + npx * r, sizeof(float) * (size_t)npx, r);
+            if (rc == 0 && rank == 0)
+                rc = write_image(m, o, p, out_dir, file, q * P + r, (long long)seed + q * P + r, hash, img + npx * r, &grid,
+                                 with_grid);
+        }
     }
-    if (rc == 0 && with_grid) {
+    if (rc == 0 && with_grid && rank == 0) {
         char gp[4200];
         snprintf(gp, sizeof gp, "%s/grid.png", out_dir);
         if ((rc = image_grid_save(&grid, gp)) == 0) fprintf(stderr, "wrote %s\n", gp);
     }
-    if (with_grid) image_grid_free(&grid);
+    if (with_grid && rank == 0) image_grid_free(&grid);
+    if (rc == 0) rc = dist_barrier();   // rank 0's files are all written
     sl_free_aligned(img);
     sd_generator_free(&g);
     return rc;

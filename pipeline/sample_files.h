@@ -19,7 +19,9 @@ typedef struct {
 } sd_sample_provenance;
 
 // Images k = 0..n-1 from seeds seed + k into out_dir (which must exist), with a progress bar
-// per image and "wrote FILE" on stderr. 0, or -1 with sl_error.
+// per image and "wrote FILE" on stderr. Under several ranks (engine/dist/) every rank calls it:
+// image k is made on rank k mod P, and rank 0 alone writes every file, the same bytes as one
+// process writes. 0, or -1 with sl_error.
 int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
                         const char *out_dir, int n, int64_t seed);
 // stable-diffusion.cpp's naming: image 0 is png_path itself, image k > 0 is STEM_<k+1>.png

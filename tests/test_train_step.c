@@ -122,7 +122,7 @@ static void run_case(const char *rel) {
             REQUIRE(lat->dt == DT_F32 && noi->dt == DT_F32 && ctx->dt == DT_F32 && ts->dt == DT_I64 && pr->dt == DT_I64);
             REQUIRE(lat->ndim == 4 && ctx->ndim == 3 && ctx->shape[2] == m->cfg.cross_attention_dim);
             mbs[j] = (train_micro){(int)lat->shape[0], (int)lat->shape[2], (int)lat->shape[3], (int)ctx->shape[1],
-                                   lat->data, noi->data, ts->data, ctx->data, pr->data};
+                                   lat->data, noi->data, ts->data, ctx->data, pr->data, 0, 0};
         }
         train_step_info info;
         REQUIRE(train_step(m, pb, &sch, &o, mbs, accum, losses, &info) == 0);

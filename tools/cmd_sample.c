@@ -11,6 +11,7 @@
 #include "data/image.h"
 #include "engine/core/error.h"
 #include "engine/diffusion/sampler_names.h"
+#include "engine/dist/dist.h"
 #include "pipeline/adapters.h"
 #include "pipeline/model_hash.h"
 #include "pipeline/png_replay.h"
@@ -151,6 +152,7 @@ int cmd_sample(int argc, char **argv) {
         if (rp.loras && !n_loras) sl_warn("%s was made with the LoRA files %s: give them again with --lora", from_png, rp.loras);
     }
     if (seed < 0) seed = (long long)(time(NULL) % 4294967296LL);
+    if (dist_bcast(&seed, sizeof seed, 0) != 0) sl_fail();   // under mpirun: rank 0's seed for every rank
     set_threads(threads);
 
     // the init image fixes the size unless one is given
@@ -169,14 +171,16 @@ int cmd_sample(int argc, char **argv) {
     if (!height) height = 512;
     if (width <= 0 || height <= 0 || width % 8 || height % 8)
         sl_die(init_image, "sample: width and height must be positive multiples of 8 (got %dx%d)", width, height);
-    if (out_dir && mkdir_p(out_dir) != 0) sl_fail();
-    if (out_file) {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", out_file);
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-            *slash = 0;
-            if (mkdir_p(dir) != 0) sl_fail();
+    if (dist_is_lead()) {   // rank 0 alone writes (mpirun, engine/dist/)
+        if (out_dir && mkdir_p(out_dir) != 0) sl_fail();
+        if (out_file) {
+            char dir[4096];
+            snprintf(dir, sizeof dir, "%s", out_file);
+            char *slash = strrchr(dir, '/');
+            if (slash && slash != dir) {
+                *slash = 0;
+                if (mkdir_p(dir) != 0) sl_fail();
+            }
         }
     }
 

@@ -3,7 +3,8 @@
 # OpenBLAS: the OpenMP build (libopenblas-openmp-dev). Inside our own OpenMP parallel regions it
 # runs single-threaded instead of oversubscribing the cores; outside them it uses OMP_NUM_THREADS.
 set -e
-PKGS="gcc make libc6-dev libgomp1 libopenblas-openmp-dev libcjson-dev libstb-dev"
+# Open MPI (libopenmpi-dev, openmpi-bin): `make MPI=1` -> ./singlora-mpi and the multi-process tests.
+PKGS="gcc make libc6-dev libgomp1 libopenblas-openmp-dev libcjson-dev libstb-dev libopenmpi-dev openmpi-bin"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

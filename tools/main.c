@@ -1,8 +1,11 @@
 // singlora: personalize Stable Diffusion with SingLoRA adapters, in C.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/error.h"
 #include "engine/core/version.h"
+#include "engine/dist/dist.h"
 #include "tools/commands.h"
 
 static void usage(FILE *out) {
@@ -16,7 +19,7 @@ static void usage(FILE *out) {
     fprintf(out, "\noptions: --version, --help\n");
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 1; }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
@@ -38,4 +41,18 @@ int main(int argc, char **argv) {
         if (!strcmp(COMMANDS[i].name, cmd)) return COMMANDS[i].run(argc - 1, argv + 1);
     fprintf(stderr, "singlora: unknown command '%s' (singlora help lists them)\n", cmd);
     return 1;
+}
+
+// Under mpirun every rank runs the same command (engine/dist/): a command that fails on any rank
+// ends the whole job with that rank's message.
+int main(int argc, char **argv) {
+    if (dist_init(&argc, &argv) != 0) sl_fail();
+    atexit(dist_finalize);   // commands that exit(0) early (--help) still leave the job cleanly
+    int rc = run(argc, argv);
+    if (rc != 0 && dist_size() > 1) {
+        fprintf(stderr, "singlora: rank %d/%d: exit code %d, aborting the job\n", dist_rank(), dist_size(), rc);
+        dist_abort(rc);
+    }
+    dist_finalize();
+    return rc;
 }

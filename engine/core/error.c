@@ -6,6 +6,13 @@
 #include <string.h>
 
 static _Thread_local char g_error[1024];
+static const char *g_tag = "";
+static void (*g_fail_hook)(int);
+static int g_warnings = 1;
+
+void sl_error_set_tag(const char *tag) { g_tag = tag ? tag : ""; }
+void sl_set_fail_hook(void (*hook)(int code)) { g_fail_hook = hook; }
+void sl_set_warnings(int on) { g_warnings = on; }
 
 static void error_vset(const char *file, const char *fmt, va_list ap) {
     size_t off = 0;
@@ -31,7 +38,9 @@ const char *sl_error_msg(void) { return g_error; }
 void sl_error_clear(void) { g_error[0] = 0; }
 
 _Noreturn void sl_fail(void) {
-    fprintf(stderr, "singlora: %s\n", g_error[0] ? g_error : "unknown error");
+    fprintf(stderr, "singlora: %s%s\n", g_tag, g_error[0] ? g_error : "unknown error");
+    fflush(stderr);
+    if (g_fail_hook) g_fail_hook(1);
     exit(1);
 }
 
@@ -44,9 +53,10 @@ _Noreturn void sl_die(const char *file, const char *fmt, ...) {
 }
 
 void sl_warn(const char *fmt, ...) {
+    if (!g_warnings) return;
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "singlora: warning: ");
+    fprintf(stderr, "singlora: %swarning: ", g_tag);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);

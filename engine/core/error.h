@@ -17,6 +17,13 @@ _Noreturn void sl_die(const char *file, const char *fmt, ...) __attribute__((for
 // A warning line `singlora: warning: ...` on stderr; the program goes on.
 void sl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+// For multi-process runs (engine/dist/): a tag printed after "singlora: " on every failure and
+// warning line (e.g. "rank 1/2: "), a hook sl_fail runs after printing and before exiting (the
+// MPI back end aborts the whole job there), and warnings off (0) or on (1, the default).
+void sl_error_set_tag(const char *tag);
+void sl_set_fail_hook(void (*hook)(int code));
+void sl_set_warnings(int on);
+
 // malloc/calloc that fail with a clear message instead of returning NULL.
 void *sl_malloc(size_t n);
 void *sl_calloc(size_t count, size_t size);

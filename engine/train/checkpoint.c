@@ -73,6 +73,10 @@ int checkpoint_save(const char *root, const param_block *pb, const checkpoint_st
     st_writer_meta(w, "seed", buf);
     snprintf(buf, sizeof buf, "%.17g", st->loss_ema);
     st_writer_meta(w, "loss_ema", buf);
+    snprintf(buf, sizeof buf, "%d", st->processes);
+    st_writer_meta(w, "processes", buf);
+    snprintf(buf, sizeof buf, "%d", st->global_batch);
+    st_writer_meta(w, "global_batch", buf);
     st_writer_meta(w, "data_position", "examples are keyed by (seed, step, index): the next step is step + 1");
     snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
     int rc = st_writer_save(w, path);
@@ -113,6 +117,9 @@ int checkpoint_load_optimizer(const char *dir, param_block *pb, checkpoint_state
     st->step = strtoll(step, NULL, 10);
     st->seed = strtoull(seed, NULL, 10);
     st->loss_ema = ema ? strtod(ema, NULL) : 0.0;
+    const char *procs = st_meta(f, "processes"), *gb = st_meta(f, "global_batch");
+    st->processes = procs ? (int)strtol(procs, NULL, 10) : 0;
+    st->global_batch = gb ? (int)strtol(gb, NULL, 10) : 0;
     for (int j = 0; j < pb->n_entries; j++) {
         const param_entry *e = &pb->entries[j];
         for (int k = 0; k < 2; k++) {

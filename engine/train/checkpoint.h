@@ -12,6 +12,7 @@ typedef struct {
     int64_t step;
     uint64_t seed;
     double loss_ema;
+    int processes, global_batch;   // the data-parallel ranks and P x train batch size (0: not recorded)
 } checkpoint_state;
 
 // Writes checkpoint-N (N = st->step) under ckpt_root and then keeps the newest `keep` (0 = all).

@@ -12,7 +12,9 @@ int train_generate_image(const sd_model *m, const char *prompt, int H, int W, ui
 
 // Tops the class folder up to `want` readable images with the class prompt, written as PNGs
 // (class-NNNNN.png, atomically) so an interrupted generation resumes where it stopped; image k
-// (counting those already there) uses a seed derived from (seed, k). Shows progress.
-// 0, or -1 with sl_error.
+// (counting those already there) uses a seed derived from (seed, k). Shows progress. Under
+// several ranks (engine/dist/) every rank calls it after scanning the same folder: the names are
+// fixed first, rank r makes images r, r + P, ..., and all ranks meet in a barrier at the end, so
+// the folder ends as one process would leave it. 0, or -1 with sl_error.
 int train_generate_class_images(const sd_model *m, const char *dir, const char *prompt, int have, int want,
                                 int resolution, uint64_t seed, int quiet);

@@ -22,7 +22,9 @@ typedef struct {
 } latent_cache;
 
 // For every image of folder f: prompt = its caption, else default_prompt. image_seed0 keys the
-// per-image random crop. 0, or -1 with sl_error.
+// per-image random crop. Under several ranks (engine/dist/) every rank calls it: rank 0 alone
+// reads and writes CACHE_DIR, the missing entries are split round-robin over the ranks and
+// broadcast, and every rank returns the whole cache. 0, or -1 with sl_error.
 int latent_cache_build(latent_cache *c, const sd_model *m, const char *model_sha, const image_folder *f,
                        const char *default_prompt, const image_prep *prep, uint64_t image_seed0, int flips,
                        const char *cache_dir);

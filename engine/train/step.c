@@ -6,15 +6,19 @@
 
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
+#include "engine/dist/dist.h"
 
 // The coefficient of each example's mean squared error in the micro-batch loss:
-// instance examples 1/n_inst (min-SNR: w_b/n_inst), class examples λ/n_class.
+// instance examples 1/n_inst (min-SNR: w_b/n_inst), class examples λ/n_class, the counts
+// being the global micro-batch's when it is split over ranks.
 static void example_weights(double *c, const sl_schedule *sch, const train_opts *o, const train_micro *mb) {
     int n_inst = 0, n_cls = 0;
     for (int b = 0; b < mb->B; b++) {
         if (mb->prior[b]) n_cls++;
         else n_inst++;
     }
+    if (mb->n_inst_total > 0) n_inst = mb->n_inst_total;
+    if (mb->n_class_total > 0) n_cls = mb->n_class_total;
     for (int b = 0; b < mb->B; b++) {
         if (mb->prior[b]) {
             c[b] = o->prior_loss_weight / n_cls;
@@ -113,6 +117,14 @@ int train_step(unet_model *m, param_block *pb, const sl_schedule *sch, const tra
             return -1;
         }
     unet_free(grads);
+    // the data-parallel sum: one call over the whole gradient block, then the losses
+    double *lsum = sl_calloc((size_t)n_micro, sizeof *lsum);
+    for (int j = 0; j < n_micro; j++) lsum[j] = losses[j];
+    int rrc = dist_allreduce_sum_f32(pb->grads, pb->n);
+    if (rrc == 0) rrc = dist_allreduce_sum_f64(lsum, n_micro);
+    for (int j = 0; j < n_micro; j++) losses[j] = (float)lsum[j];
+    free(lsum);
+    if (rrc != 0) { set->step = K - 1; return -1; }
     info->grad_norm = param_block_grad_norm(pb);
     param_block_clip_grads(pb, info->grad_norm, o->max_grad_norm);
     info->lr = lr_schedule_at(&o->lr, K);

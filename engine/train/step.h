@@ -23,6 +23,9 @@ typedef struct {
     const int64_t *timesteps;   // (B) in [0, T)
     const float *context;       // (B, L, D) text-encoder output
     const int64_t *prior;       // (B) 1 = class (prior-preservation) example, 0 = instance
+    // Instance / class examples of the whole micro-batch when this one is one rank's share of
+    // it (engine/dist/): the MSE means are over the global micro-batch. 0: this one's counts.
+    int n_inst_total, n_class_total;
 } train_micro;
 
 typedef struct {
@@ -57,8 +60,10 @@ int train_micro_loss(unet_model *m, unet_model *grads, const sl_schedule *sch, c
                      const train_micro *mb, double grad_scale, float *loss);
 
 // Optimizer step K = set->step + 1 over n_micro micro-batches: sets the attached set's step to
-// K (so u = u(K)), zeroes the gradient block, accumulates, measures, clips, updates. losses
-// (n_micro) receive each micro-batch's loss before the division by n_micro. 0, or -1 with
-// sl_error (the parameters are then unchanged).
+// K (so u = u(K)), zeroes the gradient block, accumulates, sums the gradient block over the
+// ranks (one dist_allreduce_sum_f32 of pb->n floats; a no-op for one process) and the losses
+// (one f64 all-reduce of n_micro), measures, clips, updates — every rank the same update.
+// losses (n_micro) receive each micro-batch's loss before the division by n_micro. 0, or -1
+// with sl_error (the parameters are then unchanged).
 int train_step(unet_model *m, param_block *pb, const sl_schedule *sch, const train_opts *o, const train_micro *mbs,
                int n_micro, float *losses, train_step_info *info);

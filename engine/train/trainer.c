@@ -19,6 +19,8 @@
 #include "engine/core/progress.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/tensor.h"
+#include "engine/core/sha256.h"
+#include "engine/dist/dist.h"
 #include "engine/train/checkpoint.h"
 #include "engine/train/dataset.h"
 #include "engine/train/example_rng.h"
@@ -196,10 +198,14 @@ typedef struct {
     const sd_model *m;
     int B, accum, prior, flips;
     uint64_t seed;
+    int P, rank;   // the data-parallel split: this rank's share of each global micro-batch
 } data_ctx;
 
 // The examples of micro-batch j of step K, drawn from their streams. Arrays sized for
-// nb = B·(1 + prior) examples.
+// nb = B·(1 + prior) examples. The global micro-batch of P ranks holds P·B instance examples
+// (indices j·P·nb + 0 .. P·B − 1) then P·B class examples; rank r draws instance examples
+// r·B .. r·B + B − 1 and the class examples at the same offsets, so P ranks × batch B draw the
+// examples of one process × batch P·B.
 typedef struct {
     int nb;
     float *latents, *noise, *context;   // (nb, C, h, w), (nb, C, h, w), (nb, L, D)
@@ -234,8 +240,11 @@ static void draw_micro(micro_buf *b, const data_ctx *d, int64_t K, int j) {
     for (int i = 0; i < b->nb; i++) {
         const int is_cls = i >= d->B;
         const latent_cache *src = is_cls ? d->cls : d->inst;
+        const int64_t PB = (int64_t)d->P * d->B;
+        const int64_t g = (int64_t)j * d->P * b->nb + (is_cls ? PB + (int64_t)d->rank * d->B + (i - d->B)
+                                                               : (int64_t)d->rank * d->B + i);
         sl_rng r;
-        example_stream(&r, d->seed, K, (int64_t)j * b->nb + i);   // index in the step's global batch
+        example_stream(&r, d->seed, K, g);   // index in the step's global batch
         int img = (int)sl_rng_randint(&r, (uint64_t)src->n);
         int fl = d->flips ? sl_rng_uniform_f64(&r) < 0.5 : 0;
         sl_rng_randn(&r, eps, (size_t)per);                        // the posterior sample's noise
@@ -253,7 +262,7 @@ static void draw_micro(micro_buf *b, const data_ctx *d, int64_t K, int j) {
 static int save_validation(const sd_model *m, const train_config *c, int64_t K) {
     char dir[4200], path[4300];
     snprintf(dir, sizeof dir, "%s/validation", c->output_dir);
-    if (mkdir_p(dir) != 0) return -1;
+    if (dist_is_lead() && mkdir_p(dir) != 0) return -1;
     const int R = c->resolution, n = c->num_validation_images > 0 ? c->num_validation_images : 1;
     int cols = 1;
     while (cols * cols < n) cols++;
@@ -261,8 +270,10 @@ static int save_validation(const sd_model *m, const train_config *c, int64_t K) 
     float *grid = sl_alloc_f32((int64_t)3 * GW * GH), *img = sl_alloc_f32((int64_t)3 * R * R);
     for (int64_t q = 0; q < (int64_t)3 * GW * GH; q++) grid[q] = -1.0f;
     int rc = 0;
-    for (int k = 0; k < n && rc == 0; k++) {
-        rc = train_generate_image(m, c->validation_prompt, R, R, (c->seed + (uint64_t)k) & 0xffffffffull, 25, 7.5f, img);
+    for (int k = 0; k < n && rc == 0; k++) {   // image k on rank k mod P, gathered on rank 0
+        if (dist_owner(k) == dist_rank())
+            rc = train_generate_image(m, c->validation_prompt, R, R, (c->seed + (uint64_t)k) & 0xffffffffull, 25, 7.5f, img);
+        if (rc == 0 && dist_size() > 1) rc = dist_bcast(img, sizeof(float) * (size_t)3 * R * R, dist_owner(k));
         int gx = k % cols, gy = k / cols;
         for (int ch = 0; ch < 3 && rc == 0; ch++)
             for (int y = 0; y < R; y++)
@@ -270,10 +281,26 @@ static int save_validation(const sd_model *m, const train_config *c, int64_t K) 
                        sizeof(float) * (size_t)R);
     }
     snprintf(path, sizeof path, "%s/step-%lld.png", dir, (long long)K);
-    if (rc == 0) rc = image_save_png(path, grid, 3, GH, GW);
+    if (rc == 0 && dist_is_lead()) rc = image_save_png(path, grid, 3, GH, GW);
     sl_free_aligned(grid);
     sl_free_aligned(img);
     return rc;
+}
+
+// Every rank must hold the same parameters after the same updates: rank 0's SHA-256 of the
+// parameter block against each rank's own (a no-op for one process).
+static int check_ranks_agree(const param_block *pb, int64_t K) {
+    if (dist_size() < 2) return 0;
+    uint8_t mine[32], lead[32];
+    sha256_ctx h;
+    sha256_init(&h);
+    sha256_update(&h, pb->params, sizeof(float) * (size_t)pb->n);
+    sha256_final(&h, mine);
+    memcpy(lead, mine, sizeof lead);
+    if (dist_bcast(lead, sizeof lead, 0) != 0) return -1;
+    if (memcmp(lead, mine, sizeof lead) != 0)
+        return sl_error(NULL, "train: after step %lld this rank's adapter differs from rank 0's (the ranks diverged)", (long long)K);
+    return 0;
 }
 
 int train_run(const train_config *c) {
@@ -296,14 +323,17 @@ int train_run(const train_config *c) {
     if (c->class_prompt && !prompt_has_own_word(c->instance_prompt, c->class_prompt))
         sl_warn("the instance prompt '%s' has no word the class prompt '%s' lacks: add an identifier such as 'sks'",
                 c->instance_prompt, c->class_prompt);
+    // several ranks (mpirun, engine/dist/): each computes its share, rank 0 alone writes in OUT
+    const int P = dist_size(), rank = dist_rank(), lead = rank == 0, quiet = c->quiet || !lead;
+    if (P > 1 && c->trace) return sl_error(NULL, "train: --trace records one process's tensors: run it without mpirun");
     struct stat st;
     if (stat(c->instance_data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return sl_error(c->instance_data_dir, "--instance-data-dir is not a folder");
-    if (mkdir_p(c->output_dir) != 0 || folder_check_writable(c->output_dir) != 0) return -1;
+    if (lead && (mkdir_p(c->output_dir) != 0 || folder_check_writable(c->output_dir) != 0)) return -1;
     char path[4300], ckpt_root[4200], cache_dir[4200];
     snprintf(ckpt_root, sizeof ckpt_root, "%s/checkpoints", c->output_dir);
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", c->output_dir);
-    if (mkdir_p(cache_dir) != 0) return -1;
+    if (lead && mkdir_p(cache_dir) != 0) return -1;
 
     // ---- data: instance folder first (its errors need no model)
     image_folder inst = {0}, cls = {0};
@@ -331,12 +361,13 @@ int train_run(const train_config *c) {
     if (clip_text_cond_layers(m->text, 1) < 0) goto done;
 
     if (prior) {
-        if (mkdir_p(c->class_data_dir) != 0 || image_folder_scan(&cls, c->class_data_dir, NULL, 0) != 0) goto done;
+        if (lead && mkdir_p(c->class_data_dir) != 0) goto done;
+        if (dist_barrier() != 0 || image_folder_scan(&cls, c->class_data_dir, NULL, 0) != 0) goto done;
         if (cls.n < c->num_class_images) {
             int have = cls.n;
             image_folder_free(&cls);
             if (train_generate_class_images(m, c->class_data_dir, c->class_prompt, have, c->num_class_images, c->resolution,
-                                            c->seed, c->quiet) != 0)
+                                            c->seed, quiet) != 0)
                 goto done;
             if (image_folder_scan(&cls, c->class_data_dir, NULL, 1) != 0) goto done;
         }
@@ -357,7 +388,7 @@ int train_run(const train_config *c) {
 
     // ---- caches (latents of every image and flip, prompt embeddings)
     image_prep prep = {c->resolution, c->center_crop, 0};
-    if (!c->quiet) fprintf(stderr, "encoding %d instance%s images\n", inst.n, prior ? " and class" : "");
+    if (!quiet) fprintf(stderr, "encoding %d instance%s images%s\n", inst.n, prior ? " and class" : "", P > 1 ? " (split over the ranks)" : "");
     if (latent_cache_build(&ci, m, model_sha, &inst, c->instance_prompt, &prep, c->seed, c->random_flip, cache_dir) != 0) goto done;
     if (prior && latent_cache_build(&cc, m, model_sha, &cls, c->class_prompt, &prep, c->seed ^ 0xC1A55ull, c->random_flip,
                                     cache_dir) != 0)
@@ -365,13 +396,14 @@ int train_run(const train_config *c) {
     if (prior && cc.L != ci.L) { sl_error(c->class_data_dir, "class prompt has %d tokens, instance prompt %d", cc.L, ci.L); goto done; }
 
     // ---- adapter: fresh or from a checkpoint
-    checkpoint_state cs = {0, c->seed, 0.0};
+    checkpoint_state cs = {0, c->seed, 0.0, P, P * B};
     char resume_dir[4300] = "";
     if (c->resume_from_checkpoint) {
         if (strcmp(c->resume_from_checkpoint, "latest") == 0) {
-            int r = checkpoint_latest(ckpt_root, resume_dir, sizeof resume_dir);
+            int r = lead ? checkpoint_latest(ckpt_root, resume_dir, sizeof resume_dir) : 0;
             if (r < 0) goto done;
             if (r == 1) { sl_warn("%s: no checkpoint to resume from; starting a new run", ckpt_root); resume_dir[0] = 0; }
+            if (dist_bcast(resume_dir, sizeof resume_dir, 0) != 0) goto done;   // rank 0's choice for every rank
         } else {
             snprintf(resume_dir, sizeof resume_dir, "%s", c->resume_from_checkpoint);
         }
@@ -394,8 +426,14 @@ int train_run(const train_config *c) {
     if (resume_dir[0]) {
         if (checkpoint_load_optimizer(resume_dir, pb, &cs) != 0) goto done;
         if (cs.step != set->step) { sl_error(resume_dir, "adapter step %lld and optimizer step %lld differ", (long long)set->step, (long long)cs.step); goto done; }
+        if (cs.global_batch > 0 && cs.global_batch != P * B) {
+            sl_error(resume_dir, "checkpoint was made by %d process%s x --train-batch-size %d (global batch %d); this run is %d x %d = %d: "
+                     "resume with the same global batch (the examples are then re-sharded)", cs.processes, cs.processes == 1 ? "" : "es",
+                     cs.global_batch / (cs.processes > 0 ? cs.processes : 1), cs.global_batch, P, B, P * B);
+            goto done;
+        }
         if (cs.seed != c->seed) sl_warn("%s: checkpoint was made with --seed %llu, continuing with %llu", resume_dir, (unsigned long long)cs.seed, (unsigned long long)c->seed);
-        if (!c->quiet) fprintf(stderr, "resuming from %s (step %lld)\n", resume_dir, (long long)cs.step);
+        if (!quiet) fprintf(stderr, "resuming from %s (step %lld)\n", resume_dir, (long long)cs.step);
     }
     const int64_t start = set->step;
 
@@ -413,7 +451,7 @@ int train_run(const train_config *c) {
     cfg_json = config_json(c, N, set->method == ADAPTER_SINGLORA ? set->ramp_steps : 0, alpha, sl_prediction_name(o.prediction));
     char *cfg_text = cJSON_Print(cfg_json), *cfg_compact = cJSON_PrintUnformatted(cfg_json);
     snprintf(path, sizeof path, "%s/config.json", c->output_dir);
-    int wrc = write_text(path, cfg_text);
+    int wrc = lead ? write_text(path, cfg_text) : 0;
     free(cfg_text);
     if (wrc != 0) { free(cfg_compact); goto done; }
     if (c->trace) {
@@ -430,10 +468,12 @@ int train_run(const train_config *c) {
     }
     free(cfg_compact);
     snprintf(path, sizeof path, "%s/log.csv", c->output_dir);
-    log_text = log_resume(path, start, &log);
-    if (write_text(path, log_text) != 0) goto done;
-    logf = fopen(path, "a");
-    if (!logf) { sl_error(path, "cannot open for appending: %s", strerror(errno)); goto done; }
+    if (lead) {
+        log_text = log_resume(path, start, &log);
+        if (write_text(path, log_text) != 0) goto done;
+        logf = fopen(path, "a");
+        if (!logf) { sl_error(path, "cannot open for appending: %s", strerror(errno)); goto done; }
+    }
 
     // ---- the loop
     const int64_t per = (int64_t)ci.C_lat * ci.h * ci.w, ctxn = (int64_t)ci.L * ci.D;
@@ -441,15 +481,17 @@ int train_run(const train_config *c) {
     tm = sl_calloc((size_t)accum, sizeof *tm);
     losses = sl_calloc((size_t)accum, sizeof *losses);
     for (int j = 0; j < accum; j++) micro_alloc(&mbs[j], nb, per, ctxn);
-    data_ctx dc = {&ci, prior ? &cc : NULL, m, B, accum, prior, c->random_flip, c->seed};
+    data_ctx dc = {&ci, prior ? &cc : NULL, m, B, accum, prior, c->random_flip, c->seed, P, rank};
     double ema = cs.loss_ema;
     progress bar;
-    if (!c->quiet) { progress_start(&bar, "train", (int)N); bar.done = (int)start; }
+    if (!quiet) { progress_start(&bar, "train", (int)N); bar.done = (int)start; }
+    const uint64_t reduced0 = dist_bytes_reduced();
     const double t0 = now_seconds();
     for (int64_t K = start + 1; K <= N; K++) {
         for (int j = 0; j < accum; j++) {
             draw_micro(&mbs[j], &dc, K, j);
-            tm[j] = (train_micro){nb, ci.h, ci.w, ci.L, mbs[j].latents, mbs[j].noise, mbs[j].timesteps, mbs[j].context, mbs[j].prior};
+            tm[j] = (train_micro){nb, ci.h, ci.w, ci.L, mbs[j].latents, mbs[j].noise, mbs[j].timesteps, mbs[j].context,
+                                  mbs[j].prior, P * B, prior ? P * B : 0};   // the MSE means of the global micro-batch
         }
         train_step_info info;
         if (train_step(m->unet, pb, &m->sched, &o, tm, accum, losses, &info) != 0) goto done;
@@ -457,9 +499,11 @@ int train_run(const train_config *c) {
         for (int j = 0; j < accum; j++) loss += losses[j] / accum;
         ema = K == 1 ? loss : 0.9 * ema + 0.1 * loss;
         log_push(&log, K, (float)loss, (float)ema);
-        fprintf(logf, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.3f\n", (long long)K, loss, ema, info.lr, (double)info.u, info.grad_norm,
-                now_seconds() - t0);
-        fflush(logf);
+        if (logf) {
+            fprintf(logf, "%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.3f\n", (long long)K, loss, ema, info.lr, (double)info.u, info.grad_norm,
+                    now_seconds() - t0);
+            fflush(logf);
+        }
         if (tr.w) {
             for (int j = 0; j < accum; j++) {
                 char name[96];
@@ -481,21 +525,31 @@ int train_run(const train_config *c) {
             snprintf(name, sizeof name, "step.%lld.u", (long long)K); trace_scalar(&tr, name, info.u);
             snprintf(name, sizeof name, "step.%lld.grad_norm", (long long)K); trace_scalar(&tr, name, (float)info.grad_norm);
         }
-        if (!c->quiet) {
+        if (!quiet) {
             char extra[64];
             snprintf(extra, sizeof extra, "loss %.4f", ema);
             progress_step(&bar, extra);
         }
         if (c->checkpointing_steps > 0 && K % c->checkpointing_steps == 0 && K < N) {
-            cs.step = K, cs.seed = c->seed, cs.loss_ema = ema;
-            if (checkpoint_save(ckpt_root, pb, &cs, c->checkpoints_total_limit) != 0) goto done;
+            cs.step = K, cs.seed = c->seed, cs.loss_ema = ema, cs.processes = P, cs.global_batch = P * B;
+            if (check_ranks_agree(pb, K) != 0) goto done;
+            if (lead && checkpoint_save(ckpt_root, pb, &cs, c->checkpoints_total_limit) != 0) goto done;
         }
         if (c->validation_prompt && c->validation_steps > 0 && K % c->validation_steps == 0 && save_validation(m, c, K) != 0)
             goto done;
     }
-    if (!c->quiet) progress_end(&bar);
+    if (!quiet) progress_end(&bar);
+    if (check_ranks_agree(pb, N) != 0) goto done;
+    if (!quiet && (P > 1 || strcmp(dist_backend(), "mpi") == 0) && N > start)
+        fprintf(stderr, "dist: %d rank%s, %llu bytes all-reduced per optimizer step\n", P, P > 1 ? "s" : "",
+                (unsigned long long)((dist_bytes_reduced() - reduced0) / (uint64_t)(N - start)));
 
-    // ---- outputs
+    // ---- outputs: rank 0 (validation images are split over the ranks, so every rank comes)
+    if (!lead) {
+        if (c->validation_prompt && !(c->validation_steps > 0 && N % c->validation_steps == 0) && save_validation(m, c, N) != 0) goto done;
+        rc = dist_barrier();   // rank 0 has written every output (a failure there aborts the job)
+        goto done;
+    }
     {
         char buf[64], hash10[11] = "", started[32];
         snprintf(buf, sizeof buf, "%lld", (long long)N);
@@ -543,7 +597,7 @@ int train_run(const train_config *c) {
         if (tr.w && st_writer_save(tr.w, c->trace) != 0) goto done;
         if (!c->quiet) fprintf(stderr, "wrote %s/adapter.safetensors and lora.safetensors (%lld steps)\n", c->output_dir, (long long)N);
     }
-    rc = 0;
+    rc = dist_barrier();
 done:
     if (logf) fclose(logf);
     free(log_text);
