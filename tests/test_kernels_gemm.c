@@ -154,8 +154,8 @@ TEST(gemm_degenerate_shapes) {
 // columns), and for a sub-block computed on its own (rows and columns shifted against the tiles):
 // each element's FMA sequence depends on K only.
 static void check_deterministic(const char *kname, gemm_fn fn) {
-    static const shape3 big[] = {{301, 97, 700}, {45, 517, 300}};
-    for (int s = 0; s < 2; s++)
+    static const shape3 big[] = {{301, 97, 700}, {45, 517, 300}, {45, 120, 700}};   // the last: 2 threads read A unpacked (N blocks ≤ 64), 1 thread packs it
+    for (int s = 0; s < 3; s++)
         for (int t = 0; t < 4; t++) {
             gemm_op ta = t & 1 ? GEMM_T : GEMM_N, tb = t & 2 ? GEMM_T : GEMM_N;
             int M = big[s].M, N = big[s].N, K = big[s].K;

@@ -32,6 +32,7 @@
 #define NR 32     // columns of C per micro-tile (two zmm of B)
 #define KC 256    // K block depth (f32 k's, or bf16 k pairs)
 #define NC 1024   // columns of C per packed B block: KC·NC·4 bytes = 1 MiB, in L2
+#define DIRECT_A_MAX_N 64   // N blocks up to this wide read op(A) unpacked (f32)
 
 typedef enum { PREC_F32, PREC_BF16 } precision;
 
@@ -206,13 +207,16 @@ static void pack_a_bf16(uint32_t *dst, const gemm_problem *p, int i0, int mr, in
 }
 
 // ---- micro-kernels --------------------------------------------------------------------------
-// C tile (mr × nr, nr ≤ NR) = alpha · acc + beta · C, or alpha · acc when beta = 0 (C not read).
-static inline __attribute__((always_inline)) void store_tile(const __m512 acc0[MR], const __m512 acc1[MR], int nv,
-                                                             float *c, int ldc, int mr, int nr, float alpha,
+// C tile (mr × nr, mr ≤ rows, nr ≤ 16·nv) = alpha · acc + beta · C, or alpha · acc when beta = 0
+// (C not read). Unrolled over the compile-time `rows` so the accumulators stay in registers.
+static inline __attribute__((always_inline)) void store_tile(const __m512 acc0[MR], const __m512 acc1[MR], int rows,
+                                                             int nv, float *c, int ldc, int mr, int nr, float alpha,
                                                              float beta) {
     __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr - 16);
-    for (int r = 0; r < mr; r++) {
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {
+        if (r >= mr) break;
         float *cr = c + (int64_t)r * ldc;
         if (beta == 0.0f) {
             _mm512_mask_storeu_ps(cr, m0, _mm512_mul_ps(va, acc0[r]));
@@ -226,55 +230,80 @@ static inline __attribute__((always_inline)) void store_tile(const __m512 acc0[M
     }
 }
 
-// f32: acc(r, j) = Σ_k a[k][r] · b[k][j], one FMA per k in increasing k. nv = 1 or 2 vectors of B.
-static inline __attribute__((always_inline)) void tile_f32(int nv, int kc, const float *restrict a,
-                                                           const float *restrict b, float *c, int ldc, int mr, int nr,
-                                                           float alpha, float beta) {
+// f32: acc(r, j) = Σ_k A(r, k) · b[k][j], one FMA per k in increasing k, for r < rows (4, 8 or
+// MR) and nv = 1 or 2 vectors of B. A(r, k) = a[r·rs + k·ks]: a packed strip (rs = 1, ks = MR) or
+// op(A) in place (full strips only, so every row read exists).
+static inline __attribute__((always_inline)) void tile_f32(int rows, int nv, int kc, const float *restrict a,
+                                                           int64_t rs, int64_t ks, const float *restrict b, float *c,
+                                                           int ldc, int mr, int nr, float alpha, float beta) {
     __m512 acc0[MR], acc1[MR];
     for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, a += ks, b += NR) {
         __m512 b0 = _mm512_load_ps(b), b1 = nv == 2 ? _mm512_load_ps(b + 16) : b0;
-#pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            __m512 av = _mm512_set1_ps(a[r]);
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) {
+            __m512 av = _mm512_set1_ps(a[r * rs]);
             acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
             if (nv == 2) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
         }
     }
-    store_tile(acc0, acc1, nv, c, ldc, mr, nr, alpha, beta);
+    store_tile(acc0, acc1, rows, nv, c, ldc, mr, nr, alpha, beta);
 }
-static void tile_f32_nv2(int kc, const float *a, const float *b, float *c, int ldc, int mr, int nr, float alpha, float beta) {
-    tile_f32(2, kc, a, b, c, ldc, mr, nr, alpha, beta);
+typedef void (*tile_f32_fn)(int kc, const float *a, int64_t rs, int64_t ks, const float *b, float *c, int ldc, int mr,
+                            int nr, float alpha, float beta);
+#define TILE_F32(rows, nv)                                                                                         \
+    static void tile_f32_##rows##x##nv(int kc, const float *a, int64_t rs, int64_t ks, const float *b, float *c, \
+                                       int ldc, int mr, int nr, float alpha, float beta) {                        \
+        tile_f32(rows, nv, kc, a, rs, ks, b, c, ldc, mr, nr, alpha, beta);                                         \
+    }
+TILE_F32(MR, 2)
+TILE_F32(MR, 1)
+TILE_F32(8, 2)
+TILE_F32(8, 1)
+TILE_F32(4, 2)
+TILE_F32(4, 1)
+// Packed strips: the stride constants let the compiler address A with immediate offsets.
+static void tile_f32_packed_full(int kc, const float *a, const float *b, float *c, int ldc, float alpha, float beta) {
+    tile_f32(MR, 2, kc, a, 1, MR, b, c, ldc, MR, NR, alpha, beta);
 }
-static void tile_f32_nv1(int kc, const float *a, const float *b, float *c, int ldc, int mr, int nr, float alpha, float beta) {
-    tile_f32(1, kc, a, b, c, ldc, mr, nr, alpha, beta);
-}
+// [rows class][nv − 1]: rows class 0 → 4, 1 → 8, 2 → MR
+static const tile_f32_fn tiles_f32[3][2] = {
+    {tile_f32_4x1, tile_f32_4x2}, {tile_f32_8x1, tile_f32_8x2}, {tile_f32_MRx1, tile_f32_MRx2}};
 
 // bf16: acc(r, j) += a[q][r].lo · b[q][j].lo + a[q][r].hi · b[q][j].hi per pair q (vdpbf16ps).
-static inline __attribute__((always_inline)) void tile_bf16(int nv, int kp, const uint32_t *restrict a,
+static inline __attribute__((always_inline)) void tile_bf16(int rows, int nv, int kp, const uint32_t *restrict a,
                                                             const uint32_t *restrict b, float *c, int ldc, int mr,
                                                             int nr, float alpha, float beta) {
     __m512 acc0[MR], acc1[MR];
     for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
     for (int q = 0; q < kp; q++, a += MR, b += NR) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = nv == 2 ? (__m512bh)_mm512_load_si512(b + 16) : b0;
-#pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) {
             __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
             acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
             if (nv == 2) acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
         }
     }
-    store_tile(acc0, acc1, nv, c, ldc, mr, nr, alpha, beta);
+    store_tile(acc0, acc1, rows, nv, c, ldc, mr, nr, alpha, beta);
 }
-static void tile_bf16_nv2(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr, float alpha,
-                          float beta) {
-    tile_bf16(2, kp, a, b, c, ldc, mr, nr, alpha, beta);
-}
-static void tile_bf16_nv1(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr, float alpha,
-                          float beta) {
-    tile_bf16(1, kp, a, b, c, ldc, mr, nr, alpha, beta);
-}
+typedef void (*tile_bf16_fn)(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr,
+                             float alpha, float beta);
+#define TILE_BF16(rows, nv)                                                                                   \
+    static void tile_bf16_##rows##x##nv(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, \
+                                        int nr, float alpha, float beta) {                                    \
+        tile_bf16(rows, nv, kp, a, b, c, ldc, mr, nr, alpha, beta);                                           \
+    }
+TILE_BF16(MR, 2)
+TILE_BF16(MR, 1)
+TILE_BF16(8, 2)
+TILE_BF16(8, 1)
+TILE_BF16(4, 2)
+TILE_BF16(4, 1)
+static const tile_bf16_fn tiles_bf16[3][2] = {
+    {tile_bf16_4x1, tile_bf16_4x2}, {tile_bf16_8x1, tile_bf16_8x2}, {tile_bf16_MRx1, tile_bf16_MRx2}};
+
+static inline int rows_class(int mr) { return mr <= 4 ? 0 : mr <= 8 ? 1 : 2; }
 
 // ---- blocking driver --------------------------------------------------------------------------
 // K blocks: ⌈K / KC⌉ blocks (KC in k pairs for bf16) of equal depth rounded up to a multiple of 8;
@@ -309,21 +338,35 @@ static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
             if (p->prec == PREC_F32) pack_b_f32(packed_b, p, k0, kc, j0, nc);
             else pack_b_bf16(packed_b, p, k0, kc, j0, nc);
             int kdim = p->prec == PREC_F32 ? kc : (kc + 1) / 2;   // packed rows per panel
+            // Few panels per strip: packing A would cost about as much as the strip's FMAs, so full
+            // strips read op(A) in place (its rows, or its columns when transposed, are contiguous).
+            int direct_a = p->prec == PREC_F32 && nc <= DIRECT_A_MAX_N;
             for (int i0 = m0; i0 < m1; i0 += MR) {
                 int mr = m1 - i0 < MR ? m1 - i0 : MR;
-                if (p->prec == PREC_F32) pack_a_f32(packed_a, p, i0, mr, k0, kc);
-                else pack_a_bf16(packed_a, p, i0, mr, k0, kc);
+                const float *a = packed_a;
+                int64_t rs = 1, ks = MR;
+                if (direct_a && mr == MR) {
+                    a = a_at(p, i0, k0);
+                    rs = p->ta == GEMM_N ? p->lda : 1;
+                    ks = p->ta == GEMM_N ? 1 : p->lda;
+                } else if (p->prec == PREC_F32) {
+                    pack_a_f32(packed_a, p, i0, mr, k0, kc);
+                } else {
+                    pack_a_bf16(packed_a, p, i0, mr, k0, kc);
+                }
                 float *crow = p->C + (int64_t)i0 * p->ldc + j0;
+                int rc = rows_class(mr);
                 for (int jp = 0; jp < nc; jp += NR) {
-                    int nr = nc - jp < NR ? nc - jp : NR;
+                    int nr = nc - jp < NR ? nc - jp : NR, nv = nr > 16 ? 2 : 1;
                     if (p->prec == PREC_F32) {
                         const float *pb = (const float *)packed_b + (int64_t)(jp / NR) * kdim * NR;
-                        if (nr > 16) tile_f32_nv2(kc, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
-                        else tile_f32_nv1(kc, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
+                        if (mr == MR && nr == NR && ks == MR)
+                            tile_f32_packed_full(kc, a, pb, crow + jp, p->ldc, p->alpha, beta);
+                        else
+                            tiles_f32[rc][nv - 1](kc, a, rs, ks, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
                     } else {
                         const uint32_t *pb = (const uint32_t *)packed_b + (int64_t)(jp / NR) * kdim * NR;
-                        if (nr > 16) tile_bf16_nv2(kdim, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
-                        else tile_bf16_nv1(kdim, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
+                        tiles_bf16[rc][nv - 1](kdim, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
                     }
                 }
             }

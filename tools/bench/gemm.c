@@ -17,6 +17,7 @@
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 #include "engine/kernels/gemm.h"
+#include <cblas.h>
 #include "tools/args.h"
 #include "tools/bench/unet_gemm_shapes.h"
 
@@ -112,8 +113,9 @@ int main(int argc, char **argv) {
         if (fscanf(la, "%lf", &load0) != 1) load0 = 0;
         fclose(la);
     }
-    printf("GEMMs of one UNet forward (batch %d, %dx%d, context %d), %d threads, best of %d interleaved rounds\n", N,
-           h, w, L, threads, reps);
+    printf("GEMMs of one UNet forward (batch %d, %dx%d, context %d), %d threads, best of %d interleaved rounds,\n"
+           "OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n",
+           N, h, w, L, threads, reps, openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
     printf("  %-7s %5s %5s %5s %2s %8s |", "kind", "M", "N", "K", "op", "calls");
     for (int k = 0; k < n_kernels; k++) printf(" %9s", kernel_names[k]);
     printf(" | avx512/openblas%s\n", n_kernels > 2 ? "  bf16/openblas" : "");

@@ -5,8 +5,10 @@
 // Prints "flops <total>" and, unless --no-sgemm, "sgemm_gflops <rate>" where the rate is the
 // UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
 // once, weighted by how often the forward runs it); the same split into conv/linear shapes and
-// attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference.
+// attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference; "sgemm"
+// is gemm() with its active kernel (gemm_kernel names it).
 #include "engine/kernels/gemm.h"
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +100,8 @@ int main(int argc, char **argv) {
     printf("flops %.6e\n", total_flops);
     printf("attention_flops %.6e\n", attn_flops);
     printf("gemm_shapes %d\n", n_shapes);
+    printf("gemm_kernel %s\n", gemm_kernel_name(gemm_active_kernel()));
+    printf("openblas_core %s\n", openblas_get_corename());
     if (sgemm) {
         double t[2] = {0, 0};   // conv/linear shapes, attention shapes
         for (int i = 0; i < n_shapes; i++)
