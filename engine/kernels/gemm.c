@@ -17,9 +17,6 @@ void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, con
 // gemm_set_kernel), read by every call: atomics keep concurrent first calls well defined.
 static _Atomic int active_kernel = -1;
 
-// 1 once the whole suite passes with the own kernel as the default.
-#define GEMM_DEFAULT_AVX512 0
-
 static int default_kernel(void) {
     const char *env = getenv("SINGLORA_GEMM");
     if (env && *env) {
@@ -31,7 +28,7 @@ static int default_kernel(void) {
         }
         fprintf(stderr, "singlora: SINGLORA_GEMM=%s is not openblas or avx512; ignored\n", env);
     }
-    return GEMM_DEFAULT_AVX512 && gemm_avx512_supported() ? GEMM_KERNEL_AVX512 : GEMM_KERNEL_OPENBLAS;
+    return gemm_avx512_supported() ? GEMM_KERNEL_AVX512 : GEMM_KERNEL_OPENBLAS;
 }
 
 gemm_kernel gemm_active_kernel(void) {

@@ -3,7 +3,7 @@
 // them: convs as gemm(N, N) weights × im2col band (the col buffer's 4 Mi-float limit), linears as
 // gemm(N, T) x × Wᵀ on all threads; attention per query tile inside a parallel region (every
 // thread its own single-threaded scores gemm(N, T) Q × Kᵀ and values gemm(N, N) P × V).
-//   build/bench_gemm --config DIR [--batch N] [--size H W] [--context L] [--reps R]
+//   build/bench_gemm --config DIR [--batch N] [--size H W] [--context L] [--reps R] [--clock cpu|wall]
 // Each shape: the kernels interleaved, R rounds, best time of each (load on the cores makes any
 // single time noisy; ratios within one run are the figure to read). Totals weight every shape by
 // how often the forward runs it.
@@ -21,10 +21,17 @@
 #include "tools/args.h"
 #include "tools/bench/unet_gemm_shapes.h"
 
+// --clock cpu (default): process CPU seconds divided by the thread count, i.e. the time the
+// work would take with the cores to itself; other processes' load then mostly drops out (spinning
+// at barriers still counts, so poor parallel efficiency still shows); attention's per-thread calls
+// count the slowest thread's own CPU seconds. --clock wall: elapsed time.
+static int use_cpu_clock = 1;
+static int clock_threads = 1;
 static double now_s(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    clock_gettime(use_cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    return use_cpu_clock ? t / clock_threads : t;
 }
 
 typedef void (*gemm_fn)(gemm_op, gemm_op, int, int, int, float, const float *, int, const float *, int, float,
@@ -45,14 +52,22 @@ typedef struct { float *A, *B, *C; } operands;
 
 static double time_once(int k, const bench_case *c, operands *ops) {
     int lda = c->ta == GEMM_N ? c->K : c->M, ldb = c->tb == GEMM_N ? c->N : c->K;
-    double t0 = now_s();
-    if (c->per_thread) {
-#pragma omp parallel
+    if (c->per_thread) {   // the slowest thread's own time (its CPU seconds with --clock cpu)
+        double slowest = 0;
+#pragma omp parallel reduction(max : slowest)
         {
             operands *o = &ops[omp_get_thread_num()];
+            struct timespec a, b;
+            clockid_t id = use_cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC;
+            clock_gettime(id, &a);
             kernels[k](c->ta, c->tb, c->M, c->N, c->K, 1.0f, o->A, lda, o->B, ldb, 0.0f, o->C, c->N);
+            clock_gettime(id, &b);
+            slowest = (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
         }
-    } else {
+        return slowest;
+    }
+    double t0 = now_s();
+    {
         kernels[k](c->ta, c->tb, c->M, c->N, c->K, 1.0f, ops[0].A, lda, ops[0].B, ldb, 0.0f, ops[0].C, c->N);
     }
     return now_s() - t0;
@@ -66,18 +81,23 @@ int main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_long("--batch", v);
         else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_long("--context", v);
         else if (arg_value(argc, argv, &i, "--reps", &v)) reps = (int)arg_long("--reps", v);
+        else if (arg_value(argc, argv, &i, "--clock", &v)) {
+            if (strcmp(v, "cpu") && strcmp(v, "wall")) sl_die(NULL, "bench_gemm: --clock cpu|wall, not %s", v);
+            use_cpu_clock = !strcmp(v, "cpu");
+        }
         else if (arg_value(argc, argv, &i, "--size", &v) && i + 1 < argc) {
             h = (int)arg_long("--size", v);
             w = (int)arg_long("--size", argv[++i]);
         } else arg_unknown("bench_gemm", argv[i]);
     }
-    if (!dir) sl_die(NULL, "usage: bench_gemm --config DIR [--batch N] [--size H W] [--context L] [--reps R]");
+    if (!dir) sl_die(NULL, "usage: bench_gemm --config DIR [--batch N] [--size H W] [--context L] [--reps R] [--clock cpu|wall]");
     unet_config cfg;
     if (unet_config_load_dir(&cfg, dir) != 0) sl_fail();
     unet_model *m = unet_model_new(&cfg);
     count_unet(m, N, h, w, L);
     unet_free(m);
     int n_kernels = gemm_bf16_supported() ? 3 : 2, threads = omp_get_max_threads();
+    clock_threads = threads;
 
     // The engine's calls for each shape.
     bench_case cases[512];
@@ -114,8 +134,9 @@ int main(int argc, char **argv) {
         fclose(la);
     }
     printf("GEMMs of one UNet forward (batch %d, %dx%d, context %d), %d threads, best of %d interleaved rounds,\n"
-           "OpenBLAS core %s (OPENBLAS_CORETYPE=%s)\n",
-           N, h, w, L, threads, reps, openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset");
+           "OpenBLAS core %s (OPENBLAS_CORETYPE=%s), %s\n",
+           N, h, w, L, threads, reps, openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset",
+           use_cpu_clock ? "CPU time / threads" : "wall time");
     printf("  %-7s %5s %5s %5s %2s %8s |", "kind", "M", "N", "K", "op", "calls");
     for (int k = 0; k < n_kernels; k++) printf(" %9s", kernel_names[k]);
     printf(" | avx512/openblas%s\n", n_kernels > 2 ? "  bf16/openblas" : "");
