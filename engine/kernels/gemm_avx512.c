@@ -238,6 +238,12 @@ static inline __attribute__((always_inline)) void tile_f32(int rows, int nv, int
                                                            int ldc, int mr, int nr, float alpha, float beta) {
     __m512 acc0[MR], acc1[MR];
     for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {   // the C tile is read/written after the K loop: fetch it now
+        if (r >= mr) break;
+        _mm_prefetch((const char *)(c + (int64_t)r * ldc), _MM_HINT_T0);
+        if (nv == 2) _mm_prefetch((const char *)(c + (int64_t)r * ldc + 16), _MM_HINT_T0);
+    }
     for (int k = 0; k < kc; k++, a += ks, b += NR) {
         __m512 b0 = _mm512_load_ps(b), b1 = nv == 2 ? _mm512_load_ps(b + 16) : b0;
 #pragma GCC unroll 16
@@ -276,6 +282,12 @@ static inline __attribute__((always_inline)) void tile_bf16(int rows, int nv, in
                                                             int nr, float alpha, float beta) {
     __m512 acc0[MR], acc1[MR];
     for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {
+        if (r >= mr) break;
+        _mm_prefetch((const char *)(c + (int64_t)r * ldc), _MM_HINT_T0);
+        if (nv == 2) _mm_prefetch((const char *)(c + (int64_t)r * ldc + 16), _MM_HINT_T0);
+    }
     for (int q = 0; q < kp; q++, a += MR, b += NR) {
         __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = nv == 2 ? (__m512bh)_mm512_load_si512(b + 16) : b0;
 #pragma GCC unroll 16
