@@ -1,9 +1,61 @@
+// gemm(): picks the kernel once (cpuid, SINGLORA_GEMM) and forwards. The kernels live in
+// gemm_avx512.c (own AVX-512 f32 and bf16) and here (OpenBLAS).
 #include "engine/kernels/gemm.h"
 
 #include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, ta == GEMM_T ? CblasTrans : CblasNoTrans, tb == GEMM_T ? CblasTrans : CblasNoTrans, M, N,
+                K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// -1: not chosen yet; otherwise a gemm_kernel. Written once per process (first gemm() or a
+// gemm_set_kernel), read by every call: atomics keep concurrent first calls well defined.
+static _Atomic int active_kernel = -1;
+
+static int default_kernel(void) {
+    const char *env = getenv("SINGLORA_GEMM");
+    if (env && *env) {
+        if (!strcmp(env, "openblas")) return GEMM_KERNEL_OPENBLAS;
+        if (!strcmp(env, "avx512")) {
+            if (gemm_avx512_supported()) return GEMM_KERNEL_AVX512;
+            fprintf(stderr, "singlora: SINGLORA_GEMM=avx512 but this CPU has no AVX-512F; using OpenBLAS\n");
+            return GEMM_KERNEL_OPENBLAS;
+        }
+        fprintf(stderr, "singlora: SINGLORA_GEMM=%s is not openblas or avx512; ignored\n", env);
+    }
+    return gemm_avx512_supported() ? GEMM_KERNEL_AVX512 : GEMM_KERNEL_OPENBLAS;
+}
+
+gemm_kernel gemm_active_kernel(void) {
+    int k = active_kernel;
+    if (k < 0) {
+        int expected = -1, chosen = default_kernel();
+        k = __atomic_compare_exchange_n((int *)&active_kernel, &expected, chosen, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST)
+                ? chosen
+                : expected;
+    }
+    return (gemm_kernel)k;
+}
+
+int gemm_set_kernel(gemm_kernel k) {
+    if (k == GEMM_KERNEL_AVX512 && !gemm_avx512_supported()) return -1;
+    if (k != GEMM_KERNEL_AVX512 && k != GEMM_KERNEL_OPENBLAS) return -1;
+    active_kernel = (int)k;
+    return 0;
+}
+
+const char *gemm_kernel_name(gemm_kernel k) { return k == GEMM_KERNEL_AVX512 ? "avx512" : "openblas"; }
 
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, ta == GEMM_T ? CblasTrans : CblasNoTrans, tb == GEMM_T ? CblasTrans : CblasNoTrans, M, N,
-                K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (gemm_active_kernel() == GEMM_KERNEL_AVX512)
+        gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }

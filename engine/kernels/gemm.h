@@ -1,13 +1,47 @@
 // The one matrix-multiply entry point of the engine: every GEMM in the library goes through
-// gemm(), so a faster kernel (own AVX-512 / bf16 micro-kernels) drops in at one place.
+// gemm(), so a faster kernel drops in at one place.
 //   C (M, N) = alpha · op(A) · op(B) + beta · C      row-major, op(X) = X or Xᵀ
 //   op(A) is (M, K): A is (M, K) with lda >= K, or stored (K, M) with lda >= M when transposed;
 //   op(B) is (K, N): B is (K, N) with ldb >= N, or stored (N, K) with ldb >= K when transposed.
-// beta = 0 overwrites C without reading it. Today it calls OpenBLAS's sgemm (the OpenMP build:
-// single-threaded inside our parallel regions, OMP_NUM_THREADS threads outside them).
+// beta = 0 overwrites C without reading it (NaN/Inf in C do not propagate). K = 0 or alpha = 0
+// gives C = beta · C without reading A or B.
+//
+// Kernels (gemm() runs the active one):
+//   avx512    own packed AVX-512F kernel (gemm_avx512.c). Each C(i, j) is
+//             (((beta·C + alpha·S₁) + alpha·S₂) + …) where S_b = Σ_{k in K block b} A(i,k)·B(k,j)
+//             is one f32 FMA chain in increasing k; the K blocks depend on K only, so results are
+//             bit-identical for any thread count and any position of (i, j) in the tiling.
+//             OpenMP-parallel over M or N blocks outside a parallel region, single-threaded inside.
+//   openblas  cblas_sgemm (the OpenMP build: single-threaded inside our parallel regions,
+//             OMP_NUM_THREADS threads outside them). Its summation order is its own.
+// The default is avx512 where cpuid reports AVX-512F, else openblas; SINGLORA_GEMM=openblas (or
+// =avx512) in the environment forces one at first use, so CI on any CPU can test both.
 #pragma once
 
 typedef enum { GEMM_N, GEMM_T } gemm_op;
+typedef enum { GEMM_KERNEL_OPENBLAS, GEMM_KERNEL_AVX512 } gemm_kernel;
 
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc);
+
+// The kernel gemm() runs; gemm_set_kernel returns -1 (and changes nothing) when this CPU lacks it.
+// Not thread-safe against concurrent gemm() calls: set it before computing (tests, benches).
+gemm_kernel gemm_active_kernel(void);
+int gemm_set_kernel(gemm_kernel k);
+const char *gemm_kernel_name(gemm_kernel k);
+
+// The two f32 kernels directly, same contract as gemm().
+void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
+int gemm_avx512_supported(void);   // cpuid: AVX-512F
+void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc);
+
+// bf16 GEMM (AVX512_BF16, vdpbf16ps): same contract as gemm() except that every element of op(A)
+// and op(B) is first rounded to bf16 (round to nearest even; NaN stays NaN) and the products are
+// accumulated in f32: S_b = Σ over K pairs of (a₂ₚ·b₂ₚ + a₂ₚ₊₁·b₂ₚ₊₁) per vdpbf16ps (products exact,
+// each addition rounded to f32 nearest even, subnormal inputs and results flushed to zero).
+// Bit-identical for any thread count. Only on CPUs where gemm_bf16_supported() (dies otherwise).
+int gemm_bf16_supported(void);   // cpuid: AVX-512F and AVX512_BF16
+void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc);

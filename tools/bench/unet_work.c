@@ -5,8 +5,10 @@
 // Prints "flops <total>" and, unless --no-sgemm, "sgemm_gflops <rate>" where the rate is the
 // UNet's GEMM FLOPs divided by the time sgemm takes for all of them (each distinct shape timed
 // once, weighted by how often the forward runs it); the same split into conv/linear shapes and
-// attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference.
+// attention shapes (whole (HW × HW × head_dim) products per head), and a 2048³ reference; "sgemm"
+// is gemm() with its active kernel (gemm_kernel names it).
 #include "engine/kernels/gemm.h"
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,97 +20,7 @@
 #include "engine/core/tensor.h"
 #include "tools/args.h"
 #include "unet/unet.h"
-
-typedef struct { int64_t M, N, K, count; int attn; } gemm_shape;
-static gemm_shape shapes[512];
-static int n_shapes;
-static double total_flops, attn_flops;
-static int in_attention;   // the shapes being added are attention's (scores, values)
-
-// C (M, N) = A (M, K) · B (K, N), `count` times
-static void add(int64_t M, int64_t N, int64_t K, int64_t count) {
-    total_flops += 2.0 * (double)M * (double)N * (double)K * (double)count;
-    for (int i = 0; i < n_shapes; i++)
-        if (shapes[i].M == M && shapes[i].N == N && shapes[i].K == K && shapes[i].attn == in_attention) {
-            shapes[i].count += count;
-            return;
-        }
-    if (n_shapes < 512) shapes[n_shapes++] = (gemm_shape){M, N, K, count, in_attention};
-}
-
-// conv as GEMM per image: (C_out) × (H_out·W_out) × (C_in·k·k)
-static void conv(int N, int C_in, int C_out, int Ho, int Wo, int k) { add(C_out, (int64_t)Ho * Wo, (int64_t)C_in * k * k, N); }
-static void linear(int64_t M, int d_in, int d_out) { add(M, d_out, d_in, 1); }
-
-static void resnet(const resnet_block *r, int N, int H, int W) {
-    conv(N, r->C_in, r->C_out, H, W, 3);
-    conv(N, r->C_out, r->C_out, H, W, 3);
-    if (r->C_in != r->C_out) conv(N, r->C_in, r->C_out, H, W, 1);
-    linear(N, r->temb_dim, r->C_out);
-}
-
-static void transformer(const unet_transformer *t, int N, int HW, int L) {
-    int C = t->C;
-    int64_t M = (int64_t)N * HW;
-    linear(M, C, C);   // proj_in
-    for (int b = 0; b < t->n_blocks; b++) {
-        const unet_tblock *tb = &t->blocks[b];
-        int Dh = tb->head_dim, H = tb->heads;
-        for (int i = 0; i < 4; i++) linear(M, C, C);   // q, k, v, out
-        linear(M, C, C);                                // attn2 q
-        linear((int64_t)N * L, tb->D, C);               // attn2 k
-        linear((int64_t)N * L, tb->D, C);               // attn2 v
-        linear(M, C, C);                                // attn2 out
-        linear(M, C, 2 * tb->ff_inner);
-        linear(M, tb->ff_inner, C);
-        // attention: per image and head, scores (HW × Lk × Dh) and values (HW × Dh × Lk)
-        double before = total_flops;
-        in_attention = 1;
-        add(HW, HW, Dh, (int64_t)N * H);
-        add(HW, Dh, HW, (int64_t)N * H);
-        add(HW, L, Dh, (int64_t)N * H);
-        add(HW, Dh, L, (int64_t)N * H);
-        in_attention = 0;
-        attn_flops += total_flops - before;
-    }
-    linear(M, C, C);   // proj_out
-}
-
-static void count_unet(const unet_model *m, int N, int h, int w, int L) {
-    const unet_config *c = &m->cfg;
-    int H = h, W = w, C0 = c->block_out_channels[0], T = c->time_embed_dim;
-    linear(N, C0, T);
-    linear(N, T, T);
-    conv(N, c->in_channels, C0, H, W, c->conv_in_kernel);
-    for (int i = 0; i < c->n_levels; i++) {
-        const unet_block *b = &m->down[i];
-        for (int j = 0; j < b->n_res; j++) {
-            resnet(&b->res[j], N, H, W);
-            if (b->has_attn) transformer(&b->attn[j], N, H * W, L);
-        }
-        if (b->has_resample) {
-            H /= 2;
-            W /= 2;
-            conv(N, b->C_out, b->C_out, H, W, 3);
-        }
-    }
-    resnet(&m->mid_res[0], N, H, W);
-    transformer(&m->mid_attn, N, H * W, L);
-    resnet(&m->mid_res[1], N, H, W);
-    for (int i = 0; i < c->n_levels; i++) {
-        const unet_block *b = &m->up[i];
-        for (int j = 0; j < b->n_res; j++) {
-            resnet(&b->res[j], N, H, W);
-            if (b->has_attn) transformer(&b->attn[j], N, H * W, L);
-        }
-        if (b->has_resample) {
-            H *= 2;
-            W *= 2;
-            conv(N, b->C_out, b->C_out, H, W, 3);
-        }
-    }
-    conv(N, C0, c->out_channels, H, W, c->conv_out_kernel);
-}
+#include "tools/bench/unet_gemm_shapes.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -188,6 +100,8 @@ int main(int argc, char **argv) {
     printf("flops %.6e\n", total_flops);
     printf("attention_flops %.6e\n", attn_flops);
     printf("gemm_shapes %d\n", n_shapes);
+    printf("gemm_kernel %s\n", gemm_kernel_name(gemm_active_kernel()));
+    printf("openblas_core %s\n", openblas_get_corename());
     if (sgemm) {
         double t[2] = {0, 0};   // conv/linear shapes, attention shapes
         for (int i = 0; i < n_shapes; i++)

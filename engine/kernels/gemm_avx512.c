@@ -1,0 +1,437 @@
+// Own AVX-512 GEMM kernels (f32, and bf16 with vdpbf16ps), row-major, contract in gemm.h.
+//
+// Scheme (the GotoBLAS/BLIS blocking, written for row-major C with vectors along N):
+//   for each NC-column block of C:
+//     for each K block (KC deep; the blocks depend on K only):
+//       pack op(B)[K block, N block] into NR-wide panels, k-major (panel p: kc rows of NR floats)
+//       for each MR-row strip of C:
+//         pack op(A)[strip, K block] k-major (kc columns of MR floats), zero rows past M
+//         for each panel: the micro-kernel keeps an MR × NR tile of C in 24 zmm registers,
+//           per k broadcasts the MR values of A and FMAs them with the two NR/16 vectors of B,
+//           then writes C = alpha·S + beta·C (first K block) or C = alpha·S + C (later blocks).
+// The packed A strip (MR·KC floats) stays in L1 while the packed B block (KC·NC) streams from L2.
+// Threads split C into contiguous ranges of whole MR strips or NR panels (M or N, whichever is
+// longer); K is never split, and every element sees the same sequence of FMAs whatever tile it
+// falls in, so the result does not depend on the thread count.
+//
+// Compiled for AVX-512 with target pragmas so a portable build (make ARCH=) still compiles it;
+// it only runs where gemm_avx512_supported() / gemm_bf16_supported() say so.
+#include "engine/kernels/gemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "engine/core/error.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+
+#define MR 12     // rows of C per micro-tile (broadcasts of A)
+#define NR 32     // columns of C per micro-tile (two zmm of B)
+#define KC 256    // K block depth (f32 k's, or bf16 k pairs)
+#define NC 1024   // columns of C per packed B block: KC·NC·4 bytes = 1 MiB, in L2
+#define DIRECT_A_MAX_N 64   // N blocks up to this wide read op(A) unpacked (f32)
+
+typedef enum { PREC_F32, PREC_BF16 } precision;
+
+typedef struct {
+    precision prec;
+    gemm_op ta, tb;
+    int M, N, K;
+    float alpha, beta;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float *C;
+    int ldc;
+} gemm_problem;
+
+int gemm_avx512_supported(void) { return __builtin_cpu_supports("avx512f"); }
+int gemm_bf16_supported(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"); }
+
+static inline __mmask16 first_lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+// ---- 16 × 16 transpose of 32-bit lanes -------------------------------------------------------
+// Four stages; stage b swaps, inside every aligned 2b × 2b block, the top-right b × b block with
+// the bottom-left one (b = 8, 4, 2, 1): after all four every element (i, j) sits at (j, i).
+static inline void transpose16(__m512i r[16]) {
+    for (int b = 8; b >= 1; b /= 2) {
+        int lo[16], hi[16];
+        for (int j = 0; j < 16; j++) {
+            lo[j] = (j & b) ? 16 + (j - b) : j;   // row i:     own j (bit clear), partner's j−b (set)
+            hi[j] = (j & b) ? 16 + j : j + b;     // row i + b: own j+b (bit clear), partner's j (set)
+        }
+        __m512i ilo = _mm512_loadu_si512(lo), ihi = _mm512_loadu_si512(hi);
+        for (int i = 0; i < 16; i++) {
+            if (i & b) continue;
+            __m512i x = r[i], y = r[i + b];
+            r[i] = _mm512_permutex2var_epi32(x, ilo, y);
+            r[i + b] = _mm512_permutex2var_epi32(x, ihi, y);
+        }
+    }
+}
+
+// ---- f32 → bf16, round to nearest even (as f32_to_bf16 in core/dtype.c) ------------------------
+// 16 floats → 16 bf16 in the low halves of 32-bit lanes (high halves zero).
+static inline __m512i bf16_round16(__m512 x) {
+    __m512i u = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    __m512i mag = _mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(mag, _mm512_set1_epi32(0x7f800000));
+    __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));   // quiet NaN
+    return _mm512_mask_mov_epi32(r, nan, q);
+}
+// Pairs (x[2p], x[2p+1]) of 32 consecutive floats (the first n valid, rest 0) → 16 lanes
+// bf16(x[2p]) | bf16(x[2p+1]) << 16: the vdpbf16ps operand layout.
+static inline __m512i bf16_pairs_of_row(const float *x, int n) {
+    __m512i lo = bf16_round16(_mm512_maskz_loadu_ps(first_lanes(n), x));
+    __m512i hi = bf16_round16(_mm512_maskz_loadu_ps(first_lanes(n - 16), x + 16));
+    __m256i l16 = _mm512_cvtepi32_epi16(lo), h16 = _mm512_cvtepi32_epi16(hi);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(l16), h16, 1);
+}
+// Pairs across two rows: lanes bf16(x0[j]) | bf16(x1[j]) << 16 for the first n of 16 columns.
+static inline __m512i bf16_pairs_of_rows(const float *x0, const float *x1, int n) {
+    __mmask16 m = first_lanes(n);
+    __m512i lo = bf16_round16(_mm512_maskz_loadu_ps(m, x0));
+    __m512i hi = x1 ? bf16_round16(_mm512_maskz_loadu_ps(m, x1)) : _mm512_setzero_si512();
+    return _mm512_maskz_or_epi32(m, lo, _mm512_slli_epi32(hi, 16));
+}
+
+// ---- packing ----------------------------------------------------------------------------------
+// Element (i, k) of op(A) and (k, j) of op(B).
+static inline const float *a_at(const gemm_problem *p, int i, int k) {
+    return p->ta == GEMM_N ? p->A + (int64_t)i * p->lda + k : p->A + (int64_t)k * p->lda + i;
+}
+static inline const float *b_at(const gemm_problem *p, int k, int j) {
+    return p->tb == GEMM_N ? p->B + (int64_t)k * p->ldb + j : p->B + (int64_t)j * p->ldb + k;
+}
+
+// f32 B block: columns j0 .. j0+nc, k0 .. k0+kc → panels of NR columns, dst[p][k][0..NR), zero
+// columns past nc.
+static void pack_b_f32(float *dst, const gemm_problem *p, int k0, int kc, int j0, int nc) {
+    for (int jp = 0; jp < nc; jp += NR, dst += (int64_t)kc * NR) {
+        int w = nc - jp < NR ? nc - jp : NR;
+        if (p->tb == GEMM_N) {
+            __mmask16 m0 = first_lanes(w), m1 = first_lanes(w - 16);
+            for (int k = 0; k < kc; k++) {
+                const float *s = b_at(p, k0 + k, j0 + jp);
+                _mm512_store_ps(dst + k * NR, _mm512_maskz_loadu_ps(m0, s));
+                _mm512_store_ps(dst + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + 16));
+            }
+        } else {   // B stored (N, K): rows of B are columns of op(B); transpose 16 × 16 tiles
+            for (int g = 0; g < 2; g++)
+                for (int kk = 0; kk < kc; kk += 16) {
+                    __m512i r[16];
+                    __mmask16 km = first_lanes(kc - kk);
+                    for (int t = 0; t < 16; t++)
+                        r[t] = g * 16 + t < w ? _mm512_castps_si512(_mm512_maskz_loadu_ps(km, b_at(p, k0 + kk, j0 + jp + g * 16 + t)))
+                                              : _mm512_setzero_si512();
+                    transpose16(r);
+                    int nk = kc - kk < 16 ? kc - kk : 16;
+                    for (int t = 0; t < nk; t++) _mm512_store_si512(dst + (kk + t) * NR + g * 16, r[t]);
+                }
+        }
+    }
+}
+
+// f32 A strip: rows i0 .. i0+mr, k0 .. k0+kc → dst[k][0..MR), zero rows past mr.
+static void pack_a_f32(float *dst, const gemm_problem *p, int i0, int mr, int k0, int kc) {
+    const __mmask16 mr_lanes = first_lanes(MR);
+    if (p->ta == GEMM_T) {   // A stored (K, M): MR consecutive floats per k
+        __mmask16 m = first_lanes(mr);
+        for (int k = 0; k < kc; k++) _mm512_mask_storeu_ps(dst + k * MR, mr_lanes, _mm512_maskz_loadu_ps(m, a_at(p, i0, k0 + k)));
+        return;
+    }
+    for (int kk = 0; kk < kc; kk += 16) {
+        __m512i r[16];
+        __mmask16 km = first_lanes(kc - kk);
+        for (int t = 0; t < 16; t++)
+            r[t] = t < mr ? _mm512_castps_si512(_mm512_maskz_loadu_ps(km, a_at(p, i0 + t, k0 + kk))) : _mm512_setzero_si512();
+        transpose16(r);
+        int nk = kc - kk < 16 ? kc - kk : 16;
+        for (int t = 0; t < nk; t++) _mm512_mask_storeu_epi32(dst + (kk + t) * MR, mr_lanes, r[t]);
+    }
+}
+
+// bf16 B block: kc k's (kp = ⌈kc/2⌉ pairs) → panels dst[p][kp][0..NR) of 32-bit pairs.
+static void pack_b_bf16(uint32_t *dst, const gemm_problem *p, int k0, int kc, int j0, int nc) {
+    int kp = (kc + 1) / 2;
+    for (int jp = 0; jp < nc; jp += NR, dst += (int64_t)kp * NR) {
+        int w = nc - jp < NR ? nc - jp : NR;
+        if (p->tb == GEMM_N) {
+            for (int q = 0; q < kp; q++) {
+                const float *r0 = b_at(p, k0 + 2 * q, j0 + jp);
+                const float *r1 = 2 * q + 1 < kc ? b_at(p, k0 + 2 * q + 1, j0 + jp) : NULL;
+                _mm512_store_si512(dst + q * NR, bf16_pairs_of_rows(r0, r1, w));
+                _mm512_store_si512(dst + q * NR + 16, bf16_pairs_of_rows(r0 + 16, r1 ? r1 + 16 : NULL, w - 16));
+            }
+        } else {   // B stored (N, K): each row holds consecutive k's, i.e. whole pairs
+            for (int g = 0; g < 2; g++)
+                for (int qq = 0; qq < kp; qq += 16) {
+                    __m512i r[16];
+                    for (int t = 0; t < 16; t++)
+                        r[t] = g * 16 + t < w ? bf16_pairs_of_row(b_at(p, k0 + 2 * qq, j0 + jp + g * 16 + t), kc - 2 * qq)
+                                              : _mm512_setzero_si512();
+                    transpose16(r);
+                    int nq = kp - qq < 16 ? kp - qq : 16;
+                    for (int t = 0; t < nq; t++) _mm512_store_si512(dst + (qq + t) * NR + g * 16, r[t]);
+                }
+        }
+    }
+}
+
+// bf16 A strip → dst[kp][0..MR) of 32-bit pairs, zero rows past mr.
+static void pack_a_bf16(uint32_t *dst, const gemm_problem *p, int i0, int mr, int k0, int kc) {
+    const __mmask16 mr_lanes = first_lanes(MR);
+    int kp = (kc + 1) / 2;
+    if (p->ta == GEMM_T) {   // A stored (K, M): row k holds MR consecutive i's
+        for (int q = 0; q < kp; q++) {
+            const float *r0 = a_at(p, i0, k0 + 2 * q);
+            const float *r1 = 2 * q + 1 < kc ? a_at(p, i0, k0 + 2 * q + 1) : NULL;
+            _mm512_mask_storeu_epi32(dst + q * MR, mr_lanes, bf16_pairs_of_rows(r0, r1, mr));
+        }
+        return;
+    }
+    for (int qq = 0; qq < kp; qq += 16) {
+        __m512i r[16];
+        for (int t = 0; t < 16; t++)
+            r[t] = t < mr ? bf16_pairs_of_row(a_at(p, i0 + t, k0 + 2 * qq), kc - 2 * qq) : _mm512_setzero_si512();
+        transpose16(r);
+        int nq = kp - qq < 16 ? kp - qq : 16;
+        for (int t = 0; t < nq; t++) _mm512_mask_storeu_epi32(dst + (qq + t) * MR, mr_lanes, r[t]);
+    }
+}
+
+// ---- micro-kernels --------------------------------------------------------------------------
+// C tile (mr × nr, mr ≤ rows, nr ≤ 16·nv) = alpha · acc + beta · C, or alpha · acc when beta = 0
+// (C not read). Unrolled over the compile-time `rows` so the accumulators stay in registers.
+static inline __attribute__((always_inline)) void store_tile(const __m512 acc0[MR], const __m512 acc1[MR], int rows,
+                                                             int nv, float *c, int ldc, int mr, int nr, float alpha,
+                                                             float beta) {
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr - 16);
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {
+        if (r >= mr) break;
+        float *cr = c + (int64_t)r * ldc;
+        if (beta == 0.0f) {
+            _mm512_mask_storeu_ps(cr, m0, _mm512_mul_ps(va, acc0[r]));
+            if (nv == 2) _mm512_mask_storeu_ps(cr + 16, m1, _mm512_mul_ps(va, acc1[r]));
+        } else {
+            _mm512_mask_storeu_ps(cr, m0, _mm512_fmadd_ps(va, acc0[r], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, cr))));
+            if (nv == 2)
+                _mm512_mask_storeu_ps(cr + 16, m1,
+                                      _mm512_fmadd_ps(va, acc1[r], _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16))));
+        }
+    }
+}
+
+// f32: acc(r, j) = Σ_k A(r, k) · b[k][j], one FMA per k in increasing k, for r < rows (4, 8 or
+// MR) and nv = 1 or 2 vectors of B. A(r, k) = a[r·rs + k·ks]: a packed strip (rs = 1, ks = MR) or
+// op(A) in place (full strips only, so every row read exists).
+static inline __attribute__((always_inline)) void tile_f32(int rows, int nv, int kc, const float *restrict a,
+                                                           int64_t rs, int64_t ks, const float *restrict b, float *c,
+                                                           int ldc, int mr, int nr, float alpha, float beta) {
+    __m512 acc0[MR], acc1[MR];
+    for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {   // the C tile is read/written after the K loop: fetch it now
+        if (r >= mr) break;
+        _mm_prefetch((const char *)(c + (int64_t)r * ldc), _MM_HINT_T0);
+        if (nv == 2) _mm_prefetch((const char *)(c + (int64_t)r * ldc + 16), _MM_HINT_T0);
+    }
+    for (int k = 0; k < kc; k++, a += ks, b += NR) {
+        __m512 b0 = _mm512_load_ps(b), b1 = nv == 2 ? _mm512_load_ps(b + 16) : b0;
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) {
+            __m512 av = _mm512_set1_ps(a[r * rs]);
+            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+            if (nv == 2) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+        }
+    }
+    store_tile(acc0, acc1, rows, nv, c, ldc, mr, nr, alpha, beta);
+}
+typedef void (*tile_f32_fn)(int kc, const float *a, int64_t rs, int64_t ks, const float *b, float *c, int ldc, int mr,
+                            int nr, float alpha, float beta);
+#define TILE_F32(rows, nv)                                                                                         \
+    static void tile_f32_##rows##x##nv(int kc, const float *a, int64_t rs, int64_t ks, const float *b, float *c, \
+                                       int ldc, int mr, int nr, float alpha, float beta) {                        \
+        tile_f32(rows, nv, kc, a, rs, ks, b, c, ldc, mr, nr, alpha, beta);                                         \
+    }
+TILE_F32(MR, 2)
+TILE_F32(MR, 1)
+TILE_F32(8, 2)
+TILE_F32(8, 1)
+TILE_F32(4, 2)
+TILE_F32(4, 1)
+// Packed strips: the stride constants let the compiler address A with immediate offsets.
+static void tile_f32_packed_full(int kc, const float *a, const float *b, float *c, int ldc, float alpha, float beta) {
+    tile_f32(MR, 2, kc, a, 1, MR, b, c, ldc, MR, NR, alpha, beta);
+}
+// [rows class][nv − 1]: rows class 0 → 4, 1 → 8, 2 → MR
+static const tile_f32_fn tiles_f32[3][2] = {
+    {tile_f32_4x1, tile_f32_4x2}, {tile_f32_8x1, tile_f32_8x2}, {tile_f32_MRx1, tile_f32_MRx2}};
+
+// bf16: acc(r, j) += a[q][r].lo · b[q][j].lo + a[q][r].hi · b[q][j].hi per pair q (vdpbf16ps).
+static inline __attribute__((always_inline)) void tile_bf16(int rows, int nv, int kp, const uint32_t *restrict a,
+                                                            const uint32_t *restrict b, float *c, int ldc, int mr,
+                                                            int nr, float alpha, float beta) {
+    __m512 acc0[MR], acc1[MR];
+    for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {
+        if (r >= mr) break;
+        _mm_prefetch((const char *)(c + (int64_t)r * ldc), _MM_HINT_T0);
+        if (nv == 2) _mm_prefetch((const char *)(c + (int64_t)r * ldc + 16), _MM_HINT_T0);
+    }
+    for (int q = 0; q < kp; q++, a += MR, b += NR) {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(b), b1 = nv == 2 ? (__m512bh)_mm512_load_si512(b + 16) : b0;
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)a[r]);
+            acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
+            if (nv == 2) acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
+        }
+    }
+    store_tile(acc0, acc1, rows, nv, c, ldc, mr, nr, alpha, beta);
+}
+typedef void (*tile_bf16_fn)(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr,
+                             float alpha, float beta);
+#define TILE_BF16(rows, nv)                                                                                   \
+    static void tile_bf16_##rows##x##nv(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, \
+                                        int nr, float alpha, float beta) {                                    \
+        tile_bf16(rows, nv, kp, a, b, c, ldc, mr, nr, alpha, beta);                                           \
+    }
+TILE_BF16(MR, 2)
+TILE_BF16(MR, 1)
+TILE_BF16(8, 2)
+TILE_BF16(8, 1)
+TILE_BF16(4, 2)
+TILE_BF16(4, 1)
+static const tile_bf16_fn tiles_bf16[3][2] = {
+    {tile_bf16_4x1, tile_bf16_4x2}, {tile_bf16_8x1, tile_bf16_8x2}, {tile_bf16_MRx1, tile_bf16_MRx2}};
+
+static inline int rows_class(int mr) { return mr <= 4 ? 0 : mr <= 8 ? 1 : 2; }
+
+// ---- blocking driver --------------------------------------------------------------------------
+// K blocks: ⌈K / KC⌉ blocks (KC in k pairs for bf16) of equal depth rounded up to a multiple of 8;
+// a function of K alone.
+static int k_block_depth(const gemm_problem *p) {
+    int kmax = p->prec == PREC_BF16 ? 2 * KC : KC;
+    int nb = (p->K + kmax - 1) / kmax;
+    int d = (p->K + nb - 1) / nb;
+    return (d + 7) / 8 * 8;
+}
+
+// Per-thread packing buffers, kept for the life of the thread (grown never: fixed maxima).
+static _Thread_local void *packed_a, *packed_b;
+
+static void ensure_buffers(void) {
+    if (!packed_a) {
+        packed_a = aligned_alloc(64, sizeof(float) * MR * KC);
+        packed_b = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
+        if (!packed_a || !packed_b) sl_die(NULL, "gemm: out of memory for packing buffers");
+    }
+}
+
+// C[m0..m1, n0..n1] on this thread.
+static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
+    ensure_buffers();
+    const int depth = k_block_depth(p);
+    for (int j0 = n0; j0 < n1; j0 += NC) {
+        int nc = n1 - j0 < NC ? n1 - j0 : NC;
+        for (int k0 = 0; k0 < p->K; k0 += depth) {
+            int kc = p->K - k0 < depth ? p->K - k0 : depth;
+            float beta = k0 == 0 ? p->beta : 1.0f;
+            if (p->prec == PREC_F32) pack_b_f32(packed_b, p, k0, kc, j0, nc);
+            else pack_b_bf16(packed_b, p, k0, kc, j0, nc);
+            int kdim = p->prec == PREC_F32 ? kc : (kc + 1) / 2;   // packed rows per panel
+            // Few panels per strip: packing A would cost about as much as the strip's FMAs, so full
+            // strips read op(A) in place (its rows, or its columns when transposed, are contiguous).
+            int direct_a = p->prec == PREC_F32 && nc <= DIRECT_A_MAX_N;
+            for (int i0 = m0; i0 < m1; i0 += MR) {
+                int mr = m1 - i0 < MR ? m1 - i0 : MR;
+                const float *a = packed_a;
+                int64_t rs = 1, ks = MR;
+                if (direct_a && mr == MR) {
+                    a = a_at(p, i0, k0);
+                    rs = p->ta == GEMM_N ? p->lda : 1;
+                    ks = p->ta == GEMM_N ? 1 : p->lda;
+                } else if (p->prec == PREC_F32) {
+                    pack_a_f32(packed_a, p, i0, mr, k0, kc);
+                } else {
+                    pack_a_bf16(packed_a, p, i0, mr, k0, kc);
+                }
+                float *crow = p->C + (int64_t)i0 * p->ldc + j0;
+                int rc = rows_class(mr);
+                for (int jp = 0; jp < nc; jp += NR) {
+                    int nr = nc - jp < NR ? nc - jp : NR, nv = nr > 16 ? 2 : 1;
+                    if (p->prec == PREC_F32) {
+                        const float *pb = (const float *)packed_b + (int64_t)(jp / NR) * kdim * NR;
+                        if (mr == MR && nr == NR && ks == MR)
+                            tile_f32_packed_full(kc, a, pb, crow + jp, p->ldc, p->alpha, beta);
+                        else
+                            tiles_f32[rc][nv - 1](kc, a, rs, ks, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
+                    } else {
+                        const uint32_t *pb = (const uint32_t *)packed_b + (int64_t)(jp / NR) * kdim * NR;
+                        tiles_bf16[rc][nv - 1](kdim, packed_a, pb, crow + jp, p->ldc, mr, nr, p->alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// Below this much work one thread does it all (thread start-up would cost more than it saves).
+#define PARALLEL_MIN_FLOPS 4e6
+
+static void drive(const gemm_problem *p) {
+    if (p->M <= 0 || p->N <= 0) return;
+    if (p->K <= 0 || p->alpha == 0.0f) {   // C = beta · C; A and B are not read
+        for (int i = 0; i < p->M; i++) {
+            float *c = p->C + (int64_t)i * p->ldc;
+            for (int j = 0; j < p->N; j++) c[j] = p->beta == 0.0f ? 0.0f : p->beta * c[j];
+        }
+        return;
+    }
+    int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    double flops = 2.0 * p->M * (double)p->N * p->K;
+    if (threads <= 1 || flops < PARALLEL_MIN_FLOPS) {
+        run_block(p, 0, p->M, 0, p->N);
+        return;
+    }
+    // Split the longer side into contiguous ranges of whole strips (MR rows) or panels (NR columns).
+    int split_m = p->M >= p->N;
+    int unit = split_m ? MR : NR, len = split_m ? p->M : p->N;
+    int units = (len + unit - 1) / unit;
+    if (threads > units) threads = units;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int u0 = (int)((int64_t)units * t / nt), u1 = (int)((int64_t)units * (t + 1) / nt);
+        int lo = u0 * unit, hi = u1 * unit < len ? u1 * unit : len;
+        if (lo < hi) {
+            if (split_m) run_block(p, lo, hi, 0, p->N);
+            else run_block(p, 0, p->M, lo, hi);
+        }
+    }
+}
+
+void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc) {
+    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    drive(&p);
+}
+
+void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    if (!gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
+    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    drive(&p);
+}
+
+#pragma GCC pop_options

@@ -1,0 +1,239 @@
+// gemm kernels (own AVX-512 f32, OpenBLAS, own bf16) against a double loop: odd shapes (M, N, K
+// not multiples of the 12 × 32 tile, K across several K blocks), all four transposes, leading
+// dimensions larger than the rows, alpha/beta, 1 and 2 threads; thread-count determinism.
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/core/dtype.h"
+#include "engine/kernels/gemm.h"
+#include "tests/kernel_check.h"
+
+typedef void (*gemm_fn)(gemm_op, gemm_op, int, int, int, float, const float *, int, const float *, int, float,
+                        float *, int);
+
+typedef struct { int M, N, K; } shape3;
+// 1×1×1, below one tile, one exact tile, tile edges in M and N, K across 2 and 3 f32 K blocks
+// (256 deep) and across bf16 blocks (512), tall-thin and short-wide.
+static const shape3 shapes[] = {{1, 1, 1},    {3, 5, 7},     {12, 32, 16},  {13, 33, 17}, {25, 47, 300},
+                                {37, 70, 513}, {5, 100, 1030}, {130, 20, 33}, {11, 17, 64}, {24, 64, 255}};
+#define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+static float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
+
+// Element (i, k) of op(A) in storage with leading dimension ld.
+static float op_at(const float *X, gemm_op t, int ld, int r, int c) {
+    return t == GEMM_N ? X[(int64_t)r * ld + c] : X[(int64_t)c * ld + r];
+}
+
+// want = alpha·op(A)·op(B) + beta·C0 in double; mag = |alpha|·Σ|a||b| + |beta·C0| (the scale of
+// the rounding error). bf16: operands rounded to bf16 first (what the kernel is specified to do).
+static void reference(int bf16, gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, const float *C0, int ldc, double *want, double *mag) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0, m = 0;
+            for (int k = 0; k < K; k++) {
+                float a = op_at(A, ta, lda, i, k), b = op_at(B, tb, ldb, k, j);
+                if (bf16) a = round_bf16(a), b = round_bf16(b);
+                s += (double)a * b;
+                m += fabs((double)a * b);
+            }
+            double c = beta == 0.0f ? 0.0 : (double)beta * C0[(int64_t)i * ldc + j];
+            want[(int64_t)i * N + j] = alpha * s + c;
+            mag[(int64_t)i * N + j] = fabs(alpha) * m + fabs(c);
+        }
+}
+
+// Runs fn on one case with padded leading dimensions and returns the largest error divided by
+// the bound (K + 3)·2⁻²⁴·mag (f32 accumulation of K products plus the alpha/beta epilogue:
+// γ_{K+3}); fails when the bound is exceeded, a padding element was written, or beta = 0 read C.
+static double run_case(const char *kname, gemm_fn fn, int bf16, gemm_op ta, gemm_op tb, shape3 s, float alpha,
+                       float beta, int threads) {
+    int M = s.M, N = s.N, K = s.K;
+    int ar = ta == GEMM_N ? M : K, ac = ta == GEMM_N ? K : M;   // A storage rows × cols
+    int br = tb == GEMM_N ? K : N, bc = tb == GEMM_N ? N : K;
+    int lda = ac + 3, ldb = bc + 5, ldc = N + 7;
+    float *A = rand_f32((int64_t)ar * lda, 11 + M, -1, 1), *B = rand_f32((int64_t)br * ldb, 23 + N, -1, 1);
+    float *C0 = rand_f32((int64_t)M * ldc, 37 + K, -1, 1), *C = malloc(sizeof(float) * (size_t)M * ldc);
+    memcpy(C, C0, sizeof(float) * (size_t)M * ldc);
+    if (beta == 0.0f)   // must not be read: NaN would propagate
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = NAN;
+    double *want = malloc(sizeof(double) * (size_t)M * N), *mag = malloc(sizeof(double) * (size_t)M * N);
+    reference(bf16, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C0, ldc, want, mag);
+    omp_set_num_threads(threads);
+    fn(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    omp_set_num_threads(2);
+    double worst = 0, u = 0x1p-24;
+    int pad_ok = 1;
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double e = fabs(C[(int64_t)i * ldc + j] - want[(int64_t)i * N + j]);
+            double bound = (K + 3) * u * mag[(int64_t)i * N + j] + 1e-30;
+            double r = isnan(e) ? INFINITY : e / bound;
+            worst = r > worst ? r : worst;
+        }
+        for (int j = N; j < ldc; j++) pad_ok &= C[(int64_t)i * ldc + j] == C0[(int64_t)i * ldc + j];
+    }
+    CHECK_MSG(worst <= 1.0, "%s %c%c %dx%dx%d alpha %g beta %g threads %d: error %.3g × the bound", kname,
+              ta == GEMM_N ? 'N' : 'T', tb == GEMM_N ? 'N' : 'T', M, N, K, alpha, beta, threads, worst);
+    CHECK_MSG(pad_ok, "%s %dx%dx%d: wrote past N into the leading-dimension padding", kname, M, N, K);
+    free(A), free(B), free(C0), free(C), free(want), free(mag);
+    return worst;
+}
+
+static void sweep(const char *kname, gemm_fn fn, int bf16) {
+    static const float alphas[] = {1.0f, -0.5f}, betas[] = {0.0f, 1.0f, 0.75f};
+    double worst = 0;
+    int cases = 0;
+    for (int s = 0; s < N_SHAPES; s++)
+        for (int t = 0; t < 4; t++)
+            for (int ab = 0; ab < 6; ab++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    double w = run_case(kname, fn, bf16, t & 1 ? GEMM_T : GEMM_N, t & 2 ? GEMM_T : GEMM_N, shapes[s],
+                                        alphas[ab % 2], betas[ab / 2], threads);
+                    worst = w > worst ? w : worst;
+                    cases++;
+                }
+    printf("    %s: %d cases, worst error %.3f of the bound (K+3)·2^-24·Σ|terms|\n", kname, cases, worst);
+}
+
+TEST(gemm_avx512_matches_naive) {
+    if (!gemm_avx512_supported()) {
+        printf("    no AVX-512F on this CPU: skipped\n");
+        return;
+    }
+    sweep("avx512", gemm_avx512, 0);
+}
+
+TEST(gemm_openblas_matches_naive) { sweep("openblas", gemm_openblas, 0); }
+
+// gemm() runs the kernel SINGLORA_GEMM names (each test is its own process, so the choice made
+// at the first call here is this test's alone).
+TEST(gemm_env_forces_openblas) {
+    setenv("SINGLORA_GEMM", "openblas", 1);
+    CHECK_EQ_INT(gemm_active_kernel(), GEMM_KERNEL_OPENBLAS);
+    float a = 2, b = 3, c = 1;
+    gemm(GEMM_N, GEMM_N, 1, 1, 1, 1.0f, &a, 1, &b, 1, 1.0f, &c, 1);
+    CHECK(c == 7.0f);
+    if (gemm_avx512_supported()) {
+        CHECK_EQ_INT(gemm_set_kernel(GEMM_KERNEL_AVX512), 0);
+        CHECK_EQ_INT(gemm_active_kernel(), GEMM_KERNEL_AVX512);
+    } else {
+        CHECK_EQ_INT(gemm_set_kernel(GEMM_KERNEL_AVX512), -1);
+    }
+}
+
+TEST(gemm_default_kernel_follows_cpuid) {
+    unsetenv("SINGLORA_GEMM");
+    CHECK_EQ_INT(gemm_active_kernel(), gemm_avx512_supported() ? GEMM_KERNEL_AVX512 : GEMM_KERNEL_OPENBLAS);
+}
+
+// K = 0 and alpha = 0: C = beta·C, A and B not read (NULL here), beta = 0 clears NaN.
+static void check_degenerate(const char *kname, gemm_fn fn) {
+    float C[6] = {1, 2, 3, NAN, 5, 6};
+    fn(GEMM_N, GEMM_N, 2, 3, 0, 1.0f, NULL, 1, NULL, 3, 0.5f, C, 3);
+    CHECK_MSG(C[0] == 0.5f && C[2] == 1.5f && C[5] == 3.0f, "%s: K = 0 must scale C by beta", kname);
+    fn(GEMM_T, GEMM_T, 2, 3, 0, 1.0f, NULL, 2, NULL, 1, 0.0f, C, 3);
+    for (int i = 0; i < 6; i++) CHECK_MSG(C[i] == 0.0f, "%s: K = 0, beta = 0 must zero C (C[%d] = %g)", kname, i, C[i]);
+}
+
+TEST(gemm_degenerate_shapes) {
+    if (gemm_avx512_supported()) check_degenerate("avx512", gemm_avx512);
+    check_degenerate("openblas", gemm_openblas);
+    if (gemm_avx512_supported()) {   // alpha = 0 must not read A or B
+        float C[4] = {1, 2, 3, 4};
+        gemm_avx512(GEMM_N, GEMM_N, 2, 2, 5, 0.0f, NULL, 5, NULL, 2, 2.0f, C, 2);
+        CHECK(C[0] == 2.0f && C[3] == 8.0f);
+    }
+}
+
+// Bit-identical for 1, 2 and 3 threads, in both split directions (M ≥ N splits rows, N > M
+// columns), and for a sub-block computed on its own (rows and columns shifted against the tiles):
+// each element's FMA sequence depends on K only.
+static void check_deterministic(const char *kname, gemm_fn fn) {
+    static const shape3 big[] = {{301, 97, 700}, {45, 517, 300}, {45, 120, 700}};   // the last: 2 threads read A unpacked (N blocks ≤ 64), 1 thread packs it
+    for (int s = 0; s < 3; s++)
+        for (int t = 0; t < 4; t++) {
+            gemm_op ta = t & 1 ? GEMM_T : GEMM_N, tb = t & 2 ? GEMM_T : GEMM_N;
+            int M = big[s].M, N = big[s].N, K = big[s].K;
+            int lda = ta == GEMM_N ? K : M, ldb = tb == GEMM_N ? N : K;
+            float *A = rand_f32((int64_t)M * K, 5, -1, 1), *B = rand_f32((int64_t)K * N, 6, -1, 1);
+            float *C0 = rand_f32((int64_t)M * N, 7, -1, 1);
+            float *C[4];
+            for (int r = 0; r < 4; r++) {
+                C[r] = malloc(sizeof(float) * (size_t)M * N);
+                memcpy(C[r], C0, sizeof(float) * (size_t)M * N);
+            }
+            for (int r = 0; r < 3; r++) {
+                omp_set_num_threads(r + 1);
+                fn(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, C[r], N);
+            }
+            omp_set_num_threads(2);
+            // rows 5.., columns 3.. alone
+            const int i0 = 5, j0 = 3;
+            const float *As = ta == GEMM_N ? A + (int64_t)i0 * lda : A + i0;
+            const float *Bs = tb == GEMM_N ? B + j0 : B + (int64_t)j0 * ldb;
+            fn(ta, tb, M - i0, N - j0, K, 0.7f, As, lda, Bs, ldb, 0.3f, C[3] + (int64_t)i0 * N + j0, N);
+            int same = 1, same_sub = 1;
+            for (int64_t i = 0; i < (int64_t)M * N; i++) same &= C[0][i] == C[1][i] && C[0][i] == C[2][i];
+            for (int i = i0; i < M; i++)
+                for (int j = j0; j < N; j++) same_sub &= C[3][(int64_t)i * N + j] == C[0][(int64_t)i * N + j];
+            CHECK_MSG(same, "%s %dx%dx%d t=%d: 1, 2 and 3 threads differ", kname, M, N, K, t);
+            CHECK_MSG(same_sub, "%s %dx%dx%d t=%d: a shifted sub-block differs", kname, M, N, K, t);
+            free(A), free(B), free(C0);
+            for (int r = 0; r < 4; r++) free(C[r]);
+        }
+}
+
+TEST(gemm_avx512_bit_identical_across_threads) {
+    if (!gemm_avx512_supported()) {
+        printf("    no AVX-512F on this CPU: skipped\n");
+        return;
+    }
+    check_deterministic("avx512", gemm_avx512);
+}
+
+// bf16: against the double product of the bf16-rounded operands the only error is the f32
+// accumulation (the same γ_{K+3} bound as f32: vdpbf16ps's products are exact, every addition
+// rounds once); that also pins the rounding to nearest even (truncation would miss by ~2⁻⁸).
+TEST(gemm_bf16_matches_rounded_naive) {
+    if (!gemm_bf16_supported()) {
+        printf("    no AVX512_BF16 on this CPU: skipped\n");
+        return;
+    }
+    sweep("bf16", gemm_bf16, 1);
+    check_deterministic("bf16", gemm_bf16);
+}
+
+// bf16 against the exact f32 operands: each rounded operand is off by ≤ 2⁻⁹ relative (8
+// significant bits, nearest), so each product by ≤ 2⁻⁸ + 2⁻¹⁸; with the accumulation the error
+// is ≤ (2⁻⁸ + 2⁻¹⁸ + (K + 3)·2⁻²⁴)·Σ|a·b| (to first order in the roundings).
+TEST(gemm_bf16_error_vs_f32_operands) {
+    if (!gemm_bf16_supported()) {
+        printf("    no AVX512_BF16 on this CPU: skipped\n");
+        return;
+    }
+    const shape3 s[] = {{37, 70, 513}, {64, 96, 1280}};
+    for (int c = 0; c < 2; c++) {
+        int M = s[c].M, N = s[c].N, K = s[c].K;
+        float *A = rand_f32((int64_t)M * K, 91, -1, 1), *B = rand_f32((int64_t)K * N, 92, -1, 1);
+        float *C = malloc(sizeof(float) * (size_t)M * N);
+        double *want = malloc(sizeof(double) * (size_t)M * N), *mag = malloc(sizeof(double) * (size_t)M * N);
+        reference(0, GEMM_N, GEMM_N, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N, want, mag);
+        gemm_bf16(GEMM_N, GEMM_N, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        double worst = 0, worst_rel_max = 0, ref_max = 0;
+        for (int64_t i = 0; i < (int64_t)M * N; i++) {
+            double e = fabs(C[i] - want[i]), bound = (0x1p-8 + 0x1p-18 + (K + 3) * 0x1p-24) * mag[i];
+            worst = fmax(worst, e / bound);
+            worst_rel_max = fmax(worst_rel_max, e);
+            ref_max = fmax(ref_max, fabs(want[i]));
+        }
+        printf("    bf16 %dx%dx%d vs f32 operands: worst %.3f of the bound, max abs %.3g (max |ref| %.3g)\n", M, N, K,
+               worst, worst_rel_max, ref_max);
+        CHECK_MSG(worst <= 1.0, "bf16 %dx%dx%d: error %.3g × the bound", M, N, K, worst);
+        free(A), free(B), free(C), free(want), free(mag);
+    }
+}
