@@ -313,7 +313,7 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
     float *mom = sl_alloc_f32(nmom), *dmom = sl_alloc_f32(nmom), *z = sl_alloc_f32(nlat), *dz = sl_alloc_f32(nlat);
     float *eps = sl_alloc_f32(nlat);
     uint64_t *idx = malloc(sizeof(uint64_t) * B);
-    lr_schedule lr = {LR_CONSTANT_WITH_WARMUP, o->vae_lr, 100, o->vae_steps};
+    lr_schedule lr = {LR_CONSTANT_WITH_WARMUP, o->vae_lr, o->vae_steps / 10 < 100 ? o->vae_steps / 10 : 100, o->vae_steps};
     adamw_opts ao = {0.9, 0.999, 1e-8, 0.0};
     double t_last_ck = now_s(), t0 = now_s(), loss_acc = 0;
     int n_acc = 0, rc = 0;
