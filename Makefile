@@ -20,7 +20,7 @@ endif
 
 # the library: every .c under these folders (engine/ has one subfolder per concept)
 LIB_DIRS  := engine/core engine/io engine/kernels engine/blocks engine/diffusion engine/adapters engine/train \
-             clip unet vae eval data pipeline
+             clip unet vae eval data data/world pipeline
 LIB_SRC   := $(wildcard $(addsuffix /*.c,$(LIB_DIRS)))
 TOOL_SRC  := $(wildcard tools/*.c)
 TEST_SRC  := $(wildcard tests/*.c)

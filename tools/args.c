@@ -58,6 +58,15 @@ double arg_double(const char *opt, const char *s) {
     return v;
 }
 
+uint64_t arg_seed(const char *opt, const char *s) {
+    char *end;
+    errno = 0;
+    if (*s == '-') sl_die(NULL, "option %s: '%s' must be a non-negative integer", opt, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not an integer below 2^64", opt, s);
+    return (uint64_t)v;
+}
+
 _Noreturn void arg_unknown(const char *cmd, const char *a) {
     sl_die(NULL, "%s: unknown option or extra argument '%s' (see singlora %s --help)", cmd, a, cmd);
 }

@@ -1,5 +1,6 @@
 // Command-line parsing helpers shared by the subcommands.
 #pragma once
+#include <stdint.h>
 
 // Option names match with '_' and '-' interchangeable (--max-train-steps = --max_train_steps).
 // If argv[*i] is `name` (followed by a value) or `name=VALUE`, stores the value, advances *i
@@ -15,6 +16,8 @@ int arg_model(int argc, char **argv, int *i, const char **model, const char **co
 // Parse numbers; a malformed value is a fatal error naming the option.
 long arg_long(const char *opt, const char *s);
 double arg_double(const char *opt, const char *s);
+// A seed: an integer in [0, 2^64) (torch.Generator.manual_seed takes the same range).
+uint64_t arg_seed(const char *opt, const char *s);
 // Dies with "unknown option" for argv[i].
 _Noreturn void arg_unknown(const char *cmd, const char *a);
 // Sets OpenMP (and so OpenBLAS) threads when n > 0.

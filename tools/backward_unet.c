@@ -8,6 +8,7 @@
 #include "engine/core/progress.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/tensor.h"
+#include "engine/train/step.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/io.h"
@@ -31,7 +32,7 @@ static const char *HELP =
     "                  backward (less memory, about one more forward; the same gradients bit for bit)\n"
     "  --adapter FILE  attach a singlora adapter file (u(t) from its step); --adapter-scale S (1)\n"
     "  --threads N     OpenMP/OpenBLAS threads\n"
-    "  --repeat K      run K times and print forward/backward seconds (benchmarking)\n"
+    "  --repeat K      run K times and print the seconds of each forward+backward (benchmarking)\n"
     "PATH is a diffusers folder, a diffusers UNet file, or an original single-file checkpoint (as for\n"
     "singlora forward unet).\n";
 
@@ -108,10 +109,9 @@ int backward_unet_main(int argc, char **argv) {
     unet_model *g = unet_grads_new(m, params);
     if (!g) sl_fail();
 
-    const int64_t nx = (int64_t)N * Ci * h * w, nc = (int64_t)N * L * D, no = (int64_t)N * Co * h * w;
+    const int64_t nx = (int64_t)N * Ci * h * w, nc = (int64_t)N * L * D;
     float *t = input_timesteps(&u), *x = input_copy_f32(u.x), *ctx = input_copy_f32(u.context);
     float *target = input_copy_f32(eg);
-    float *out = sl_alloc_f32(no), *dout = sl_alloc_f32(no);
     float *dx = sl_alloc_f32(nx), *dctx = sl_alloc_f32(nc);
     float loss = 0.0f;
     for (int r = 0; r < repeat; r++) {
@@ -120,20 +120,9 @@ int backward_unet_main(int argc, char **argv) {
         unet_grads_zero(g);
         for (int i = 0; ads && i < ads->n_slots; i++) adapter_zero_grads(&ads->slots[i].a);
         double t1 = now_seconds();
-        unet_tape *tape = unet_forward_train(out, x, t, ctx, N, h, w, L, m, ckpt);
-        if (!tape) sl_die(in, "%s", sl_error_msg());
-        double t2 = now_seconds();
-        // loss = mean((out − target)²), dL/dout = 2·(out − target) / n
-        double s = 0.0;
-        for (int64_t i = 0; i < no; i++) {
-            double d = (double)out[i] - target[i];
-            s += d * d;
-            dout[i] = (float)(2.0 * d / (double)no);
-        }
-        loss = (float)(s / (double)no);
-        if (unet_backward(dx, dctx, g, dout, tape) != 0) sl_fail();
-        unet_tape_free(tape);
-        if (timing) fprintf(stderr, "forward %d: %.3f s\nbackward %d: %.3f s\n", r + 1, t2 - t1, r + 1, now_seconds() - t2);
+        if (unet_regression_step(m, g, x, t, ctx, target, NULL, N, h, w, L, ckpt, 1.0, dx, dctx, &loss) != 0)
+            sl_die(in, "%s", sl_error_msg());
+        if (timing) fprintf(stderr, "forward+backward %d: %.3f s\n", r + 1, now_seconds() - t1);
     }
     if (timing) fprintf(stderr, "load: %.3f s\n", t_load);
 
@@ -164,7 +153,7 @@ int backward_unet_main(int argc, char **argv) {
     st_writer_free(wr);
     free(go.names);
     free(adn);
-    float *bufs[] = {t, x, ctx, target, out, dout, dx, dctx};
+    float *bufs[] = {t, x, ctx, target, dx, dctx};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) sl_free_aligned(bufs[i]);
     unet_free(g);
     unet_free(m);

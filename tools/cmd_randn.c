@@ -17,15 +17,6 @@ static const char *HELP =
     "CPU, bit for bit: the same numbers as the initial latents of a diffusers pipeline given a\n"
     "CPU generator with that seed.\n";
 
-static uint64_t parse_seed(const char *s) {
-    char *end;
-    errno = 0;
-    if (*s == '-') sl_die(NULL, "option --seed: '%s' must be a non-negative integer", s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) sl_die(NULL, "option --seed: '%s' is not an integer below 2^64", s);
-    return (uint64_t)v;
-}
-
 // "1,4,64,64" -> shape; each dimension >= 1, at most TENSOR_MAX_DIMS of them.
 static int parse_shape(const char *s, int64_t *shape) {
     int nd = 0;
@@ -55,7 +46,7 @@ int cmd_randn(int argc, char **argv) {
         else arg_unknown("randn", argv[i]);
     }
     if (!seed_s || !shape_s || !out) sl_die(NULL, "randn: --seed, --shape and --out are required (see singlora randn --help)");
-    uint64_t seed = parse_seed(seed_s);
+    uint64_t seed = arg_seed("--seed", seed_s);
     int64_t shape[TENSOR_MAX_DIMS];
     int nd = parse_shape(shape_s, shape);
     int64_t n = shape_numel(nd, shape);

@@ -18,7 +18,8 @@ static void kohya_key(char *buf, size_t len, const char *module) {
         if (*p == '.') *p = '_';
 }
 
-int lora_export(const adapter_set *s, lora_format fmt, const char *path) {
+int lora_export_meta(const adapter_set *s, lora_format fmt, const char *path, const char *const *keys,
+                     const char *const *values, int n_meta) {
     if (s->method == ADAPTER_DORA && fmt != LORA_FORMAT_KOHYA)
         return sl_error(path, "a DoRA adapter exports only to the kohya format (dora_scale); the diffusers LoRA format has no magnitude");
     float u = adapter_set_ramp(s);
@@ -92,6 +93,7 @@ int lora_export(const adapter_set *s, lora_format fmt, const char *path) {
     }
     st_writer_meta(w, "singlora.exported_from", adapter_method_name(s->method));
     st_writer_meta(w, "singlora.base_model", s->base_model);
+    for (int i = 0; i < n_meta; i++) st_writer_meta(w, keys[i], values[i]);
     int rc = st_writer_save(w, path);
     st_writer_free(w);
     for (int i = 0; i < nkeep; i++) sl_free_aligned(keep[i]);
@@ -264,3 +266,5 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
     st_close(f);
     return rc;
 }
+
+int lora_export(const adapter_set *s, lora_format fmt, const char *path) { return lora_export_meta(s, fmt, path, NULL, NULL, 0); }

@@ -12,6 +12,9 @@ typedef enum { LORA_FORMAT_KOHYA, LORA_FORMAT_DIFFUSERS } lora_format;
 // LoRA as is; DoRA (kohya only) adds dora_scale (d_out, 1) = m. The diffusers format has no
 // alpha, so the scale is folded into up. `d_in`/`d_out` of every slot must be bound.
 int lora_export(const adapter_set *s, lora_format fmt, const char *path);
+// The same with extra metadata (e.g. a trainer's ss_* keys), set after and over the defaults.
+int lora_export_meta(const adapter_set *s, lora_format fmt, const char *path, const char *const *keys,
+                     const char *const *values, int n_meta);
 
 // The model side of an import: the weight (d_out, d_in) of a Linear (or 1×1 conv) module, by
 // diffusers module path (e.g. "down_blocks.0.attentions.0.proj_in"), or NULL when the model has
