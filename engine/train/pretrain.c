@@ -22,6 +22,7 @@
 #include "engine/io/file_read.h"
 #include "engine/io/model_files.h"
 #include "engine/io/safetensors.h"
+#include "data/world/dataset.h"
 #include "engine/train/full_params.h"
 #include "engine/train/lr_schedule.h"
 #include "pipeline/model_writer.h"
@@ -44,7 +45,7 @@ static uint64_t mix64(uint64_t z) {
 }
 
 static void squares_example(void *ctx, uint64_t index, uint8_t *rgb, char *caption) {
-    const pretrain_squares *sq = ctx;
+    const pretrain_source *sq = ctx;
     const int size = sq->size;
     uint64_t s = mix64(sq->seed ^ mix64(index + 1));
     int bg = (int)((s >> 8) % 6), fg = (int)((s >> 16) % 5);
@@ -59,18 +60,27 @@ static void squares_example(void *ctx, uint64_t index, uint8_t *rgb, char *capti
     snprintf(caption, PRETRAIN_CAPTION_MAX, "a %s square on a %s background", SQ_NAMES[fg], SQ_NAMES[bg]);
 }
 
-pretrain_data pretrain_data_squares(pretrain_squares *sq) {
+pretrain_data pretrain_data_squares(pretrain_source *sq) {
     return (pretrain_data){"squares", sq->size, squares_example, sq};
 }
+
+static void world_source(void *ctx, uint64_t index, uint8_t *rgb, char *caption) {
+    const pretrain_source *w = ctx;
+    char cap[CAPTION_MAX];
+    world_example(w->seed, index, w->size, rgb, cap, NULL);
+    snprintf(caption, PRETRAIN_CAPTION_MAX, "%s", cap);
+}
+
+pretrain_data pretrain_data_world(pretrain_source *src) { return (pretrain_data){"world", src->size, world_source, src}; }
 
 // ---------------------------------------------------------------- defaults
 
 pretrain_opts pretrain_defaults(void) {
     pretrain_opts o = {0};
     o.config = "configs/toyworld";
-    o.vae_steps = 2000, o.vae_batch = 8, o.vae_lr = 1e-3, o.vae_kl_start = 1500, o.vae_kl_weight = 1e-4;
+    o.vae_steps = 1200, o.vae_batch = 8, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
     o.n_latents = 16384;
-    o.unet_steps = 5000, o.unet_batch = 64, o.unet_warmup = 200;
+    o.unet_steps = 3000, o.unet_batch = 64, o.unet_warmup = 200;
     o.unet_lr = 1e-3, o.ema_decay = 0.999, o.cond_drop = 0.1, o.grad_clip = 1.0, o.weight_decay = 1e-2;
     o.ckpt_every_s = 300, o.log_every = 25;
     return o;

@@ -28,8 +28,11 @@ typedef struct {
 typedef struct {
     uint64_t seed;
     int size;
-} pretrain_squares;
-pretrain_data pretrain_data_squares(pretrain_squares *sq);   // sq must outlive the source
+} pretrain_source;
+pretrain_data pretrain_data_squares(pretrain_source *sq);   // sq must outlive the source
+// The toy world (data/world/dataset.h): world_example(seed, index, size): one or two shapes in
+// named colours on a textured background, with its caption.
+pretrain_data pretrain_data_world(pretrain_source *src);
 
 typedef struct {
     const char *out;          // the diffusers folder written
