@@ -18,6 +18,7 @@ static const char *HELP =
     "--ckpt (default DIR.ckpt). --resume continues from them exactly.\n"
     "  --steps N        UNet optimizer steps (3000)     --batch N      UNet batch (64)\n"
     "  --vae-steps N    VAE steps (1200; KL from 75 %)  --vae-batch N  VAE batch (8)\n"
+    "  --vae-crop N     VAE training crops (32; 0: whole images)\n"
     "  --latents N      examples encoded once (16384)   --config DIR   model configs (configs/toyworld)\n"
     "  --data world     the toy world (default; data/world), or squares: the stand-in coloured squares\n";
 
@@ -44,6 +45,7 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--log-every", &v)) o.log_every = (int)arg_long("--log-every", v);
         else if (arg_value(argc, argv, &i, "--size", &v)) size = (int)arg_long("--size", v);
         else if (arg_value(argc, argv, &i, "--vae-lr", &v)) o.vae_lr = arg_double("--vae-lr", v);
+        else if (arg_value(argc, argv, &i, "--vae-crop", &v)) o.vae_crop = (int)arg_long("--vae-crop", v);
         else if (arg_flag(argv, i, "--resume")) o.resume = 1;
         else arg_unknown("pretrain", argv[i]);
     }

@@ -78,7 +78,7 @@ pretrain_data pretrain_data_world(pretrain_source *src) { return (pretrain_data)
 pretrain_opts pretrain_defaults(void) {
     pretrain_opts o = {0};
     o.config = "configs/toyworld";
-    o.vae_steps = 1200, o.vae_batch = 8, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
+    o.vae_steps = 1200, o.vae_batch = 8, o.vae_crop = 32, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
     o.n_latents = 16384;
     o.unet_steps = 3000, o.unet_batch = 64, o.unet_warmup = 200;
     o.unet_lr = 1e-3, o.ema_decay = 0.999, o.cond_drop = 0.1, o.grad_clip = 1.0, o.weight_decay = 1e-2;
@@ -317,9 +317,14 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
         full_params_free(fp), vae_free(g);
         return -1;
     }
-    const int B = o->vae_batch, S = d->size, f = vae_factor(&vae->cfg), h = S / f, L = vae->cfg.latent_channels;
+    // the VAE is convolutional: it trains on random crops (C × C, a multiple of its factor) of
+    // the rendered images, as SD's VAE trained on 256 px crops for 512 px use
+    const int B = o->vae_batch, full = d->size, f = vae_factor(&vae->cfg), L = vae->cfg.latent_channels;
+    const int S = o->vae_crop > 0 && o->vae_crop < full ? o->vae_crop / f * f : full, h = S / f;
+    if (S < f) return sl_error(NULL, "pretrain: --vae-crop %d is smaller than the VAE's factor %d", o->vae_crop, f);
     const int64_t nimg = (int64_t)B * 3 * S * S, nlat = (int64_t)B * L * h * h, nmom = 2 * nlat;
     float *img = sl_alloc_f32(nimg), *rec = sl_alloc_f32(nimg), *drec = sl_alloc_f32(nimg);
+    float *whole = sl_alloc_f32((int64_t)B * 3 * full * full);
     float *mom = sl_alloc_f32(nmom), *dmom = sl_alloc_f32(nmom), *z = sl_alloc_f32(nlat), *dz = sl_alloc_f32(nlat);
     float *eps = sl_alloc_f32(nlat);
     uint64_t *idx = malloc(sizeof(uint64_t) * B);
@@ -329,17 +334,25 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
     int n_acc = 0, rc = 0;
     int64_t step0 = fp->step;
     if (fp->step < o->vae_steps)
-        fprintf(stderr, "pretrain: VAE from step %lld to %d (batch %d, %dx%d -> %dx%dx%d)\n", (long long)fp->step,
-                o->vae_steps, B, S, S, h, h, L);
+        fprintf(stderr, "pretrain: VAE from step %lld to %d (batch %d, %dx%d crops of %dx%d -> %dx%dx%d)\n",
+                (long long)fp->step, o->vae_steps, B, S, S, full, full, h, h, L);
     while (fp->step < o->vae_steps) {
         int64_t k = fp->step;
         for (int b = 0; b < B; b++) idx[b] = (uint64_t)k * B + b + (1ull << 40);   // not the latent-cache examples
-        load_batch(d, idx, B, img, NULL);
+        load_batch(d, idx, B, whole, NULL);
+        sl_rng r;
+        step_rng(&r, o->seed, 1, k);
+        for (int b = 0; b < B; b++) {   // crop offsets on the latent grid
+            int y0 = f * (int)sl_rng_randint(&r, (uint64_t)((full - S) / f + 1));
+            int x0 = f * (int)sl_rng_randint(&r, (uint64_t)((full - S) / f + 1));
+            for (int ch = 0; ch < 3; ch++)
+                for (int y = 0; y < S; y++)
+                    memcpy(img + (((int64_t)b * 3 + ch) * S + y) * S,
+                           whole + (((int64_t)b * 3 + ch) * full + y0 + y) * full + x0, sizeof(float) * S);
+        }
         full_params_zero_grads(fp);
         vae_tape *te = vae_encode_train(vae, g, mom, img, B, S, S);
         int sampled = k >= o->vae_kl_start;
-        sl_rng r;
-        step_rng(&r, o->seed, 1, k);
         sl_rng_randn(&r, eps, (size_t)nlat);
         vae_posterior(&vae->cfg, sampled ? NULL : z, NULL, sampled ? z : NULL, mom, eps, B, h, h);
         vae_tape *td = vae_decode_train(vae, g, rec, z, B, h, h);
@@ -366,12 +379,11 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
         full_params_adamw(fp, lrk, &ao);
         loss_acc += l1 + l2, n_acc++;
         double t = now_s(), sps = (t - t0) / (double)(fp->step - step0);
-        if (log) fprintf(log, "vae,%lld,%.6f,%.6g,%.3g,%.4g,%.3f\n", (long long)fp->step, l1 + l2, kl, lrk, gn, sps);
+        if (log) fprintf(log, "vae,%lld,%.6f,%.6g,%.3g,%.4g,%.3f\n", (long long)fp->step, l1 + l2, kl, lrk, gn, sps), fflush(log);
         if (fp->step % o->log_every == 0 || fp->step == o->vae_steps) {
             fprintf(stderr, "pretrain: vae step %lld/%d  rec %.5f (L1 %.4f L2 %.5f)  kl %.3g  %.2f s/step\n",
                     (long long)fp->step, o->vae_steps, loss_acc / n_acc, l1, l2, kl, sps);
             loss_acc = 0, n_acc = 0;
-            if (log) fflush(log);
         }
         if (t - t_last_ck >= o->ckpt_every_s || fp->step == o->vae_steps) {
             if (full_params_save(fp, ck, NULL, NULL)) { rc = -1; break; }
@@ -379,6 +391,7 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
         }
     }
     free(idx);
+    sl_free_aligned(whole);
     sl_free_aligned(img), sl_free_aligned(rec), sl_free_aligned(drec), sl_free_aligned(mom), sl_free_aligned(dmom);
     sl_free_aligned(z), sl_free_aligned(dz), sl_free_aligned(eps);
     // the VAE ships its EMA-free final weights (an autoencoder gains little from EMA)
@@ -547,13 +560,12 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
         full_params_ema_update(fp, dk);
         loss_acc += loss, n_acc++;
         double tn = now_s(), sps = (tn - t0) / (double)(fp->step - step0);
-        if (log) fprintf(log, "unet,%lld,%.6f,%.4g,%.3g,%.4g,%.3f\n", (long long)fp->step, loss, dk, lrk, gn, sps);
+        if (log) fprintf(log, "unet,%lld,%.6f,%.4g,%.3g,%.4g,%.3f\n", (long long)fp->step, loss, dk, lrk, gn, sps), fflush(log);
         if (fp->step % o->log_every == 0 || fp->step == o->unet_steps) {
             double eta = sps * (double)(o->unet_steps - fp->step);
             fprintf(stderr, "pretrain: unet step %lld/%d  loss %.5f  grad %.3g  lr %.2g  %.2f s/step  eta %.0f min\n",
                     (long long)fp->step, o->unet_steps, loss_acc / n_acc, gn, lrk, sps, eta / 60);
             loss_acc = 0, n_acc = 0;
-            if (log) fflush(log);
         }
         if (tn - t_last_ck >= o->ckpt_every_s || fp->step == o->unet_steps) {
             if (full_params_save(fp, ck, NULL, NULL)) { rc = -1; break; }

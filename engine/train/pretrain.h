@@ -43,6 +43,7 @@ typedef struct {
     int resume;               // continue from the checkpoints in ckpt (else they are overwritten)
     // VAE
     int vae_steps, vae_batch;
+    int vae_crop;             // the VAE trains on random crops of this side (0: whole images)
     double vae_lr;
     int vae_kl_start;         // step from which the posterior is sampled and the KL term added
     double vae_kl_weight;     // weight of KL summed over latents / image elements of the batch
