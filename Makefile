@@ -42,7 +42,7 @@ BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 # tools/bench/<name>.c -> build/bench_<name>, a standalone program on libsinglora.a
 BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench_%)
 
-.PHONY: all deps test test-long bench clean mpi-bin
+.PHONY: all deps test test-long bench clean mpi-bin pretrain
 all: $(BIN)
 
 deps:
@@ -88,6 +88,11 @@ $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsin
 .SECONDARY: $(BENCH_OBJ)
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
+
+# the shipped toy-world base model, from seed 0 (resumes from build/pretrain-ckpt when interrupted;
+# remove that folder for a fresh run)
+pretrain: $(BIN)
+	./$(BIN) pretrain --out models/toyworld --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
 
 clean:
 	rm -rf build build-san build-mpi singlora singlora-mpi

@@ -1,0 +1,65 @@
+// Pretraining an SD-architecture base model from scratch on a procedural data source (the toy
+// world): a VAE trained as a plain autoencoder (L1 + L2 reconstruction; the KL term and the
+// sampled posterior added late), the data set encoded to latents once, then the whole UNet
+// (every weight: AdamW, EMA, gradient clipping, caption dropout for classifier-free guidance)
+// on those latents, conditioned by a frozen random CLIP-architecture text encoder with the real
+// CLIP tokenizer. Writes a diffusers folder (f16, EMA weights) at every checkpoint.
+//
+// Resumable: every phase checkpoints (atomically) its flat parameter / AdamW / EMA blocks and
+// step into the checkpoint folder; every random draw of step k is a pure function of (seed, k),
+// so a resumed run continues exactly as an uninterrupted one.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#define PRETRAIN_CAPTION_MAX 256
+
+// A deterministic source of captioned images: example(index) is a pure function of the index.
+typedef struct {
+    const char *name;
+    int size;                                                          // images are size × size
+    void (*example)(void *ctx, uint64_t index, uint8_t *rgb, char *caption);   // rgb (size, size, 3)
+    void *ctx;
+} pretrain_data;
+
+// The stand-in source (used by the tests and until the world renderer is wired in): one square
+// of one of six colours at a random position and size on a plain background of another colour,
+// captioned "a red square on a blue background". The seed picks the data set.
+typedef struct {
+    uint64_t seed;
+    int size;
+} pretrain_source;
+pretrain_data pretrain_data_squares(pretrain_source *sq);   // sq must outlive the source
+// The toy world (data/world/dataset.h): world_example(seed, index, size): one or two shapes in
+// named colours on a textured background, with its caption.
+pretrain_data pretrain_data_world(pretrain_source *src);
+
+typedef struct {
+    const char *out;          // the diffusers folder written
+    const char *ckpt;         // checkpoints, latent cache and log.csv (default: <out>.ckpt)
+    const char *config;       // model configs: unet/, vae/, text_encoder/, scheduler/ (configs/toyworld)
+    uint64_t seed;
+    int threads;              // 0: OpenMP's default
+    int resume;               // continue from the checkpoints in ckpt (else they are overwritten)
+    // VAE
+    int vae_steps, vae_batch;
+    int vae_crop;             // the VAE trains on random crops of this side (0: whole images)
+    double vae_lr;
+    int vae_kl_start;         // step from which the posterior is sampled and the KL term added
+    double vae_kl_weight;     // weight of KL summed over latents / image elements of the batch
+    // latent cache
+    int n_latents;            // examples 0..n-1 of the source, encoded once
+    // UNet
+    int unet_steps, unet_batch, unet_warmup;
+    double unet_lr, ema_decay, cond_drop, grad_clip, weight_decay;
+    // bookkeeping
+    double ckpt_every_s;      // seconds between checkpoints (and folder writes)
+    int log_every;            // steps between progress lines on stderr
+} pretrain_opts;
+
+// The recipe `make pretrain` runs (configs/toyworld, seed 0).
+pretrain_opts pretrain_defaults(void);
+
+// Runs the phases that are not done yet (VAE, latent cache, UNet) and writes the folder.
+// 0, or -1 with sl_error.
+int pretrain_run(const pretrain_opts *o, const pretrain_data *data);
