@@ -627,7 +627,15 @@ static void fill_row(const clip_tokenizer *t, const int *tok, int n, int ctx, in
     for (int i = n + 2; i < ctx; i++) ids[i] = t->pad;
 }
 
+static int check_context(int ctx) {
+    if (ctx < CLIP_MIN_CONTEXT || ctx > CLIP_MAX_CONTEXT)
+        return sl_error(NULL, "a context of %d positions: the tokenizer needs %d..%d (BOS, a token, EOS)", ctx,
+                        CLIP_MIN_CONTEXT, CLIP_MAX_CONTEXT);
+    return 0;
+}
+
 int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids, int warn) {
+    if (check_context(ctx) != 0) return -1;
     int n;
     int *tok = clip_tokenize(t, text, &n);
     int keep = n < ctx - 2 ? n : ctx - 2;
@@ -643,6 +651,7 @@ int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids
 }
 
 int32_t *clip_encode_chunks(const clip_tokenizer *t, const char *text, int ctx, int *n_chunks) {
+    if (check_context(ctx) != 0) return NULL;
     int n;
     int *tok = clip_tokenize(t, text, &n);
     int chunk_len = ctx - 2;
