@@ -1,9 +1,11 @@
 // The CLIP text encoder's config: config.json (transformers CLIPTextConfig) and where to find it.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "clip/text_encoder.h"
+#include "clip/tokenizer.h"
 #include "engine/io/config.h"
 #include "engine/core/error.h"
 #include "engine/io/model_files.h"
@@ -30,13 +32,22 @@ static int read_config(const char *path, clip_text_config *c) {
         else if (!strcmp(act, "gelu")) c->act = CLIP_ACT_GELU;
         else rc = sl_error(path, "key 'hidden_act': '%s' is not a CLIP activation (quick_gelu or gelu)", act);
     }
-    if (rc == 0 && (c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->hidden % c->heads || c->intermediate <= 0 ||
-                    c->max_pos <= 0 || c->vocab <= 0 || !(c->eps > 0)))
-        rc = sl_error(path, "inconsistent text encoder sizes (hidden_size %d, %d heads, %d layers, intermediate %d, "
-                            "%d positions, vocabulary %d)",
-                      c->hidden, c->heads, c->layers, c->intermediate, c->max_pos, c->vocab);
+    if (rc == 0) rc = clip_text_config_check(c, path);
     config_free(j);
     return rc;
+}
+
+int clip_text_config_check(const clip_text_config *c, const char *where) {
+    if (c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->hidden % c->heads || c->intermediate <= 0 ||
+        c->max_pos <= 0 || c->vocab <= 0 || !(c->eps > 0 && isfinite(c->eps)))
+        return sl_error(where, "inconsistent text encoder sizes (hidden_size %d, %d heads, %d layers, intermediate %d, "
+                               "%d positions, vocabulary %d)",
+                        c->hidden, c->heads, c->layers, c->intermediate, c->max_pos, c->vocab);
+    // a prompt row is [BOS, tokens..., EOS, pad...]: fewer positions leave no room for a token
+    if (c->max_pos < CLIP_MIN_CONTEXT || c->max_pos > CLIP_MAX_CONTEXT)
+        return sl_error(where, "%d text positions (max_position_embeddings): the tokenizer needs %d..%d", c->max_pos,
+                        CLIP_MIN_CONTEXT, CLIP_MAX_CONTEXT);
+    return 0;
 }
 
 // A config given as a diffusers folder, a text_encoder folder or the config.json itself.

@@ -205,6 +205,7 @@ clip_text_model *clip_text_load(const char *model, const char *config, const cha
                                                              : "transformer.embeddings.position_ids";
         if (layout == CLIP_LAYOUT_DIFFUSERS) ignore[n_ignore++] = "text_projection.";   // CLIPTextModelWithProjection
     }
+    if (clip_text_config_check(c, cfg_path ? cfg_path : wpath) != 0) goto fail;
     m = clip_text_model_new(c);
     m->layout = layout;
     m->sd2 = layout == CLIP_LAYOUT_OPENCLIP || c->act == CLIP_ACT_GELU;

@@ -58,6 +58,9 @@ int clip_text_enumerate(const clip_text_config *c, param_visitor fn, void *ctx);
 // config.json). clip_text_config_path: which file that is (owned), NULL with sl_error.
 int clip_text_config_load(clip_text_config *c, const char *path);
 char *clip_text_config_path(const char *path);
+// 0 when c's sizes are usable (positive, heads divide hidden, CLIP_MIN_CONTEXT..CLIP_MAX_CONTEXT
+// positions), else -1 with sl_error naming `where`. Every loader runs it on the config it ends with.
+int clip_text_config_check(const clip_text_config *c, const char *where);
 
 // ids (N, L) with L <= max_pos. Runs the embeddings and the first n_layers layers;
 // out (N, L, D) = final LayerNorm of layer n_layers' output. hs (may be NULL): n_layers + 1

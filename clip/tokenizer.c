@@ -627,7 +627,15 @@ static void fill_row(const clip_tokenizer *t, const int *tok, int n, int ctx, in
     for (int i = n + 2; i < ctx; i++) ids[i] = t->pad;
 }
 
+static int check_context(int ctx) {
+    if (ctx < CLIP_MIN_CONTEXT || ctx > CLIP_MAX_CONTEXT)
+        return sl_error(NULL, "a context of %d positions: the tokenizer needs %d..%d (BOS, a token, EOS)", ctx,
+                        CLIP_MIN_CONTEXT, CLIP_MAX_CONTEXT);
+    return 0;
+}
+
 int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids, int warn) {
+    if (check_context(ctx) != 0) return -1;
     int n;
     int *tok = clip_tokenize(t, text, &n);
     int keep = n < ctx - 2 ? n : ctx - 2;
@@ -649,6 +657,7 @@ void clip_ids_row(const clip_tokenizer *t, const int *tok, int n, int ctx, int32
 
 int32_t *clip_chunk_tokens(const clip_tokenizer *t, const int *tok, const float *w, int n, int ctx, int *n_chunks,
                            float **w_out) {
+    if (check_context(ctx) != 0) return NULL;
     int chunk_len = ctx - 2;
     // chunk boundaries as A1111's FrozenCLIPEmbedderWithCustomWords draws them
     intvec starts = {0}, lens = {0};

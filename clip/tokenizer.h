@@ -7,6 +7,10 @@
 
 #include "clip/text_clean.h"   // clip_clean_text
 
+// The context lengths (positions) the encoders take: a row holds BOS, at least one token and EOS.
+#define CLIP_MIN_CONTEXT 3
+#define CLIP_MAX_CONTEXT 65536
+
 typedef struct clip_tokenizer clip_tokenizer;
 
 // Loads from `path`: a folder holding vocab.json + merges.txt (a diffusers `tokenizer/`), or
@@ -47,14 +51,16 @@ int clip_tokenizer_lookup(const clip_tokenizer *t, const char *token);
 int *clip_tokenize(const clip_tokenizer *t, const char *text, int *n);
 
 // ids (ctx) = [BOS, first ctx-2 tokens, EOS, pad...]. Returns the number of text tokens before
-// truncation; when that exceeds ctx-2 and `warn` is set, prints a warning.
+// truncation; when that exceeds ctx-2 and `warn` is set, prints a warning. -1 with sl_error when
+// ctx is outside CLIP_MIN_CONTEXT..CLIP_MAX_CONTEXT.
 int clip_encode(const clip_tokenizer *t, const char *text, int ctx, int32_t *ids, int warn);
 
 // Long prompts, A1111 style: the tokens are cut into chunks of ctx-2 (a full chunk breaks after
 // its last comma when that comma is within the last 20 tokens, moving the rest to the next
 // chunk), each chunk becomes [BOS, chunk, EOS, pad...]. Returns malloc'd (n_chunks, ctx) ids,
 // n_chunks >= 1 (the empty prompt gives one chunk). The text encoder encodes each row; the
-// conditionings are concatenated along the sequence: (n_chunks·ctx, D).
+// conditionings are concatenated along the sequence: (n_chunks·ctx, D). NULL with sl_error when
+// ctx is outside CLIP_MIN_CONTEXT..CLIP_MAX_CONTEXT.
 int32_t *clip_encode_chunks(const clip_tokenizer *t, const char *text, int ctx, int *n_chunks);
 // The same chunking from token ids, where an id < 0 is A1111's BREAK (the current chunk ends
 // there, padded), with optional per-token weights w (NULL = all 1): *w_out (may be NULL) gets

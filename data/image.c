@@ -16,7 +16,14 @@
 #include "engine/core/tensor.h"
 
 #define MAX_FILE_BYTES (1ull << 30)
-#define MAX_PIXELS (1ull << 28)   // 16384 x 16384
+// The largest image read: 8192 x 8192 = 64 MP (192 MB as 8-bit RGB, 768 MB as f32), 16 times
+// SD's 2048 x 2048 limit of practice. Checked on the header (stbi_info) before decoding.
+#define MAX_PIXELS (1ull << 26)
+// No format stb_image reads packs more pixels into a byte of file than this: 1-bit PNG through
+// deflate's best ratio (1032:1) gives 8256, Softimage PIC's 16-bit run lengths ~16k; LZW, RLE and
+// JPEG are far below. A header claiming more pixels than its file could hold is a forgery, refused
+// before stb allocates for it (a 25-byte TGA claiming 2048 x 54355 cost 1.6 GB).
+#define MAX_PIXELS_PER_FILE_BYTE 32768ull
 
 // stb_image decodes a truncated JPEG without complaint (it pads the missing entropy data), but
 // PIL refuses it ("image file is truncated"). Walk the marker segments to the first scan and
@@ -55,9 +62,16 @@ uint8_t *image_load_u8(const char *path, int *H, int *W) {
         free(buf);
         return NULL;
     }
-    if (w <= 0 || h <= 0 || (unsigned long long)w * (unsigned long long)h > MAX_PIXELS) {
+    unsigned long long pixels = (unsigned long long)(w > 0 ? w : 0) * (unsigned long long)(h > 0 ? h : 0);
+    if (w <= 0 || h <= 0 || pixels > MAX_PIXELS) {
         free(buf);
-        sl_error(path, "image size %dx%d is out of range", w, h);
+        sl_error(path, "image size %dx%d is out of range (at most %llu pixels)", w, h, MAX_PIXELS);
+        return NULL;
+    }
+    if (pixels > (unsigned long long)n * MAX_PIXELS_PER_FILE_BYTE) {
+        free(buf);
+        sl_error(path, "the header claims %dx%d pixels, more than a %zu-byte file can hold (truncated or forged)", w, h,
+                 n);
         return NULL;
     }
     if (n >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_is_complete(buf, n)) {

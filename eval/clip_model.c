@@ -56,10 +56,7 @@ static int text_config_read(clip_text_config *c, const json_config *tc, const st
     int v;
     if (config_int_or(tc, "vocab_size", c->vocab, &v) || v != c->vocab)
         return sl_error(tc->path, "key 'vocab_size': %d, but token_embedding has %d rows", v, c->vocab);
-    if (c->hidden <= 0 || c->layers <= 0 || c->heads <= 0 || c->hidden % c->heads || c->intermediate <= 0 || !(c->eps > 0))
-        return sl_error(tc->path, "inconsistent text tower sizes (hidden_size %d, %d heads, %d layers, intermediate %d)",
-                        c->hidden, c->heads, c->layers, c->intermediate);
-    return 0;
+    return clip_text_config_check(c, tc->path);
 }
 
 static int load_visitor(void *ctx, const param_desc *p) {
@@ -146,7 +143,7 @@ int clip_model_encode_text(const clip_model *m, const char *prompt, float *embed
     if (!m->tokenizer) return sl_error(NULL, "the CLIP model folder has no tokenizer (vocab.json + merges.txt)");
     int L = m->text->cfg.max_pos;
     int32_t *ids = sl_malloc(sizeof(int32_t) * (size_t)L);
-    clip_encode(m->tokenizer, prompt, L, ids, 1);
+    if (clip_encode(m->tokenizer, prompt, L, ids, 1) < 0) { free(ids); return -1; }
     int rc = clip_model_text_forward(m, ids, 1, L, embed, NULL, NULL, NULL);
     free(ids);
     return rc;

@@ -78,6 +78,7 @@ int cmd_tokenize(int argc, char **argv) {
     } else if (long_prompts) {
         int nc;
         int32_t *ids = clip_encode_chunks(t, prompt, max_len, &nc);
+        if (!ids) sl_fail();
         printf("[");
         for (int c = 0; c < nc; c++) {
             if (c) printf(",\n ");
@@ -88,7 +89,7 @@ int cmd_tokenize(int argc, char **argv) {
         free(ids);
     } else {
         int32_t *ids = sl_malloc((size_t)max_len * sizeof *ids);
-        clip_encode(t, prompt, max_len, ids, 1);
+        if (clip_encode(t, prompt, max_len, ids, 1) < 0) sl_fail();
         print_ids(ids, max_len);
         printf("\n");
         if (strings) print_strings(t, ids, max_len);
