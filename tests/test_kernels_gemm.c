@@ -126,8 +126,13 @@ TEST(gemm_env_forces_openblas) {
     }
 }
 
-TEST(gemm_default_kernel_follows_cpuid) {
+TEST(gemm_default_kernel_is_openblas_and_env_opts_in) {
     unsetenv("SINGLORA_GEMM");
+    CHECK_EQ_INT(gemm_active_kernel(), GEMM_KERNEL_OPENBLAS);
+}
+
+TEST(gemm_env_selects_avx512) {
+    setenv("SINGLORA_GEMM", "avx512", 1);
     CHECK_EQ_INT(gemm_active_kernel(), gemm_avx512_supported() ? GEMM_KERNEL_AVX512 : GEMM_KERNEL_OPENBLAS);
 }
 

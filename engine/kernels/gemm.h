@@ -14,8 +14,8 @@
 //             OpenMP-parallel over M or N blocks outside a parallel region, single-threaded inside.
 //   openblas  cblas_sgemm (the OpenMP build: single-threaded inside our parallel regions,
 //             OMP_NUM_THREADS threads outside them). Its summation order is its own.
-// The default is avx512 where cpuid reports AVX-512F, else openblas; SINGLORA_GEMM=openblas (or
-// =avx512) in the environment forces one at first use, so CI on any CPU can test both.
+// The default is openblas; SINGLORA_GEMM=avx512 (where cpuid reports AVX-512F) or =openblas in
+// the environment picks one at first use; the kernel tests run both on any CPU that has them.
 #pragma once
 
 typedef enum { GEMM_N, GEMM_T } gemm_op;
