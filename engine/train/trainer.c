@@ -362,14 +362,14 @@ int train_run(const train_config *c) {
 
     if (prior) {
         if (lead && mkdir_p(c->class_data_dir) != 0) goto done;
-        if (dist_barrier() != 0 || image_folder_scan(&cls, c->class_data_dir, NULL, 0) != 0) goto done;
+        if (dist_barrier() != 0 || image_folder_scan(&cls, c->class_data_dir, c->caption_extension, 0) != 0) goto done;
         if (cls.n < c->num_class_images) {
             int have = cls.n;
             image_folder_free(&cls);
             if (train_generate_class_images(m, c->class_data_dir, c->class_prompt, have, c->num_class_images, c->resolution,
                                             c->seed, quiet) != 0)
                 goto done;
-            if (image_folder_scan(&cls, c->class_data_dir, NULL, 1) != 0) goto done;
+            if (image_folder_scan(&cls, c->class_data_dir, c->caption_extension, 1) != 0) goto done;
         }
         if (cls.n == 0) { sl_error(c->class_data_dir, "no class image (set --num-class-images >= 1)"); goto done; }
     }
