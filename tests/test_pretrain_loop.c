@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/image.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 #include "engine/train/full_params.h"
@@ -219,6 +220,13 @@ TEST(pretrain_loss_falls_resumes_and_samples) {
     fclose(f);
     CHECK_EQ_INT(vae_rows, 100);
     CHECK_EQ_INT(unet_rows, 80);
+    // the loss curve beside the weights: a PNG of the plot's size
+    char png[4200];
+    snprintf(png, sizeof png, "%s/loss.png", out);
+    int H = 0, W = 0;
+    uint8_t *px = image_load_u8(png, &H, &W);
+    CHECK_MSG(px && H > 100 && W > 100, "%s: %dx%d", png, W, H);
+    free(px);
     // the folder is a model `sample` loads
     char cmd_out[8192];
     int rc = run_cmd(cmd_out, sizeof cmd_out, "%s sample --model %s --prompt 'a red square on a blue background' "

@@ -24,6 +24,7 @@
 #include "engine/io/safetensors.h"
 #include "data/world/dataset.h"
 #include "engine/train/full_params.h"
+#include "engine/train/loss_plot.h"
 #include "engine/train/lr_schedule.h"
 #include "pipeline/model_writer.h"
 #include "unet/unet.h"
@@ -590,6 +591,39 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
     return rc;
 }
 
+// ---------------------------------------------------------------- the loss curve
+
+// OUT/loss.png: the UNet's ε-MSE per step from CKPT/log.csv, with an EMA (0.98) line.
+static int write_loss_plot(const pretrain_opts *o) {
+    char p[4096], line[256];
+    PATH(p, "%s/log.csv", o->ckpt);
+    FILE *f = fopen(p, "r");
+    if (!f) return sl_error(p, "cannot read the log: %s", strerror(errno));
+    int n = 0, cap = 1024;
+    int64_t *steps = malloc(sizeof(int64_t) * (size_t)cap);
+    float *loss = malloc(sizeof(float) * (size_t)cap), *ema = malloc(sizeof(float) * (size_t)cap);
+    double e = 0;
+    while (fgets(line, sizeof line, f)) {
+        long long k;
+        double l;
+        if (sscanf(line, "unet,%lld,%lf", &k, &l) != 2) continue;
+        if (n == cap) {
+            cap *= 2;
+            steps = sl_realloc(steps, sizeof(int64_t) * (size_t)cap);
+            loss = sl_realloc(loss, sizeof(float) * (size_t)cap);
+            ema = sl_realloc(ema, sizeof(float) * (size_t)cap);
+        }
+        e = n == 0 ? l : 0.98 * e + 0.02 * l;
+        steps[n] = k, loss[n] = (float)l, ema[n] = (float)e;
+        n++;
+    }
+    fclose(f);
+    PATH(p, "%s/loss.png", o->out);
+    int rc = n > 0 ? loss_plot_write(p, steps, loss, ema, n) : 0;
+    free(steps), free(loss), free(ema);
+    return rc;
+}
+
 // ---------------------------------------------------------------- the run
 
 int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
@@ -644,6 +678,8 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
         unet_walk(u, random_visitor, &s);
         rc = train_unet(&o, u, te, tok, &cache, log);
     }
+    if (log) fflush(log);
+    if (!rc) rc = write_loss_plot(&o);
     if (!rc) fprintf(stderr, "pretrain: wrote %s\n", o.out);
     if (log) fclose(log);
     unet_free(u);
