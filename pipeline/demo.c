@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/image.h"
-#include "data/image_grid.h"
 #include "data/world/dataset.h"
 #include "data/world/heldout.h"
 #include "data/world/palette.h"
@@ -46,18 +44,18 @@ static void note(const demo_opts *o, const char *fmt, const char *arg) {
 
 // ---------------------------------------------------------------- the data: photos and class images
 
-static int render_photos(const demo_opts *o, const world_subject *sub, const char *dir, int *used_bg) {
+// photos (n_photos, 64, 64, 3) receives their pixels (for the report's grid).
+static int render_photos(const demo_opts *o, const world_subject *sub, const char *dir, int *used_bg, uint8_t *photos) {
     if (mkdir_p(dir) != 0) return -1;
-    uint8_t *rgb = sl_malloc((size_t)WORLD_SIZE * WORLD_SIZE * 3);
     char caption[CAPTION_MAX];
     int rc = 0;
     for (int k = 0; k < o->n_photos && rc == 0; k++) {
+        uint8_t *rgb = photos + (size_t)k * WORLD_SIZE * WORLD_SIZE * 3;
         world_scene s;
         world_subject_example(sub, o->token, o->seed, (uint64_t)k, WORLD_SIZE, rgb, caption, &s);
         used_bg[s.background] = 1;
         rc = world_write_example(dir, k, rgb, WORLD_SIZE, caption);
     }
-    free(rgb);
     return rc;
 }
 
@@ -146,15 +144,15 @@ static int eval_set(const demo_opts *o, const char *photos, const char *gen, dem
 }
 
 // The model's samples of both prompt sets into ROOT/subject and ROOT/plain, scored.
-static int sample_and_score(const demo_opts *o, const sd_model *m, const world_subject *sub, const char *root,
+// name labels the progress bars ("base", "adapter").
+static int sample_and_score(const demo_opts *o, const sd_model *m, const world_subject *sub, const char *root, const char *name,
                             const char (*subject_caps)[CAPTION_MAX], const char (*plain_caps)[CAPTION_MAX],
                             const char *photos, demo_scores *s, uint8_t *rgb_subject, uint8_t *rgb_plain) {
     char dir[4200], label[64], json[4300];
-    caption_sample_opts so = {WORLD_SIZE, o->sample_steps, o->cfg, o->seed + 1000, label};
+    caption_sample_opts so = {WORLD_SIZE, o->sample_steps, o->cfg, o->seed + 1000, o->quiet ? NULL : label};
     score_totals t;
     snprintf(dir, sizeof dir, "%s/subject", root);
-    snprintf(label, sizeof label, "%s: subject", strrchr(root, '/') ? strrchr(root, '/') + 1 : root);
-    if (o->quiet) so.label = NULL;
+    snprintf(label, sizeof label, "%s: subject", name);
     if (sample_captions(m, subject_caps, o->n_prompts, &so, dir, rgb_subject) != 0) return -1;
     if (score_set(dir, sub, o->token, &t) != 0) return -1;
     s->fidelity = t.subject_objects ? t.fidelity_sum / t.subject_objects : 0.0;
@@ -162,8 +160,7 @@ static int sample_and_score(const demo_opts *o, const sd_model *m, const world_s
     snprintf(json, sizeof json, "%s/eval.json", dir);
     if (eval_set(o, photos, dir, s, json) != 0) return -1;
     snprintf(dir, sizeof dir, "%s/plain", root);
-    snprintf(label, sizeof label, "%s: no subject", strrchr(root, '/') ? strrchr(root, '/') + 1 : root);
-    if (o->quiet) so.label = NULL;
+    snprintf(label, sizeof label, "%s: no subject", name);
     so.seed = o->seed + 2000;
     if (sample_captions(m, plain_caps, o->n_drift, &so, dir, rgb_plain) != 0) return -1;
     if (score_set(dir, NULL, NULL, &t) != 0) return -1;
@@ -234,12 +231,20 @@ int demo_run(const demo_opts *o, demo_result *r) {
     char spec[128];
     subject_format(&sub, spec, sizeof spec);
     note(o, "demo: rendering the photos of %s and class images", spec);
-    if (render_photos(o, &sub, photos, used_bg) != 0 || render_class(o, &sub, cls) != 0) return -1;
+    const size_t img = (size_t)WORLD_SIZE * WORLD_SIZE * 3;
+    uint8_t *photo_rgb = sl_malloc(img * (size_t)o->n_photos);
+    if (render_photos(o, &sub, photos, used_bg, photo_rgb) != 0 || render_class(o, &sub, cls) != 0) {
+        free(photo_rgb);
+        return -1;
+    }
 
     // 2. training
     note(o, "demo: training the adapter into %s", train_dir);
     const double t_train = now_seconds();
-    if (train_adapter(o, &sub, photos, cls, train_dir) != 0) return -1;
+    if (train_adapter(o, &sub, photos, cls, train_dir) != 0) {
+        free(photo_rgb);
+        return -1;
+    }
     r->train_seconds = now_seconds() - t_train;
 
     // 3. samples, scores: the base, then the base with the adapter
@@ -247,7 +252,6 @@ int demo_run(const demo_opts *o, demo_result *r) {
     char (*plain_caps)[CAPTION_MAX] = sl_calloc((size_t)o->n_drift, CAPTION_MAX);
     subject_prompts(o, &sub, used_bg, subject_caps);
     world_heldout_captions(0, 0, o->seed + 77, o->n_drift, plain_caps, NULL);
-    const size_t img = (size_t)WORLD_SIZE * WORLD_SIZE * 3;
     uint8_t *rgb[4];
     for (int k = 0; k < 4; k++) rgb[k] = sl_malloc(img * (size_t)(k % 2 ? o->n_drift : o->n_prompts));
     int rc = -1;
@@ -256,7 +260,7 @@ int demo_run(const demo_opts *o, demo_result *r) {
     sd_model *m = sd_model_load(&lo);
     if (!m) goto done;
     note(o, "demo: sampling the base model into %s", base_root);
-    if (sample_and_score(o, m, &sub, base_root, (const char(*)[CAPTION_MAX])subject_caps,
+    if (sample_and_score(o, m, &sub, base_root, "base", (const char(*)[CAPTION_MAX])subject_caps,
                          (const char(*)[CAPTION_MAX])plain_caps, photos, &r->base, rgb[0], rgb[1]) != 0)
         goto done;
     snprintf(path, sizeof path, "%s/adapter.safetensors", train_dir);
@@ -266,20 +270,21 @@ int demo_run(const demo_opts *o, demo_result *r) {
     r->rank = set->rank;
     snprintf(r->method, sizeof r->method, "%s", adapter_method_name(set->method));
     note(o, "demo: sampling with the adapter into %s", adapter_root);
-    if (sample_and_score(o, m, &sub, adapter_root, (const char(*)[CAPTION_MAX])subject_caps,
+    if (sample_and_score(o, m, &sub, adapter_root, "adapter", (const char(*)[CAPTION_MAX])subject_caps,
                          (const char(*)[CAPTION_MAX])plain_caps, photos, &r->adapter, rgb[2], rgb[3]) != 0)
         goto done;
     r->total_seconds = now_seconds() - t0;
 
     // 4. the report
     demo_report_data d = {o, r, spec, (const char(*)[CAPTION_MAX])subject_caps, (const char(*)[CAPTION_MAX])plain_caps,
-                          {rgb[0], rgb[1], rgb[2], rgb[3]}, WORLD_SIZE};
+                          photo_rgb, {rgb[0], rgb[1], rgb[2], rgb[3]}, WORLD_SIZE};
     rc = demo_write_report(&d);
 done:
     if (m) unet_attach_adapters(m->unet, NULL, 1.0f, NULL);
     adapter_set_free(set);
     sd_model_free(m);
     for (int k = 0; k < 4; k++) free(rgb[k]);
+    free(photo_rgb);
     free(subject_caps);
     free(plain_caps);
     return rc;

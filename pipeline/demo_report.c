@@ -2,7 +2,6 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,50 +29,12 @@ static int write_grid(const char *out, const char *name, const uint8_t *rgb, int
     return rc;
 }
 
-// The photos as they are on disk (OUT/photos/NNNNN.png).
-static int write_photo_grid(const demo_report_data *d) {
-    const int n = d->o->n_photos, S = d->size;
-    uint8_t *rgb = sl_malloc((size_t)n * S * S * 3);
-    int rc = 0;
-    for (int k = 0; k < n && rc == 0; k++) {
-        char path[4300];
-        snprintf(path, sizeof path, "%s/photos/%05d.png", d->o->out, k);
-        int H, W;
-        uint8_t *px = image_load_u8(path, &H, &W);
-        if (!px) { rc = -1; break; }
-        if (H != S || W != S) rc = sl_error(path, "expected a %dx%d photo, found %dx%d", S, S, W, H);
-        else memcpy(rgb + (size_t)k * S * S * 3, px, (size_t)S * S * 3);
-        free(px);
-    }
-    if (rc == 0) rc = write_grid(d->o->out, "grid-photos.png", rgb, n, S);
-    free(rgb);
-    return rc;
-}
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < t->cap - t->len) { t->len += (size_t)n; return; }
-        t->cap = t->cap * 2 + (size_t)(n > 0 ? n : 0) + 256;
-        t->buf = sl_realloc(t->buf, t->cap);
-    }
-}
-
 static const char *mark(int ok) { return ok ? "✓" : "✗"; }
 
-static void metric_row(text *t, const char *name, double base, double adapter, int pct) {
+static void metric_row(FILE *t, const char *name, double base, double adapter, int pct) {
     if (isnan(base) && isnan(adapter)) return;
-    if (pct) put(t, "| %s | %.1f %% | %.1f %% |", name, base, adapter);
-    else put(t, "| %s | %.3f | %.3f |", name, base, adapter);
+    if (pct) fprintf(t, "| %s | %.1f %% | %.1f %% |", name, base, adapter);
+    else fprintf(t, "| %s | %.3f | %.3f |", name, base, adapter);
 }
 
 static cJSON *scores_json(const demo_scores *s) {
@@ -124,50 +85,54 @@ int demo_write_report(const demo_report_data *d) {
     if (write_result_json(d) != 0) return -1;
     const demo_opts *o = d->o;
     const demo_result *r = d->r;
-    if (write_photo_grid(d) != 0 || write_grid(o->out, "grid-base.png", d->rgb[0], o->n_prompts, d->size) != 0 ||
+    if (write_grid(o->out, "grid-photos.png", d->photos, o->n_photos, d->size) != 0 || write_grid(o->out, "grid-base.png", d->rgb[0], o->n_prompts, d->size) != 0 ||
         write_grid(o->out, "grid-adapter.png", d->rgb[2], o->n_prompts, d->size) != 0 ||
         write_grid(o->out, "grid-drift-base.png", d->rgb[1], o->n_drift, d->size) != 0 ||
         write_grid(o->out, "grid-drift-adapter.png", d->rgb[3], o->n_drift, d->size) != 0)
         return -1;
     const demo_scores *b = &r->base, *a = &r->adapter;
     const double drift = b->drift_pct - a->drift_pct;
-    text t = {sl_malloc(4096), 0, 4096};
-    put(&t, "# singlora demo: `%s`\n\n", d->spec);
-    put(&t, "Base model `%s`; %s adapter, rank %d, %lld trainable parameters, trained %lld steps with `%s` "
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *t = open_memstream(&buf, &len);   // the report in memory, then one atomic write
+    if (!t) return sl_error(o->out, "cannot build the report: out of memory");
+    fprintf(t, "# singlora demo: `%s`\n\n", d->spec);
+    fprintf(t, "Base model `%s`; %s adapter, rank %d, %lld trainable parameters, trained %lld steps with `%s` "
             "(%.0f s); the whole demo took %.0f s.\n\n",
         o->model, r->method, r->rank, (long long)r->trainable_params, (long long)r->train_steps, o->recipe,
         r->train_seconds, r->total_seconds);
-    put(&t, "Every image is scored by `singlora world score` against its prompt (the same prompts and seeds "
+    fprintf(t, "Every image is scored by `singlora world score` against its prompt (the same prompts and seeds "
             "for the base and the adapter, DDIM %d steps, guidance %g).\n\n", o->sample_steps, (double)o->cfg);
-    put(&t, "| | base | with the adapter | target | |\n|---|---|---|---|---|\n");
-    metric_row(&t, "subject fidelity (0-1)", b->fidelity, a->fidelity, 0);
-    put(&t, " adapter >= 0.8, base <= 0.2 | %s |\n", mark(a->fidelity >= 0.8 && b->fidelity <= 0.2));
-    metric_row(&t, "prompt accuracy, subject in new contexts", b->prompt_pct, a->prompt_pct, 1);
-    put(&t, " adapter >= 85 %% | %s |\n", mark(a->prompt_pct >= 85.0));
-    metric_row(&t, "accuracy on prompts without the subject", b->drift_pct, a->drift_pct, 1);
-    put(&t, " drift <= 5 points (here %.1f) | %s |\n", drift, mark(drift <= 5.0));
-    if (!isnan(a->dino)) metric_row(&t, "DINO vs the photos", b->dino, a->dino, 0), put(&t, " | |\n");
-    if (!isnan(a->clip_i)) metric_row(&t, "CLIP-I vs the photos", b->clip_i, a->clip_i, 0), put(&t, " | |\n");
-    if (!isnan(a->clip_t)) metric_row(&t, "CLIP-T (prompt, identifier removed)", b->clip_t, a->clip_t, 0), put(&t, " | |\n");
-    put(&t, "\nPrompt accuracy is the share of the prompt's facts an image gets right: its background colour, "
+    fprintf(t, "| | base | with the adapter | target | |\n|---|---|---|---|---|\n");
+    metric_row(t, "subject fidelity (0-1)", b->fidelity, a->fidelity, 0);
+    fprintf(t, " adapter >= 0.8, base <= 0.2 | %s |\n", mark(a->fidelity >= 0.8 && b->fidelity <= 0.2));
+    metric_row(t, "prompt accuracy, subject in new contexts", b->prompt_pct, a->prompt_pct, 1);
+    fprintf(t, " adapter >= 85 %% | %s |\n", mark(a->prompt_pct >= 85.0));
+    metric_row(t, "accuracy on prompts without the subject", b->drift_pct, a->drift_pct, 1);
+    fprintf(t, " drift <= 5 points (here %.1f) | %s |\n", drift, mark(drift <= 5.0));
+    if (!isnan(a->dino)) metric_row(t, "DINO vs the photos", b->dino, a->dino, 0), fprintf(t, " | |\n");
+    if (!isnan(a->clip_i)) metric_row(t, "CLIP-I vs the photos", b->clip_i, a->clip_i, 0), fprintf(t, " | |\n");
+    if (!isnan(a->clip_t)) metric_row(t, "CLIP-T (prompt, identifier removed)", b->clip_t, a->clip_t, 0), fprintf(t, " | |\n");
+    fprintf(t, "\nPrompt accuracy is the share of the prompt's facts an image gets right: its background colour, "
             "each object's shape and each plain object's colour. Subject fidelity: the subject's colours, "
             "pattern, accent and shape against its own renders (data/world/fidelity.h).\n\n");
-    put(&t, "## The photos (`photos/`)\n\n![photos](grid-photos.png)\n\n");
-    put(&t, "## The subject in new contexts\n\nBase (`base/subject/`):\n\n![base](grid-base.png)\n\n"
+    fprintf(t, "## The photos (`photos/`)\n\n![photos](grid-photos.png)\n\n");
+    fprintf(t, "## The subject in new contexts\n\nBase (`base/subject/`):\n\n![base](grid-base.png)\n\n"
             "With the adapter (`adapter/subject/`):\n\n![adapter](grid-adapter.png)\n\nPrompts, in grid order:\n\n");
-    for (int k = 0; k < o->n_prompts; k++) put(&t, "%d. %s\n", k + 1, d->subject_caps[k]);
-    put(&t, "\n## Prompts without the subject (drift)\n\nBase:\n\n![drift base](grid-drift-base.png)\n\n"
+    for (int k = 0; k < o->n_prompts; k++) fprintf(t, "%d. %s\n", k + 1, d->subject_caps[k]);
+    fprintf(t, "\n## Prompts without the subject (drift)\n\nBase:\n\n![drift base](grid-drift-base.png)\n\n"
             "With the adapter:\n\n![drift adapter](grid-drift-adapter.png)\n\nPrompts:\n\n");
-    for (int k = 0; k < o->n_drift; k++) put(&t, "%d. %s\n", k + 1, d->plain_caps[k]);
-    put(&t, "\n## Training loss (`train/loss.png`)\n\n![loss](train/loss.png)\n\n"
+    for (int k = 0; k < o->n_drift; k++) fprintf(t, "%d. %s\n", k + 1, d->plain_caps[k]);
+    fprintf(t, "\n## Training loss (`train/loss.png`)\n\n![loss](train/loss.png)\n\n"
             "Reproduce the training alone: `singlora train --config %s --model %s --instance-data-dir %s/photos "
             "--caption-extension .txt --instance-prompt \"a photo of %s ...\" --class-data-dir %s/class "
             "--class-prompt \"a photo of a ...\" --output-dir OUT`.\n", o->recipe, o->model, o->out, o->token, o->out);
     char path[4300];
     snprintf(path, sizeof path, "%s/report.md", o->out);
-    const void *bufs[] = {t.buf};
-    size_t lens[] = {t.len};
+    fclose(t);
+    const void *bufs[] = {buf};
+    size_t lens[] = {len};
     int rc = atomic_write(path, bufs, lens, 1);
-    free(t.buf);
+    free(buf);
     return rc;
 }

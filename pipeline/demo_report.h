@@ -14,6 +14,7 @@ typedef struct {
     const char *spec;                          // the subject, as a spec
     const char (*subject_caps)[CAPTION_MAX];   // (o->n_prompts)
     const char (*plain_caps)[CAPTION_MAX];     // (o->n_drift)
+    const uint8_t *photos;                     // (o->n_photos, size, size, 3)
     // (n, size, size, 3): base subject, base plain, adapter subject, adapter plain
     const uint8_t *rgb[4];
     int size;

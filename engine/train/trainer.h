@@ -18,7 +18,8 @@ typedef struct {
     int with_prior_preservation;
     double prior_loss_weight;
     int num_class_images, sample_batch_size;
-    const char *caption_extension;   // NULL or "": no captions
+    const char *caption_extension;   // NULL or "": no captions; else instance and class images both read
+                                     // NAME + extension (an image without one gets its folder's prompt)
     int resolution, center_crop, random_flip;
     // adapter
     const char *method;              // singlora | lora | dora
