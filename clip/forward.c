@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clip/backward.h"
 #include "clip/text_encoder.h"
 #include "engine/blocks/encoder_layer.h"
 #include "engine/kernels/attention.h"
@@ -17,8 +18,10 @@
 #include "engine/core/tensor.h"
 #include "engine/io/weights.h"
 
-int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L, int n_layers, float *out,
-                      float **hs) {
+// The forward of clip_text_forward and clip_text_forward_train: with a tape, every layer keeps
+// its own scratch (its activations) and the final LayerNorm's input and statistics are kept.
+static int text_forward(const clip_text_model *m, const int32_t *ids, int N, int L, int n_layers, float *out,
+                        float **hs, clip_text_tape *tape) {
     const clip_text_config *c = &m->cfg;
     int D = c->hidden, I = c->intermediate, H = c->heads;
     if (L < 1 || L > c->max_pos) return sl_error(NULL, "sequence length %d: the text encoder takes 1..%d tokens", L, c->max_pos);
@@ -37,15 +40,45 @@ int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L
     if (hs && hs[0]) memcpy(hs[0], x, sizeof(float) * (size_t)(M * D));
     encoder_shape sh = {N, L, D, H, I, c->eps, c->act == CLIP_ACT_GELU ? ENCODER_ACT_GELU : ENCODER_ACT_QUICK_GELU, 1};
     encoder_scratch sc;
-    encoder_scratch_alloc(&sc, &sh);
+    if (tape) {
+        tape->sh = sh;
+        tape->layer = sl_calloc((size_t)n_layers, sizeof *tape->layer);
+        for (int l = 0; l < n_layers; l++) encoder_scratch_alloc(&tape->layer[l], &sh);
+    } else {
+        encoder_scratch_alloc(&sc, &sh);
+    }
     for (int l = 0; l < n_layers; l++) {
-        encoder_layer_forward(x, &m->layer[l], &sh, &sc);
+        encoder_layer_forward(x, &m->layer[l], &sh, tape ? &tape->layer[l] : &sc);
         if (hs && hs[l + 1]) memcpy(hs[l + 1], x, sizeof(float) * (size_t)(M * D));
     }
-    encoder_scratch_free(&sc);
+    if (!tape) encoder_scratch_free(&sc);
+    if (tape) {
+        tape->mean = sl_alloc_f32(M), tape->rstd = sl_alloc_f32(M);
+        layernorm_forward(out, tape->mean, tape->rstd, x, m->lnf_w, m->lnf_b, (int)M, D, c->eps);
+        tape->x_last = x;
+        return 0;
+    }
     if (out) layernorm_forward(out, NULL, NULL, x, m->lnf_w, m->lnf_b, (int)M, D, c->eps);
     sl_free_aligned(x);
     return 0;
+}
+
+int clip_text_forward(const clip_text_model *m, const int32_t *ids, int N, int L, int n_layers, float *out,
+                      float **hs) {
+    return text_forward(m, ids, N, L, n_layers, out, hs, NULL);
+}
+
+clip_text_tape *clip_text_forward_train(const clip_text_model *m, const int32_t *ids, int N, int L, float *out) {
+    clip_text_tape *t = sl_calloc(1, sizeof *t);
+    t->m = m, t->N = N, t->L = L;
+    if (text_forward(m, ids, N, L, m->cfg.layers, out, NULL, t)) {
+        free(t->layer);
+        free(t);
+        return NULL;
+    }
+    t->ids = malloc(sizeof(int32_t) * (size_t)N * L);
+    memcpy(t->ids, ids, sizeof(int32_t) * (size_t)N * L);
+    return t;
 }
 
 int clip_text_cond_layers(const clip_text_model *m, int clip_skip) {

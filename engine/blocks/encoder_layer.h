@@ -22,10 +22,22 @@ typedef struct {
     int causal;         // CLIP's text tower masks future tokens
 } encoder_shape;
 
-// Scratch for one layer at a shape: h, a (N·L, D), q, k, v (N·L, D), mlp (N·L, I).
-typedef struct { float *h, *q, *k, *v, *a, *mlp; } encoder_scratch;
+// One layer's buffers at a shape, written by the forward. After a forward they hold that
+// layer's activations, so a scratch kept per layer is the tape of encoder_layer_backward:
+// x_in, x_mid (N·L, D): the residual stream entering the layer and after the attention half;
+// ln1, ln2, q, k, v, a, tmp (N·L, D); pre, mlp (N·L, I): fc1's output before / after the
+// activation; mean1, rstd1, mean2, rstd2 (N·L): the two LayerNorms' statistics.
+typedef struct {
+    float *x_in, *x_mid, *ln1, *ln2, *q, *k, *v, *a, *tmp, *pre, *mlp;
+    float *mean1, *rstd1, *mean2, *rstd2;
+} encoder_scratch;
 void encoder_scratch_alloc(encoder_scratch *s, const encoder_shape *sh);
 void encoder_scratch_free(encoder_scratch *s);
 
 // x (N, L, D) in place.
 void encoder_layer_forward(float *x, const encoder_layer *y, const encoder_shape *sh, encoder_scratch *s);
+// dx (N, L, D): the gradient at the layer's output on entry, at its input on return. The
+// parameter gradients accumulate (+=) into g's buffers (any may be NULL: not trained);
+// s is the scratch of this layer's forward.
+void encoder_layer_backward(float *dx, encoder_layer *g, const encoder_layer *y, const encoder_shape *sh,
+                            const encoder_scratch *s);
