@@ -10,15 +10,18 @@
 static const char *HELP =
     "usage: singlora pretrain --out DIR [--steps N] [--seed S] [--threads N] [--resume]\n"
     "                         [--config DIR] [--ckpt DIR] [--vae-steps N] [--vae-batch N] [--latents N]\n"
-    "                         [--batch N] [--lr LR] [--ckpt-every SECONDS] [--data world|squares] [--size 64]\n"
+    "                         [--batch N] [--lr LR] [--text-lr LR] [--ckpt-every SECONDS]\n"
+    "                         [--data world|squares] [--size 64]\n"
     "Trains an SD-architecture model from scratch: the VAE as an autoencoder (KL added late), the\n"
-    "data set encoded to latents once, then every UNet weight (AdamW, EMA, caption dropout 0.1) under\n"
-    "a frozen random CLIP text encoder with the real tokenizer. Writes DIR as a diffusers folder\n"
-    "(f16, EMA weights) at every checkpoint; checkpoints, the latent cache and log.csv go to\n"
+    "data set encoded to latents once, then every UNet weight (AdamW, EMA, caption dropout 0.1)\n"
+    "jointly with a CLIP-architecture text encoder (the real tokenizer; random init from the seed).\n"
+    "Writes DIR as a diffusers folder (f16, EMA weights) at every checkpoint; checkpoints, the\n"
+    "latent cache and log.csv go to\n"
     "--ckpt (default DIR.ckpt). --resume continues from them exactly.\n"
-    "  --steps N        UNet optimizer steps (3000)     --batch N      UNet batch (64)\n"
+    "  --steps N        UNet optimizer steps (4000)     --batch N      UNet batch (64)\n"
     "  --vae-steps N    VAE steps (1200; KL from 75 %)  --vae-batch N  VAE batch (8)\n"
     "  --vae-crop N     VAE training crops (32; 0: whole images)\n"
+    "  --lr LR          UNet learning rate (1e-3)       --text-lr LR   text encoder's (1e-3; 0: frozen)\n"
     "  --latents N      examples encoded once (16384)   --config DIR   model configs (configs/toyworld)\n"
     "  --data world     the toy world (default; data/world), or squares: the stand-in coloured squares\n";
 
@@ -35,6 +38,7 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--steps", &v)) o.unet_steps = (int)arg_long("--steps", v);
         else if (arg_value(argc, argv, &i, "--batch", &v)) o.unet_batch = (int)arg_long("--batch", v);
         else if (arg_value(argc, argv, &i, "--lr", &v)) o.unet_lr = arg_double("--lr", v);
+        else if (arg_value(argc, argv, &i, "--text-lr", &v)) o.text_lr = arg_double("--text-lr", v);
         else if (arg_value(argc, argv, &i, "--vae-steps", &v)) o.vae_steps = (int)arg_long("--vae-steps", v);
         else if (arg_value(argc, argv, &i, "--vae-batch", &v)) o.vae_batch = (int)arg_long("--vae-batch", v);
         else if (arg_value(argc, argv, &i, "--kl-start", &v)) o.vae_kl_start = (int)arg_long("--kl-start", v), kl_set = 1;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "clip/backward.h"
 #include "clip/text_encoder.h"
 #include "clip/tokenizer.h"
 #include "engine/core/error.h"
@@ -81,8 +82,11 @@ pretrain_opts pretrain_defaults(void) {
     o.config = "configs/toyworld";
     o.vae_steps = 1200, o.vae_batch = 8, o.vae_crop = 32, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
     o.n_latents = 16384;
-    o.unet_steps = 3000, o.unet_batch = 64, o.unet_warmup = 200;
+    o.unet_steps = 4000, o.unet_batch = 64, o.unet_warmup = 200;
     o.unet_lr = 1e-3, o.ema_decay = 0.999, o.cond_drop = 0.1, o.grad_clip = 1.0, o.weight_decay = 1e-2;
+    // A frozen random text encoder at width 24 binds shapes but not which colour is the
+    // background (the first base: 7 % background, 30 % object colour on held-out captions).
+    o.text_lr = 1e-3;
     o.ckpt_every_s = 300, o.log_every = 25;
     return o;
 }
@@ -126,6 +130,7 @@ static int copy_text(const char *from, const char *to) {
 
 static int unet_walk_cb(void *m, param_visitor fn, void *ctx) { return unet_walk(m, fn, ctx); }
 static int vae_walk_cb(void *m, param_visitor fn, void *ctx) { return vae_walk(m, VAE_BOTH, fn, ctx); }
+static int text_walk_cb(void *m, param_visitor fn, void *ctx) { return clip_text_walk(m, fn, ctx); }
 
 typedef struct {
     const char *name;
@@ -482,7 +487,49 @@ static int build_cache(const pretrain_opts *o, const pretrain_data *d, const vae
 
 // ---------------------------------------------------------------- phase 3: the UNet
 
-static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_model *te, const clip_tokenizer *tok,
+// The text encoder's trainer state when it trains jointly (NULL members when frozen).
+typedef struct {
+    clip_text_model *grads;
+    full_params *fp;
+    char ck[4096];
+} text_trainer;
+
+static void text_trainer_free(text_trainer *tt) {
+    if (tt->fp) full_params_free(tt->fp);
+    clip_text_free(tt->grads);
+}
+
+// Loads both checkpoints when resuming; a UNet state without the text encoder's (a run begun
+// with the text encoder frozen) cannot continue jointly.
+static int load_states(const pretrain_opts *o, full_params *fp, const char *ck, text_trainer *tt) {
+    if (!o->resume || !path_exists(ck)) return 0;
+    if (tt->fp && !path_exists(tt->ck))
+        return sl_error(ck, "this UNet state was trained with a frozen text encoder (no %s); rerun without --resume "
+                            "or with --text-lr 0", tt->ck);
+    if (full_params_load(fp, ck, NULL, NULL)) return -1;
+    if (tt->fp && full_params_load(tt->fp, tt->ck, NULL, NULL)) return -1;
+    if (tt->fp && tt->fp->step != fp->step)
+        return sl_error(tt->ck, "text encoder state at step %lld, UNet state at %lld", (long long)tt->fp->step,
+                        (long long)fp->step);
+    return 0;
+}
+
+// Checkpoint states first, then the folder's EMA weights (a kill between leaves a resumable run).
+static int save_states(const pretrain_opts *o, full_params *fp, const char *ck, text_trainer *tt, unet_model *u,
+                       clip_text_model *te, int states) {
+    if (states && (full_params_save(fp, ck, NULL, NULL) || (tt->fp && full_params_save(tt->fp, tt->ck, NULL, NULL))))
+        return -1;
+    full_params_swap_ema(fp);
+    int rc = write_component(o, "unet", u, unet_walk_cb);
+    full_params_swap_ema(fp);
+    if (rc || !tt->fp) return rc;
+    full_params_swap_ema(tt->fp);
+    rc = write_component(o, "text_encoder", te, text_walk_cb);
+    full_params_swap_ema(tt->fp);
+    return rc;
+}
+
+static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te, const clip_tokenizer *tok,
                       const latent_cache *c, FILE *log) {
     char ck[4096];
     PATH(ck, "%s/unet_state.safetensors", o->ckpt);
@@ -490,33 +537,44 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
     if (!g) return -1;
     full_params *fp = full_params_new(u, g, unet_walk_cb);
     if (!fp) return -1;
-    if (o->resume && path_exists(ck) && full_params_load(fp, ck, NULL, NULL)) {
-        full_params_free(fp), unet_free(g);
+    text_trainer tt = {0};
+    PATH(tt.ck, "%s/text_state.safetensors", o->ckpt);
+    if (o->text_lr > 0) {
+        tt.grads = clip_text_grads_new(te);
+        tt.fp = full_params_new(te, tt.grads, text_walk_cb);
+        if (!tt.fp) {
+            text_trainer_free(&tt), full_params_free(fp), unet_free(g);
+            return -1;
+        }
+    }
+    if (load_states(o, fp, ck, &tt)) {
+        text_trainer_free(&tt), full_params_free(fp), unet_free(g);
         return -1;
     }
     sl_schedule sch;
     char sp[4096];
     PATH(sp, "%s/scheduler/scheduler_config.json", o->out);
     if (sl_schedule_load(&sch, sp)) {
-        full_params_free(fp), unet_free(g);
+        text_trainer_free(&tt), full_params_free(fp), unet_free(g);
         return -1;
     }
     const int B = o->unet_batch, L = c->L, h = c->h, D = te->cfg.hidden;
     const int64_t per = (int64_t)L * h * h, nx = (int64_t)B * per;
     float *x0 = sl_alloc_f32(nx), *xt = sl_alloc_f32(nx), *noise = sl_alloc_f32(nx), *out = sl_alloc_f32(nx);
     float *dout = sl_alloc_f32(nx), *eps = sl_alloc_f32(nx), *tf = sl_alloc_f32(B);
-    float *ctx = sl_alloc_f32((int64_t)B * CTX_LEN * D);
+    float *ctx = sl_alloc_f32((int64_t)B * CTX_LEN * D), *dctx = sl_alloc_f32((int64_t)B * CTX_LEN * D);
     int64_t *t = malloc(sizeof(int64_t) * B);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * CTX_LEN), empty[CTX_LEN];
     clip_encode(tok, "", CTX_LEN, empty, 0);
     lr_schedule lr = {LR_CONSTANT_WITH_WARMUP, o->unet_lr, o->unet_warmup, o->unet_steps};
+    lr_schedule text_lr = {LR_CONSTANT_WITH_WARMUP, o->text_lr, o->unet_warmup, o->unet_steps};
     adamw_opts ao = {0.9, 0.999, 1e-8, o->weight_decay};
     double t_last_ck = now_s(), t0 = now_s(), loss_acc = 0;
     int n_acc = 0, rc = 0;
     int64_t step0 = fp->step;
     if (fp->step < o->unet_steps)
-        fprintf(stderr, "pretrain: UNet (%lld parameters) from step %lld to %d, batch %d, %dx%dx%d latents\n",
-                (long long)fp->n_params, (long long)fp->step, o->unet_steps, B, L, h, h);
+        fprintf(stderr, "pretrain: UNet (%lld parameters) from step %lld to %d, batch %d, %dx%dx%d latents; text encoder %s\n",
+                (long long)fp->n_params, (long long)fp->step, o->unet_steps, B, L, h, h, tt.fp ? "trained" : "frozen");
     while (fp->step < o->unet_steps) {
         int64_t k = fp->step;
         sl_rng r;
@@ -536,10 +594,18 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
             }
         }
         sl_schedule_add_noise(&sch, xt, x0, noise, t, B, per);
-        if (clip_text_condition(te, ids, B, CTX_LEN, 0, ctx)) { rc = -1; break; }
+        clip_text_tape *ttape = NULL;
+        if (tt.fp) {
+            ttape = clip_text_forward_train(te, ids, B, CTX_LEN, ctx);
+            if (!ttape) { rc = -1; break; }
+        } else if (clip_text_condition(te, ids, B, CTX_LEN, 0, ctx)) {
+            rc = -1;
+            break;
+        }
         full_params_zero_grads(fp);
+        if (tt.fp) full_params_zero_grads(tt.fp);
         unet_tape *tape = unet_forward_train(out, xt, tf, ctx, B, h, h, CTX_LEN, u, 0);
-        if (!tape) { rc = -1; break; }
+        if (!tape) { clip_text_tape_free(ttape); rc = -1; break; }
         double loss = 0;
         const double inv = 1.0 / (double)nx;
 #pragma omp parallel for reduction(+ : loss) schedule(static)
@@ -549,16 +615,26 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
             dout[i] = (float)(2.0 * e * inv);
         }
         loss *= inv;
-        rc = unet_backward(NULL, NULL, g, dout, tape);
+        if (tt.fp) memset(dctx, 0, sizeof(float) * (size_t)B * CTX_LEN * D);
+        rc = unet_backward(NULL, tt.fp ? dctx : NULL, g, dout, tape);
         unet_tape_free(tape);
+        if (!rc && tt.fp) clip_text_backward(tt.grads, dctx, ttape);
+        clip_text_tape_free(ttape);
         if (rc) break;
-        double gn = full_params_grad_norm(fp);
+        // one norm over both models (clip_grad_norm_ over every trained parameter)
+        double gu = full_params_grad_norm(fp), gt = tt.fp ? full_params_grad_norm(tt.fp) : 0;
+        double gn = sqrt(gu * gu + gt * gt);
         full_params_clip(fp, gn, o->grad_clip);
         double lrk = lr_schedule_at(&lr, k + 1);
         full_params_adamw(fp, lrk, &ao);
         // EMA with diffusers' warm-up: decay min(ema_decay, (1 + k) / (10 + k))
         double dk = fmin(o->ema_decay, (1.0 + (double)fp->step) / (10.0 + (double)fp->step));
         full_params_ema_update(fp, dk);
+        if (tt.fp) {
+            full_params_clip(tt.fp, gn, o->grad_clip);
+            full_params_adamw(tt.fp, lr_schedule_at(&text_lr, k + 1), &ao);
+            full_params_ema_update(tt.fp, dk);
+        }
         loss_acc += loss, n_acc++;
         double tn = now_s(), sps = (tn - t0) / (double)(fp->step - step0);
         if (log) fprintf(log, "unet,%lld,%.6f,%.4g,%.3g,%.4g,%.3f\n", (long long)fp->step, loss, dk, lrk, gn, sps), fflush(log);
@@ -568,24 +644,18 @@ static int train_unet(const pretrain_opts *o, unet_model *u, const clip_text_mod
                     (long long)fp->step, o->unet_steps, loss_acc / n_acc, gn, lrk, sps, eta / 60);
             loss_acc = 0, n_acc = 0;
         }
-        if (tn - t_last_ck >= o->ckpt_every_s || fp->step == o->unet_steps) {
-            if (full_params_save(fp, ck, NULL, NULL)) { rc = -1; break; }
-            full_params_swap_ema(fp);   // the folder gets the EMA weights
-            rc = write_component(o, "unet", u, unet_walk_cb);
-            full_params_swap_ema(fp);
-            if (rc) break;
+        if (tn - t_last_ck >= o->ckpt_every_s || fp->step == o->unet_steps) {   // the folder gets the EMA weights
+            if ((rc = save_states(o, fp, ck, &tt, u, te, 1))) break;
             t_last_ck = tn;
         }
     }
-    if (rc == 0 && fp->step >= o->unet_steps && step0 == fp->step) {   // resumed a finished run: rewrite the folder
-        full_params_swap_ema(fp);
-        rc = write_component(o, "unet", u, unet_walk_cb);
-        full_params_swap_ema(fp);
-    }
+    if (rc == 0 && fp->step >= o->unet_steps && step0 == fp->step)   // resumed a finished run: rewrite the folder
+        rc = save_states(o, fp, ck, &tt, u, te, 0);
     sl_schedule_free(&sch);
     sl_free_aligned(x0), sl_free_aligned(xt), sl_free_aligned(noise), sl_free_aligned(out), sl_free_aligned(dout);
-    sl_free_aligned(eps), sl_free_aligned(tf), sl_free_aligned(ctx);
+    sl_free_aligned(eps), sl_free_aligned(tf), sl_free_aligned(ctx), sl_free_aligned(dctx);
     free(t), free(ids);
+    text_trainer_free(&tt);
     full_params_free(fp);
     unet_free(g);
     return rc;
@@ -637,8 +707,9 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
     if (o.threads > 0) omp_set_num_threads(o.threads);
     if (mkdir_p(o.out) || mkdir_p(o.ckpt)) return -1;
     if (!o.resume) {   // a fresh run: old checkpoints and the text encoder go
-        const char *old[] = {"vae_state.safetensors", "unet_state.safetensors", "latents.safetensors", "log.csv"};
-        for (int i = 0; i < 4; i++) {
+        const char *old[] = {"vae_state.safetensors", "unet_state.safetensors", "text_state.safetensors",
+                             "latents.safetensors", "log.csv"};
+        for (int i = 0; i < 5; i++) {
             PATH(p, "%s/%s", o.ckpt, old[i]);
             remove(p);
         }

@@ -52,6 +52,9 @@ typedef struct {
     // UNet
     int unet_steps, unet_batch, unet_warmup;
     double unet_lr, ema_decay, cond_drop, grad_clip, weight_decay;
+    // the text encoder trains jointly with the UNet at this learning rate (same warm-up, EMA and
+    // clipping: one gradient norm over both); 0 keeps the random text encoder frozen
+    double text_lr;
     // bookkeeping
     double ckpt_every_s;      // seconds between checkpoints (and folder writes)
     int log_every;            // steps between progress lines on stderr
