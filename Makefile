@@ -93,6 +93,7 @@ bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 # remove that folder for a fresh run)
 pretrain: $(BIN)
 	./$(BIN) pretrain --out models/toyworld --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
+	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
 	rm -rf build build-san build-mpi singlora singlora-mpi

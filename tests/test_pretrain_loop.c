@@ -132,8 +132,10 @@ static void write_file(const char *path, const char *text) {
     if (f) fputs(text, f), fclose(f);
 }
 
-static const char *tiny_configs(void) {
-    const char *dir = tmp_path("cfg");
+// Tiny model configs in a temporary folder; v: the toy world's v-prediction on linear betas
+// (else SD's epsilon on scaled_linear).
+static const char *tiny_configs(int v) {
+    const char *dir = tmp_path(v ? "cfg-v" : "cfg");
     char p[4096];
     const char *sub[] = {"unet", "vae", "text_encoder", "scheduler"};
     for (int i = 0; i < 4; i++) {
@@ -158,9 +160,14 @@ static const char *tiny_configs(void) {
                   "\"num_attention_heads\": 2, \"max_position_embeddings\": 77, \"hidden_act\": \"quick_gelu\","
                   "\"layer_norm_eps\": 1e-05, \"bos_token_id\": 49406, \"eos_token_id\": 49407, \"pad_token_id\": 49407}");
     snprintf(p, sizeof p, "%s/scheduler/scheduler_config.json", dir);
-    write_file(p, "{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1000, \"beta_schedule\": \"scaled_linear\","
-                  "\"beta_start\": 0.00085, \"beta_end\": 0.012, \"prediction_type\": \"epsilon\","
-                  "\"timestep_spacing\": \"leading\", \"steps_offset\": 1, \"set_alpha_to_one\": false, \"clip_sample\": false}");
+    if (v)
+        write_file(p, "{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1000, \"beta_schedule\": \"linear\","
+                      "\"beta_start\": 0.0001, \"beta_end\": 0.02, \"prediction_type\": \"v_prediction\","
+                      "\"timestep_spacing\": \"trailing\", \"steps_offset\": 0, \"set_alpha_to_one\": false}");
+    else
+        write_file(p, "{\"_class_name\": \"DDIMScheduler\", \"num_train_timesteps\": 1000, \"beta_schedule\": \"scaled_linear\","
+                      "\"beta_start\": 0.00085, \"beta_end\": 0.012, \"prediction_type\": \"epsilon\","
+                      "\"timestep_spacing\": \"leading\", \"steps_offset\": 1, \"set_alpha_to_one\": false, \"clip_sample\": false}");
     return dir;
 }
 
@@ -183,7 +190,7 @@ static double log_mean(const char *path, const char *phase, int a, int b, int *l
 }
 
 TEST(pretrain_loss_falls_resumes_and_samples) {
-    const char *cfg = tiny_configs();
+    const char *cfg = tiny_configs(0);
     REQUIRE(cfg);
     char out[4096], ck[4096], logp[4200];
     snprintf(out, sizeof out, "%s", tmp_path("model"));
@@ -232,4 +239,57 @@ TEST(pretrain_loss_falls_resumes_and_samples) {
     int rc = run_cmd(cmd_out, sizeof cmd_out, "%s sample --model %s --prompt 'a red square on a blue background' "
                      "--steps 2 --width 16 --height 16 --out %s 2>&1", singlora_bin(), out, tmp_path("samples"));
     CHECK_MSG(rc == 0, "sample failed: %s", cmd_out);
+}
+
+// Two files with the same bytes (1), different (0), or missing (-1).
+static int same_bytes(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    int r = -1;
+    if (fa && fb) {
+        int ca, cb;
+        do ca = getc(fa), cb = getc(fb);
+        while (ca == cb && ca != EOF);
+        r = ca == cb;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return r;
+}
+
+// The joint text-encoder training under v-prediction: 30 steps then --resume to 60 ends with the
+// same UNet and text-encoder states, byte for byte, as 60 steps in one go; the folder's text
+// encoder moved away from its random start (a frozen run, --text-lr 0, keeps that start).
+TEST(pretrain_text_encoder_trains_and_resumes_exactly) {
+    const char *cfg = tiny_configs(1);
+    REQUIRE(cfg);
+    char out[3][1024], ck[3][1024], p[3][4300];
+    const char *names[3] = {"split", "whole", "frozen"};
+    pretrain_source sq = {0, 16};
+    pretrain_data d = pretrain_data_squares(&sq);
+    for (int r = 0; r < 3; r++) {
+        snprintf(out[r], sizeof out[r], "%s-model", tmp_path(names[r]));
+        snprintf(ck[r], sizeof ck[r], "%s-ckpt", tmp_path(names[r]));
+        pretrain_opts o = pretrain_defaults();
+        o.out = out[r], o.ckpt = ck[r], o.config = cfg, o.seed = 3, o.threads = 2;
+        o.vae_steps = 20, o.vae_batch = 4, o.vae_kl_start = 15, o.n_latents = 64;
+        o.unet_batch = 8, o.unet_warmup = 5, o.unet_lr = 2e-3, o.text_lr = r == 2 ? 0 : 2e-3;
+        o.log_every = 1000, o.ckpt_every_s = 1e9;
+        o.unet_steps = r == 0 ? 30 : 60;
+        REQUIRE(pretrain_run(&o, &d) == 0);
+        if (r == 0) {
+            o.resume = 1, o.unet_steps = 60;
+            REQUIRE(pretrain_run(&o, &d) == 0);
+        }
+    }
+    const char *states[2] = {"unet_state.safetensors", "text_state.safetensors"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p[0], sizeof p[0], "%s/%s", ck[0], states[k]);
+        snprintf(p[1], sizeof p[1], "%s/%s", ck[1], states[k]);
+        CHECK_MSG(same_bytes(p[0], p[1]) == 1, "%s: resumed and uninterrupted runs differ", states[k]);
+    }
+    snprintf(p[2], sizeof p[2], "%s/text_state.safetensors", ck[2]);
+    CHECK(same_bytes(p[2], p[2]) == -1);   // a frozen text encoder has no state
+    for (int r = 0; r < 3; r++) snprintf(p[r], sizeof p[r], "%s/text_encoder/model.safetensors", out[r]);
+    CHECK(same_bytes(p[0], p[1]) == 1);
+    CHECK(same_bytes(p[1], p[2]) == 0);    // trained != the random start
 }

@@ -298,7 +298,7 @@ static void load_batch(const pretrain_data *d, const uint64_t *idx, int B, float
     }
 }
 
-// log.csv: phase, optimizer step, loss (VAE: L1 + L2 reconstruction; UNet: ε MSE), aux (VAE: the
+// log.csv: phase, optimizer step, loss (VAE: L1 + L2 reconstruction; UNet: MSE to the scheduler's target, v for the toy world), aux (VAE: the
 // KL term; UNet: the EMA decay), lr, gradient norm before clipping, mean seconds per step
 static int open_log(const pretrain_opts *o, FILE **out) {
     char p[4096];
@@ -561,7 +561,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
     const int B = o->unet_batch, L = c->L, h = c->h, D = te->cfg.hidden;
     const int64_t per = (int64_t)L * h * h, nx = (int64_t)B * per;
     float *x0 = sl_alloc_f32(nx), *xt = sl_alloc_f32(nx), *noise = sl_alloc_f32(nx), *out = sl_alloc_f32(nx);
-    float *dout = sl_alloc_f32(nx), *eps = sl_alloc_f32(nx), *tf = sl_alloc_f32(B);
+    float *dout = sl_alloc_f32(nx), *eps = sl_alloc_f32(nx), *tf = sl_alloc_f32(B), *target = sl_alloc_f32(nx);
     float *ctx = sl_alloc_f32((int64_t)B * CTX_LEN * D), *dctx = sl_alloc_f32((int64_t)B * CTX_LEN * D);
     int64_t *t = malloc(sizeof(int64_t) * B);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * CTX_LEN), empty[CTX_LEN];
@@ -594,6 +594,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
             }
         }
         sl_schedule_add_noise(&sch, xt, x0, noise, t, B, per);
+        sl_schedule_target(&sch, target, x0, noise, t, B, per);   // ε, v or x0: the scheduler's prediction type
         clip_text_tape *ttape = NULL;
         if (tt.fp) {
             ttape = clip_text_forward_train(te, ids, B, CTX_LEN, ctx);
@@ -610,7 +611,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
         const double inv = 1.0 / (double)nx;
 #pragma omp parallel for reduction(+ : loss) schedule(static)
         for (int64_t i = 0; i < nx; i++) {
-            double e = (double)out[i] - noise[i];
+            double e = (double)out[i] - target[i];
             loss += e * e;
             dout[i] = (float)(2.0 * e * inv);
         }
@@ -653,7 +654,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
         rc = save_states(o, fp, ck, &tt, u, te, 0);
     sl_schedule_free(&sch);
     sl_free_aligned(x0), sl_free_aligned(xt), sl_free_aligned(noise), sl_free_aligned(out), sl_free_aligned(dout);
-    sl_free_aligned(eps), sl_free_aligned(tf), sl_free_aligned(ctx), sl_free_aligned(dctx);
+    sl_free_aligned(eps), sl_free_aligned(tf), sl_free_aligned(ctx), sl_free_aligned(dctx), sl_free_aligned(target);
     free(t), free(ids);
     text_trainer_free(&tt);
     full_params_free(fp);
@@ -663,7 +664,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
 
 // ---------------------------------------------------------------- the loss curve
 
-// OUT/loss.png: the UNet's ε-MSE per step from CKPT/log.csv, with an EMA (0.98) line.
+// OUT/loss.png: the UNet's loss per step from CKPT/log.csv, with an EMA (0.98) line.
 static int write_loss_plot(const pretrain_opts *o) {
     char p[4096], line[256];
     PATH(p, "%s/log.csv", o->ckpt);
