@@ -11,6 +11,7 @@
 #include "engine/core/parse_num.h"
 #include "engine/io/safetensors.h"
 #include "tests/test.h"
+#include "unet/config.h"
 
 TEST(hardening_parse_int_ranges) {
     long long x = 0;
@@ -122,4 +123,33 @@ TEST(hardening_adapter_metadata_ranges) {
     CHECK_MSG(s, "%s", sl_error_msg());
     if (s) CHECK(s->rank == 2 && s->alpha == 2.0f);
     adapter_set_free(s);
+}
+
+// UNet config sizes are bounded before anything multiplies them (4·block_out_channels[0] was
+// signed overflow for 2^30 channels)
+TEST(hardening_unet_config_sizes) {
+    const char *fmt = "{\"block_out_channels\": [%s], \"down_block_types\": [\"DownBlock2D\"], "
+                      "\"up_block_types\": [\"UpBlock2D\"], \"cross_attention_dim\": %s, \"attention_head_dim\": 8, "
+                      "\"norm_num_groups\": 32}";
+    const char *cases[][3] = {
+        {"1073741824", "64", "block_out_channels[0] = 1073741824 is outside 1..65536"},
+        {"64", "2147483647", "cross_attention_dim = 2147483647 is outside 1..65536"},
+        {"64", "64", NULL},
+    };
+    for (int k = 0; k < 3; k++) {
+        char text[512];
+        snprintf(text, sizeof text, fmt, cases[k][0], cases[k][1]);
+        json_config *j = config_parse("unet/config.json", text);
+        REQUIRE(j);
+        unet_config c;
+        int rc = unet_config_from_json(&c, j);
+        if (cases[k][2]) {
+            CHECK_MSG(rc == -1 && strstr(sl_error_msg(), "unet/config.json: ") && strstr(sl_error_msg(), cases[k][2]), "%s",
+                      sl_error_msg());
+        } else {
+            CHECK_MSG(rc == 0, "%s", sl_error_msg());
+            CHECK_EQ_INT(c.time_embed_dim, 256);
+        }
+        config_free(j);
+    }
 }
