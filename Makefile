@@ -75,12 +75,16 @@ mpi-bin:
 $(BUILD)/dist_check: $(BUILD)/tests/mpi/dist_check.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# make test [T=pattern] [SAN=1]
+# make test [T=pattern] [SAN=1]; with SAN=1 a leak fails the test (LeakSanitizer, in every
+# singlora a test runs and after each test)
+ifeq ($(SAN),1)
+TEST_ENV := ASAN_OPTIONS=detect_leaks=1
+endif
 test: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
-	SINGLORA_BIN=./$(BIN) ASAN_OPTIONS=detect_leaks=0 ./$(BUILD)/run_tests $(T)
+	SINGLORA_BIN=./$(BIN) $(TEST_ENV) ./$(BUILD)/run_tests $(T)
 
 test-long: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
-	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
+	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 $(TEST_ENV) ./$(BUILD)/run_tests $(T)
 
 $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
