@@ -19,6 +19,10 @@ BUILD   := build-san
 CFLAGS  += -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 BIN     := $(BUILD)/singlora
+else ifneq ($(findstring clang,$(CC)),)
+# make CC=clang: objects of their own, so a gcc build's are never linked with clang's
+BUILD   := build-clang
+BIN     := $(BUILD)/singlora
 else
 BUILD   := build
 BIN     := singlora
@@ -99,7 +103,7 @@ pretrain: $(BIN)
 	./$(BIN) pretrain --out models/toyworld --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
 
 clean:
-	rm -rf build build-san build-mpi singlora singlora-mpi
+	rm -rf build build-san build-clang build-mpi singlora singlora-mpi
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 
