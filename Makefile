@@ -19,6 +19,10 @@ BUILD   := build-san
 CFLAGS  += -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 BIN     := $(BUILD)/singlora
+else ifneq ($(findstring clang,$(CC)),)
+# make CC=clang: objects of their own, so a gcc build's are never linked with clang's
+BUILD   := build-clang
+BIN     := $(BUILD)/singlora
 else
 BUILD   := build
 BIN     := singlora
@@ -75,12 +79,16 @@ mpi-bin:
 $(BUILD)/dist_check: $(BUILD)/tests/mpi/dist_check.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# make test [T=pattern] [SAN=1]
+# make test [T=pattern] [SAN=1]; with SAN=1 a leak fails the test (LeakSanitizer, in every
+# singlora a test runs and after each test)
+ifeq ($(SAN),1)
+TEST_ENV := ASAN_OPTIONS=detect_leaks=1
+endif
 test: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
-	SINGLORA_BIN=./$(BIN) ASAN_OPTIONS=detect_leaks=0 ./$(BUILD)/run_tests $(T)
+	SINGLORA_BIN=./$(BIN) $(TEST_ENV) ./$(BUILD)/run_tests $(T)
 
 test-long: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
-	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 ./$(BUILD)/run_tests $(T)
+	SINGLORA_BIN=./$(BIN) SINGLORA_LONG=1 $(TEST_ENV) ./$(BUILD)/run_tests $(T)
 
 $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -96,7 +104,7 @@ pretrain: $(BIN)
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
-	rm -rf build build-san build-mpi singlora singlora-mpi
+	rm -rf build build-san build-clang build-mpi singlora singlora-mpi
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/core/parse_num.h"
 #include "engine/adapters/lora_files.h"
 #include "engine/io/model_files.h"
 #include "pipeline/prompt_syntax.h"
@@ -108,10 +109,14 @@ int unet_apply_lora_spec(unet_model *m, const char *spec) {
     char *colon = strrchr(path, ':');
     if (colon) {
         char *end;
-        float v = strtof(colon + 1, &end);
+        strtof(colon + 1, &end);
         if (end != colon + 1 && *end == 0) {   // FILE:SCALE; a ':' inside a file name stays
-            scale = v;
             *colon = 0;
+            char what[4200];
+            snprintf(what, sizeof what, "%s: LoRA scale", path);
+            double s;
+            if (parse_double(what, colon + 1, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX, &s) != 0) return -1;
+            scale = (float)s;
         }
     }
     module_table t = {0};

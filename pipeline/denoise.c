@@ -57,6 +57,11 @@ int sd_denoise(const sd_model *m, const float *cond, const float *uncond, int L,
             memcpy(g, out, sizeof(float) * (size_t)n);
         }
         rc = sl_sampler_step(sm, i, g, latents, NULL, rng);
+        // the inputs are finite (checked at load), so this is an overflow: say where, rather than
+        // decoding a black image
+        if (rc == 0 && f32_first_nonfinite(latents, n) >= 0)
+            rc = sl_error(NULL, "sampling step %d of %d: the latents became non-finite (nan or inf)", i - start + 1,
+                          sm->n_evals - start);
         if (rc == 0 && o->on_step) o->on_step(o->ctx, i - start, sm->n_evals - start, latents, g);
     }
     sl_free_aligned(xin);

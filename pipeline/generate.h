@@ -8,6 +8,14 @@
 #include "pipeline/prompt.h"
 #include "pipeline/sd_model.h"
 
+// The ranges of the generation settings, from the command line or an image's parameters.
+// (The sampler checks steps against the model's train timesteps.)
+#define SD_MAX_SIDE 8192           // pixels, width and height
+#define SD_MAX_STEPS 10000
+#define SD_MAX_CFG 100.0
+#define SD_MAX_ETA 10.0
+#define SD_MAX_CLIP_SKIP 64
+
 typedef struct {
     const char *prompt, *negative;   // negative NULL = the empty prompt
     int width, height;               // pixels, multiples of the VAE factor

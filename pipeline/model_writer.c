@@ -1,5 +1,6 @@
 #include "pipeline/model_writer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,12 +185,24 @@ static int storable(dtype dt, const char *name) {
                     dtype_name(dt));
 }
 
+// Computed values (a merge) must survive the stored dtype: no nan/inf, nothing F16 rounds to inf.
+static int representable(dtype dt, const char *name, const float *x, int64_t n) {
+    int64_t i = f32_first_nonfinite(x, n);
+    if (i >= 0) return sl_error(NULL, "'%s' holds a non-finite value (%g at index %lld): not written", name, (double)x[i], (long long)i);
+    if (dt == DT_F16)
+        for (i = 0; i < n; i++)
+            if (fabsf(x[i]) > 65504.0f)   // the largest finite F16
+                return sl_error(NULL, "'%s': %g at index %lld is beyond F16's range (65504): not written", name, (double)x[i],
+                                (long long)i);
+    return 0;
+}
+
 int mw_add_f32(model_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape, float *owned) {
-    if (storable(dt, name) != 0) {
+    int64_t n = shape_numel(ndim, shape);
+    if (storable(dt, name) != 0 || representable(dt, name, owned, n) != 0) {
         sl_free_aligned(owned);
         return -1;
     }
-    int64_t n = shape_numel(ndim, shape);
     void *stored = owned;
     if (dt != DT_F32) {   // convert, and free the f32 at once: peak memory grows by one tensor
         stored = sl_alloc_aligned((size_t)n * dtype_size(dt));
@@ -238,6 +251,7 @@ static int add_part(model_writer *w, const mw_param *mp, const mw_data *d) {
         int rc = 0;
         if (!d->f32 && dtype_to_f32_n(tmp, d->raw, d->dt, (size_t)block) != 0)
             rc = sl_error(NULL, "'%s': cannot convert %s to %s", mp->p->name, dtype_name(d->dt), dtype_name(t->dt));
+        if (rc == 0) rc = representable(t->dt, mp->name, tmp, block);
         if (rc == 0 && dtype_from_f32_n(dst, t->dt, tmp, (size_t)block) != 0) rc = storable(t->dt, mp->name);
         if (!d->f32) sl_free_aligned(tmp);
         if (rc != 0) return -1;

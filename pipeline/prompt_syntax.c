@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
+#include "engine/core/parse_num.h"
 
 typedef struct {
     prompt_segment *v;
@@ -168,13 +170,14 @@ int prompt_segment_is_break(const prompt_segment *s) { return s->weight == -1.0 
 
 // ---- <lora:NAME:W> ----
 
+// A <lora:NAME:W> weight: finite and at most the strength an adapter may be applied with.
 static int parse_float(const char *s, size_t n, float *out) {
-    char buf[64], *end;
+    char buf[64];
     if (n == 0 || n >= sizeof buf) return -1;
     memcpy(buf, s, n);
     buf[n] = 0;
-    double v = strtod(buf, &end);
-    if (*end) return -1;
+    double v;
+    if (parse_double(NULL, buf, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX, &v) != 0) return -1;
     *out = (float)v;
     return 0;
 }

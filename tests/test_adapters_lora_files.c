@@ -1,6 +1,7 @@
 // Standard LoRA export/import: a SingLoRA/LoRA/DoRA adapter exported to kohya or diffusers names
 // and folded back in with lora_apply gives the same weights as merging the adapter itself;
 // PEFT names, 1×1-conv shapes, text-encoder keys and unmatched names are reported.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +138,37 @@ TEST(lora_import_shape_mismatch_is_an_error) {
     CHECK(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) != 0);
     CHECK(strstr(sl_error_msg(), "the model needs [4, 32]") != NULL);
     for (int i = 0; i < 3; i++) free(m.w[i]);
+}
+
+// an alpha of inf or 1e39 and nan in a matrix are refused at load, naming the file and tensor
+TEST(lora_import_nonfinite_is_an_error) {
+    const char *K = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k";
+    float down[4 * 32] = {0}, up[24 * 4] = {0};
+    const struct { double alpha; float up0; const char *want; } cases[] = {
+        {INFINITY, 0, ".alpha' = inf is not a number in -1e+06..1e+06"},
+        {1e39, 0, ".alpha' = inf is not a number"},   // an F64 alpha beyond f32's range
+        {4, NAN, ".lora_up.weight' holds a non-finite value (nan at index 0)"},
+    };
+    for (int c = 0; c < 3; c++) {
+        char name[3][160];
+        snprintf(name[0], sizeof name[0], "%s.lora_down.weight", K);
+        snprintf(name[1], sizeof name[1], "%s.lora_up.weight", K);
+        snprintf(name[2], sizeof name[2], "%s.alpha", K);
+        up[0] = cases[c].up0;
+        double alpha = cases[c].alpha;
+        const char *path = tmp_path("nonfinite.safetensors");
+        st_writer *w = st_writer_new();
+        st_writer_add(w, name[0], DT_F32, 2, (int64_t[]){4, 32}, down);
+        st_writer_add(w, name[1], DT_F32, 2, (int64_t[]){24, 4}, up);
+        st_writer_add(w, name[2], DT_F64, 0, NULL, &alpha);
+        REQUIRE(st_writer_save(w, path) == 0);
+        st_writer_free(w);
+        fake_model m;
+        fresh_model(&m);
+        lora_apply_report rep;
+        CHECK(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) != 0);
+        CHECK_MSG(strstr(sl_error_msg(), "nonfinite.safetensors: ") && strstr(sl_error_msg(), cases[c].want), "%s",
+                  sl_error_msg());
+        for (int i = 0; i < 3; i++) free(m.w[i]);
+    }
 }

@@ -6,6 +6,18 @@
 
 #include "tests/test.h"
 
+// Under AddressSanitizer (make SAN=1) each test ends with a leak check of its own process: a
+// test's child leaves by _exit, which skips LeakSanitizer's check at exit.
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#include <sanitizer/lsan_interface.h>
+#define LEAKED() __lsan_do_recoverable_leak_check()
+#else
+#define LEAKED() 0
+#endif
+
 #define MAX_TESTS 1024
 typedef struct { const char *name, *file; test_fn fn; } test_case;
 static test_case g_tests[MAX_TESTS];
@@ -131,6 +143,10 @@ int main(int argc, char **argv) {
             setenv("XDG_CACHE_HOME", cache, 1);
             test_failures = 0;
             g_tests[i].fn();
+            if (LEAKED()) {
+                fprintf(stderr, "    FAIL: the test leaked memory (LeakSanitizer's report above)\n");
+                test_failures++;
+            }
             fflush(stdout);
             fflush(stderr);
             _exit(test_failures ? 1 : 0);

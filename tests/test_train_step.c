@@ -68,7 +68,9 @@ static float scalar(st_file *f, const char *fmt, int K, int j) {
     return e ? *(const float *)e->data : NAN;
 }
 
-static void run_case(const char *rel) {
+// poison > 0: step `poison` gets a nan in its latents and must stop before the update, naming
+// the step, with the parameters and the step count unchanged.
+static void run_case(const char *rel, int poison) {
     st_file *f = st_open(shared_path(rel));
     REQUIRE(f);
     cJSON *cfg = cJSON_Parse(st_meta(f, "config"));
@@ -125,6 +127,23 @@ static void run_case(const char *rel) {
                                    lat->data, noi->data, ts->data, ctx->data, pr->data, 0, 0};
         }
         train_step_info info;
+        if (K == poison) {
+            const int64_t nl = (int64_t)mbs[0].B * m->cfg.in_channels * mbs[0].h * mbs[0].w;
+            float *bad = sl_alloc_f32(nl), *before = sl_alloc_f32(pb->n);
+            memcpy(bad, mbs[0].latents, sizeof(float) * (size_t)nl);
+            memcpy(before, pb->params, sizeof(float) * (size_t)pb->n);
+            bad[nl / 2] = NAN;
+            mbs[0].latents = bad;
+            CHECK(train_step(m, pb, &sch, &o, mbs, accum, losses, &info) == -1);
+            char want[64];
+            snprintf(want, sizeof want, "step %d: the ", K);
+            CHECK_MSG(strstr(sl_error_msg(), want) && strstr(sl_error_msg(), "nan"), "%s", sl_error_msg());
+            CHECK_EQ_INT((int)s->step, K - 1);
+            CHECK(memcmp(before, pb->params, sizeof(float) * (size_t)pb->n) == 0);
+            sl_free_aligned(bad);
+            sl_free_aligned(before);
+            break;
+        }
         REQUIRE(train_step(m, pb, &sch, &o, mbs, accum, losses, &info) == 0);
         for (int j = 0; j < accum; j++) {
             double want = scalar(f, "expected.step.%d.%d.loss", K, j);
@@ -143,9 +162,9 @@ static void run_case(const char *rel) {
         if (lr_err > max_lr_rel) max_lr_rel = lr_err;
         CHECK_MSG(lr_err <= 1e-6, "%s step %d: lr %.9g, fixture %.9g", rel, K, info.lr, lr);
     }
-    CHECK_EQ_INT(s->step, N);
+    if (!poison) CHECK_EQ_INT(s->step, N);
     double worst_abs = 0, worst_scaled = 0;
-    for (int e = 0; e < pb->n_entries && !test_failures; e++) {
+    for (int e = 0; e < pb->n_entries && !test_failures && !poison; e++) {
         const param_entry *pe = &pb->entries[e];
         char key[700];
         snprintf(key, sizeof key, "expected.%s", pe->name);
@@ -159,7 +178,7 @@ static void run_case(const char *rel) {
         if (scaled > worst_scaled) worst_scaled = scaled;
         CHECK_MSG(scaled <= 1e-3, "%s: %s max abs %.3g = %.3g x max|tensor|", rel, pe->name, st.max_abs, scaled);
     }
-    printf("%s: %d steps x %d micro: loss max rel %.3g, grad norm max rel %.3g, u max abs %.3g, lr max rel %.3g, "
+    if (!poison) printf("%s: %d steps x %d micro: loss max rel %.3g, grad norm max rel %.3g, u max abs %.3g, lr max rel %.3g, "
            "final adapter max abs %.3g (%.3g x max|tensor|)\n",
            rel, N, accum, max_loss_rel, max_gn_rel, max_u_abs, max_lr_rel, worst_abs, worst_scaled);
     free(mbs);
@@ -173,9 +192,10 @@ static void run_case(const char *rel) {
     st_close(f);
 }
 
-TEST(train_step_sd1_singlora) { run_case("fixtures/train/train_sd1_singlora.safetensors"); }
-TEST(train_step_sd1_lora) { run_case("fixtures/train/train_sd1_lora.safetensors"); }
-TEST(train_step_sd2_dora_v) { run_case("fixtures/train/train_sd2_dora_v.safetensors"); }
+TEST(train_step_sd1_singlora) { run_case("fixtures/train/train_sd1_singlora.safetensors", 0); }
+TEST(train_step_nonfinite_loss_stops) { run_case("fixtures/train/train_sd1_lora.safetensors", 2); }
+TEST(train_step_sd1_lora) { run_case("fixtures/train/train_sd1_lora.safetensors", 0); }
+TEST(train_step_sd2_dora_v) { run_case("fixtures/train/train_sd2_dora_v.safetensors", 0); }
 
 // ---------------------------------------------------------------- the pieces on their own
 

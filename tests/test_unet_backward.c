@@ -628,6 +628,35 @@ TEST(tblock_recompute_matches_forward) {
     unet_free(m);
 }
 
+// The checkpointing forward keeps only what its doc says (blocks' inputs, x1, x2): the LayerNorm
+// statistics it used to keep as well were overwritten, unfreed, by tblock_recompute (a leak of
+// 121 KB per `backward unet --grad-checkpointing`).
+TEST(transformer_checkpoint_keeps_no_layernorm_stats) {
+    unet_model *m = tiny_unet(1, 77);
+    REQUIRE(m != NULL);
+    tiny_io io;
+    tiny_io_new(&io, m, 78);
+    const unet_transformer *tr = &m->down[2].attn[0];
+    const int N = 2, H = 3, W = 2;
+    const int64_t n = (int64_t)N * tr->C * H * W;
+    float *x = sl_alloc_f32(n), *out = sl_alloc_f32(n);
+    fill_uniform(x, (size_t)n, 79, -1, 1);
+    transformer_acts acts = {0};
+    transformer_forward_checkpoint(out, x, io.ctx, tr, NULL, N, H, W, io.L, &acts);
+    for (int k = 0; k < acts.n_blocks; k++) {
+        const tblock_acts *a = &acts.blocks[k];
+        CHECK_MSG(a->x1 && a->x2, "block %d: residuals not kept", k);
+        CHECK_MSG(!a->mean1 && !a->rstd1 && !a->mean2 && !a->rstd2 && !a->mean3 && !a->rstd3,
+                  "block %d: LayerNorm statistics kept", k);
+    }
+    transformer_recompute(&acts, io.ctx, tr, NULL, NULL, N, H, W, io.L);
+    CHECK(acts.blocks[0].mean1 && acts.blocks[0].rstd3);   // the recomputation refills them
+    transformer_acts_free(&acts);
+    sl_free_aligned(x), sl_free_aligned(out);
+    tiny_io_free(&io);
+    unet_free(m);
+}
+
 TEST(unet_frozen_params_no_buffers_same_input_grads) {
     unet_model *m = tiny_unet(0, 123);
     REQUIRE(m != NULL);

@@ -1,11 +1,11 @@
 #include "tools/args.h"
 
-#include <errno.h>
 #include <omp.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/core/parse_num.h"
 
 // Length of `name` when a starts with it, '_' and '-' being the same after the leading dashes
 // (diffusers' scripts spell options --a_b, ours --a-b); else 0.
@@ -42,30 +42,34 @@ int arg_model(int argc, char **argv, int *i, const char **model, const char **co
 }
 int arg_is_help(const char *a) { return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0; }
 
-long arg_long(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not an integer", opt, s);
+// "option --x" as the error's subject: `singlora: option --x: '...' is not ...`
+static const char *subject(const char *opt, char *buf, size_t n) {
+    snprintf(buf, n, "option %s", opt);
+    return buf;
+}
+
+long long arg_int_range(const char *opt, const char *s, long long lo, long long hi) {
+    char what[128];
+    long long v;
+    if (parse_int(subject(opt, what, sizeof what), s, lo, hi, &v) != 0) sl_fail();
     return v;
 }
 
-double arg_double(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not a number", opt, s);
+double arg_double_range(const char *opt, const char *s, double lo, double hi) {
+    char what[128];
+    double v;
+    if (parse_double(subject(opt, what, sizeof what), s, lo, hi, &v) != 0) sl_fail();
     return v;
 }
 
 uint64_t arg_seed(const char *opt, const char *s) {
-    char *end;
-    errno = 0;
-    if (*s == '-') sl_die(NULL, "option %s: '%s' must be a non-negative integer", opt, s);
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end) sl_die(NULL, "option %s: '%s' is not an integer below 2^64", opt, s);
-    return (uint64_t)v;
+    char what[128];
+    uint64_t v;
+    if (parse_u64(subject(opt, what, sizeof what), s, &v) != 0) sl_fail();
+    return v;
 }
+
+int arg_threads(const char *opt, const char *s) { return (int)arg_int_range(opt, s, 1, ARG_MAX_THREADS); }
 
 _Noreturn void arg_unknown(const char *cmd, const char *a) {
     sl_die(NULL, "%s: unknown option or extra argument '%s' (see singlora %s --help)", cmd, a, cmd);

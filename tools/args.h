@@ -13,11 +13,16 @@ int arg_is_help(const char *a);
 // --pretrained-model-name-or-path, diffusers' name), --config DIR, --variant V (config or
 // variant NULL: that option is not taken). Returns 1 when argv[*i] was one of them.
 int arg_model(int argc, char **argv, int *i, const char **model, const char **config, const char **variant);
-// Parse numbers; a malformed value is a fatal error naming the option.
-long arg_long(const char *opt, const char *s);
-double arg_double(const char *opt, const char *s);
+// Numbers, range-checked once (engine/core/parse_num.h): a malformed or out-of-range value
+// (trailing garbage, overflow, nan/inf) is a fatal error naming the option and the range.
+long long arg_int_range(const char *opt, const char *s, long long lo, long long hi);
+double arg_double_range(const char *opt, const char *s, double lo, double hi);
 // A seed: an integer in [0, 2^64) (torch.Generator.manual_seed takes the same range).
 uint64_t arg_seed(const char *opt, const char *s);
+// The most OpenMP threads --threads takes (more only oversubscribes; far more crashes libgomp).
+#define ARG_MAX_THREADS 1024
+// --threads N, N in 1..ARG_MAX_THREADS.
+int arg_threads(const char *opt, const char *s);
 // Dies with "unknown option" for argv[i].
 _Noreturn void arg_unknown(const char *cmd, const char *a);
 // Sets OpenMP (and so OpenBLAS) threads when n > 0.

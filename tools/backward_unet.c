@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
 #include "engine/core/progress.h"
 #include "engine/io/safetensors.h"
@@ -68,10 +69,10 @@ int backward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--params", &params)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
-        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
+        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double_range("--adapter-scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_flag(argv, i, "--grad-checkpointing")) ckpt = 1;
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
-        else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_long("--repeat", v); timing = 1; }
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
+        else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_int_range("--repeat", v, 1, 1000000); timing = 1; }
         else arg_unknown("backward unet", argv[i]);
     }
     if (!model || !in || !outp) sl_die(NULL, "backward unet: --model, --in and --out are required (see --help)");

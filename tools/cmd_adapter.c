@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
 #include "pipeline/adapters.h"
 #include "tools/args.h"
@@ -29,12 +30,12 @@ static int adapter_init_main(int argc, char **argv) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--method", &method)) {}
-        else if (arg_value(argc, argv, &i, "--rank", &v)) o.rank = (int)arg_long("--rank", v);
-        else if (arg_value(argc, argv, &i, "--alpha", &v)) o.alpha = (float)arg_double("--alpha", v);
-        else if (arg_value(argc, argv, &i, "--ramp-steps", &v)) o.ramp_steps = arg_long("--ramp-steps", v);
+        else if (arg_value(argc, argv, &i, "--rank", &v)) o.rank = (int)arg_int_range("--rank", v, 1, ADAPTER_MAX_RANK);
+        else if (arg_value(argc, argv, &i, "--alpha", &v)) o.alpha = (float)arg_double_range("--alpha", v, 0, ADAPTER_MAX_ALPHA);
+        else if (arg_value(argc, argv, &i, "--ramp-steps", &v)) o.ramp_steps = arg_int_range("--ramp-steps", v, 0, ADAPTER_MAX_STEPS);
         else if (arg_value(argc, argv, &i, "--init", &o.init)) {}
         else if (arg_value(argc, argv, &i, "--targets", &o.targets)) {}
-        else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = (uint64_t)arg_long("--seed", v);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else arg_unknown("adapter init", argv[i]);
     }

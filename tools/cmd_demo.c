@@ -49,11 +49,7 @@ static const char *find_default(const char *rel, char *buf, size_t n) {
     return exists(buf) ? buf : rel;
 }
 
-static int count(const char *opt, const char *v, int hi) {
-    long x = arg_long(opt, v);
-    if (x < 1 || x > hi) sl_die(NULL, "option %s: %ld is outside 1..%d", opt, x, hi);
-    return (int)x;
-}
+static int count(const char *opt, const char *v, int hi) { return (int)arg_int_range(opt, v, 1, hi); }
 
 int cmd_demo(int argc, char **argv) {
     demo_opts o = demo_defaults();
@@ -76,13 +72,9 @@ int cmd_demo(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--prompts", &v)) o.n_prompts = count("--prompts", v, 10000);
         else if (arg_value(argc, argv, &i, "--drift-prompts", &v)) o.n_drift = count("--drift-prompts", v, 10000);
         else if (arg_value(argc, argv, &i, "--sample-steps", &v)) o.sample_steps = count("--sample-steps", v, 1000);
-        else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = count("--threads", v, 1024);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
-        else if (arg_value(argc, argv, &i, "--cfg", &v)) {
-            double g = arg_double("--cfg", v);
-            if (!(g >= 0 && g <= 100)) sl_die(NULL, "option --cfg: '%s' is outside 0..100", v);
-            o.cfg = (float)g;
-        }
+        else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double_range("--cfg", v, 0, 100);
         else if (arg_value(argc, argv, &i, "--train-option", &v)) {
             if (n_set == (int)(sizeof sets / sizeof *sets)) sl_die(NULL, "option --train-option: at most %d", n_set);
             sets[n_set++] = v;

@@ -39,7 +39,7 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &out)) {}
         else if (arg_value(argc, argv, &i, "--markdown", &md)) {}
         else if (arg_value(argc, argv, &i, "--grid", &grid)) {}
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("eval", argv[i]);
     }
     if (!o.real_dir || !o.generated_dir || !out) sl_die(NULL, "eval: --real, --generated and --out are required (see --help)");

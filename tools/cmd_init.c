@@ -204,7 +204,7 @@ int cmd_init(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--dtype", &dts)) {}
         else if (arg_value(argc, argv, &i, "--component", &only)) {}
         else if (arg_value(argc, argv, &i, "--tokenizer", &tokenizer)) {}
-        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = (uint64_t)arg_long("--seed", v);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_seed("--seed", v);
         else arg_unknown("init", argv[i]);
     }
     if (!dir || !outp) sl_die(NULL, "init: --config DIR and --out FILE are required (see --help)");

@@ -253,13 +253,12 @@ int cmd_merge(int argc, char **argv) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_model(argc, argv, &i, &model, &config, &variant)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
-        else if (arg_value(argc, argv, &i, "--scale", &v)) scale = (float)arg_double("--scale", v);
+        else if (arg_value(argc, argv, &i, "--scale", &v)) scale = (float)arg_double_range("--scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("merge", argv[i]);
     }
     if (!model || !adapter_path || !outp) sl_die(NULL, "merge: --model, --adapter and --out are required (see --help)");
-    if (threads < 0) sl_die(NULL, "merge: --threads must be >= 0");
     set_threads(threads);
     int folder = path_is_dir(model);
     st_file *f = NULL;   // the single file, kept open: its non-UNet tensors are written from the mapping

@@ -35,29 +35,26 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--ckpt", &o.ckpt)) {}
         else if (arg_value(argc, argv, &i, "--config", &o.config)) {}
         else if (arg_value(argc, argv, &i, "--data", &data)) {}
-        else if (arg_value(argc, argv, &i, "--steps", &v)) o.unet_steps = (int)arg_long("--steps", v);
-        else if (arg_value(argc, argv, &i, "--batch", &v)) o.unet_batch = (int)arg_long("--batch", v);
-        else if (arg_value(argc, argv, &i, "--lr", &v)) o.unet_lr = arg_double("--lr", v);
-        else if (arg_value(argc, argv, &i, "--text-lr", &v)) o.text_lr = arg_double("--text-lr", v);
-        else if (arg_value(argc, argv, &i, "--vae-steps", &v)) o.vae_steps = (int)arg_long("--vae-steps", v);
-        else if (arg_value(argc, argv, &i, "--vae-batch", &v)) o.vae_batch = (int)arg_long("--vae-batch", v);
-        else if (arg_value(argc, argv, &i, "--kl-start", &v)) o.vae_kl_start = (int)arg_long("--kl-start", v), kl_set = 1;
-        else if (arg_value(argc, argv, &i, "--latents", &v)) o.n_latents = (int)arg_long("--latents", v);
-        else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = (uint64_t)arg_long("--seed", v);
-        else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = (int)arg_long("--threads", v);
-        else if (arg_value(argc, argv, &i, "--ckpt-every", &v)) o.ckpt_every_s = arg_double("--ckpt-every", v);
-        else if (arg_value(argc, argv, &i, "--log-every", &v)) o.log_every = (int)arg_long("--log-every", v);
-        else if (arg_value(argc, argv, &i, "--size", &v)) size = (int)arg_long("--size", v);
-        else if (arg_value(argc, argv, &i, "--vae-lr", &v)) o.vae_lr = arg_double("--vae-lr", v);
-        else if (arg_value(argc, argv, &i, "--vae-crop", &v)) o.vae_crop = (int)arg_long("--vae-crop", v);
+        else if (arg_value(argc, argv, &i, "--steps", &v)) o.unet_steps = (int)arg_int_range("--steps", v, 0, 100000000);
+        else if (arg_value(argc, argv, &i, "--batch", &v)) o.unet_batch = (int)arg_int_range("--batch", v, 1, 65536);
+        else if (arg_value(argc, argv, &i, "--lr", &v)) o.unet_lr = arg_double_range("--lr", v, 0, 100);
+        else if (arg_value(argc, argv, &i, "--text-lr", &v)) o.text_lr = arg_double_range("--text-lr", v, 0, 100);
+        else if (arg_value(argc, argv, &i, "--vae-steps", &v)) o.vae_steps = (int)arg_int_range("--vae-steps", v, 0, 100000000);
+        else if (arg_value(argc, argv, &i, "--vae-batch", &v)) o.vae_batch = (int)arg_int_range("--vae-batch", v, 1, 65536);
+        else if (arg_value(argc, argv, &i, "--kl-start", &v)) o.vae_kl_start = (int)arg_int_range("--kl-start", v, 0, 100000000), kl_set = 1;
+        else if (arg_value(argc, argv, &i, "--latents", &v)) o.n_latents = (int)arg_int_range("--latents", v, 1, 100000000);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = arg_threads("--threads", v);
+        else if (arg_value(argc, argv, &i, "--ckpt-every", &v)) o.ckpt_every_s = arg_double_range("--ckpt-every", v, 0, 1e9);
+        else if (arg_value(argc, argv, &i, "--log-every", &v)) o.log_every = (int)arg_int_range("--log-every", v, 1, 100000000);
+        else if (arg_value(argc, argv, &i, "--size", &v)) size = (int)arg_int_range("--size", v, 16, 1024);
+        else if (arg_value(argc, argv, &i, "--vae-lr", &v)) o.vae_lr = arg_double_range("--vae-lr", v, 0, 100);
+        else if (arg_value(argc, argv, &i, "--vae-crop", &v)) o.vae_crop = (int)arg_int_range("--vae-crop", v, 0, 1024);
         else if (arg_flag(argv, i, "--resume")) o.resume = 1;
         else arg_unknown("pretrain", argv[i]);
     }
     if (!o.out) sl_die(NULL, "pretrain: --out DIR is required (see --help)");
-    if (o.unet_steps < 0 || o.vae_steps < 0 || o.unet_batch < 1 || o.vae_batch < 1 || o.n_latents < 1 || o.log_every < 1)
-        sl_die(NULL, "pretrain: steps must be >= 0, batches, --latents and --log-every >= 1");
     if (!kl_set) o.vae_kl_start = o.vae_steps * 3 / 4;
-    if (size < 16 || size > 1024) sl_die(NULL, "pretrain: --size %d: expected 16..1024", size);
     pretrain_source sq = {o.seed, size};
     pretrain_data d;
     if (!strcmp(data, "world")) d = pretrain_data_world(&sq);

@@ -3,12 +3,14 @@
 // prompt syntax and sampler names and stable-diffusion.cpp's flags; --from-png regenerates an
 // image from its parameters.
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "data/image.h"
+#include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
 #include "engine/diffusion/sampler_names.h"
 #include "engine/dist/dist.h"
@@ -63,6 +65,8 @@ static const char *HELP =
     "Seeds: the initial noise for seed S is torch.randn(shape, generator=torch.Generator().manual_seed(S))\n"
     "on the CPU, bit for bit, so a diffusers/ComfyUI image made with CPU noise can be reproduced.\n";
 
+#define SAMPLE_MAX_IMAGES 10000
+
 static int ends_with_png(const char *s) {
     size_t n = strlen(s);
     return n > 4 && s[n - 4] == '.' && tolower((unsigned char)s[n - 3]) == 'p' && tolower((unsigned char)s[n - 2]) == 'n' &&
@@ -106,7 +110,7 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_any(argc, argv, &i, NAMES("--negative-prompt", "-n"), &negative)) {}
         else if (arg_flag(argv, i, "--no-emphasis")) rp.gen.no_emphasis = 1;
         else if (arg_any(argc, argv, &i, NAMES("--lora-dir", "--lora-model-dir"), &lora_dir)) {}
-        else if (arg_value(argc, argv, &i, "--steps", &v)) o->sampler.steps = (int)arg_long("--steps", v);
+        else if (arg_value(argc, argv, &i, "--steps", &v)) o->sampler.steps = (int)arg_int_range("--steps", v, 1, SD_MAX_STEPS);
         else if (arg_any(argc, argv, &i, NAMES("--sampler", "--sampling-method"), &v)) {
             int karras;
             if (sl_sampler_lookup(v, &o->sampler.kind, &karras)) sl_fail();
@@ -114,25 +118,25 @@ int cmd_sample(int argc, char **argv) {
         }
         else if (arg_any(argc, argv, &i, NAMES("--scheduler", "--schedule"), &v)) { if (sl_sigmas_lookup(v, &o->sampler.sigmas)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o->sampler.spacing)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--eta", &v)) o->sampler.eta = (float)arg_double("--eta", v);
-        else if (arg_any(argc, argv, &i, NAMES("--cfg", "--cfg-scale"), &v)) o->cfg = (float)arg_double("--cfg", v);
-        else if (arg_any(argc, argv, &i, NAMES("--seed", "-s"), &v)) seed = arg_long("--seed", v);
-        else if (arg_any(argc, argv, &i, NAMES("--n", "-b", "--batch-count"), &v)) n_images = (int)arg_long("--n", v);
-        else if (arg_any(argc, argv, &i, NAMES("--width", "-W"), &v)) width = (int)arg_long("--width", v);
-        else if (arg_any(argc, argv, &i, NAMES("--height", "-H"), &v)) height = (int)arg_long("--height", v);
+        else if (arg_value(argc, argv, &i, "--eta", &v)) o->sampler.eta = (float)arg_double_range("--eta", v, 0, SD_MAX_ETA);
+        else if (arg_any(argc, argv, &i, NAMES("--cfg", "--cfg-scale"), &v)) o->cfg = (float)arg_double_range("--cfg", v, 0, SD_MAX_CFG);
+        else if (arg_any(argc, argv, &i, NAMES("--seed", "-s"), &v)) seed = arg_int_range("--seed", v, 0, INT64_MAX);
+        else if (arg_any(argc, argv, &i, NAMES("--n", "-b", "--batch-count"), &v)) n_images = (int)arg_int_range("--n", v, 1, SAMPLE_MAX_IMAGES);
+        else if (arg_any(argc, argv, &i, NAMES("--width", "-W"), &v)) width = (int)arg_int_range("--width", v, 8, SD_MAX_SIDE);
+        else if (arg_any(argc, argv, &i, NAMES("--height", "-H"), &v)) height = (int)arg_int_range("--height", v, 8, SD_MAX_SIDE);
         else if (arg_any(argc, argv, &i, NAMES("--init-image", "--init-img", "-i"), &init_image)) {}
-        else if (arg_value(argc, argv, &i, "--strength", &v)) o->strength = (float)arg_double("--strength", v);
+        else if (arg_value(argc, argv, &i, "--strength", &v)) o->strength = (float)arg_double_range("--strength", v, 0, 1);
         else if (arg_flag(argv, i, "--vae-tiling")) tiling = 1;
         else if (arg_flag(argv, i, "--long-prompts")) rp.gen.long_prompts = 1;
-        else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_long("--clip-skip", v);
-        else if (arg_any(argc, argv, &i, NAMES("--threads", "-t"), &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_int_range("--clip-skip", v, 1, SD_MAX_CLIP_SKIP);
+        else if (arg_any(argc, argv, &i, NAMES("--threads", "-t"), &v)) threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--out", &out_dir)) {}
         else if (arg_any(argc, argv, &i, NAMES("--output", "-o"), &v)) {
             if (ends_with_png(v)) out_file = v, out_dir = NULL;
             else out_dir = v, out_file = NULL;
         }
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
-        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double("--adapter-scale", v);
+        else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double_range("--adapter-scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_value(argc, argv, &i, "--lora", &v)) {
             if (n_loras == 32) sl_die(NULL, "sample: at most 32 --lora files");
             loras[n_loras++] = v;
@@ -141,8 +145,6 @@ int cmd_sample(int argc, char **argv) {
     }
     if (!lo.path || !prompt || !(out_dir || out_file))
         sl_die(NULL, "sample: --model, --prompt (or --from-png) and --out (or -o FILE.png) are required (see --help)");
-    if (n_images < 1 || n_images > 10000) sl_die(NULL, "sample: --n must be 1..10000");
-    if (o->cfg < 0) sl_die(NULL, "sample: --cfg must be >= 0");
     if (init_image && !(o->strength > 0 && o->strength <= 1)) sl_die(NULL, "sample: --strength must be in (0, 1]");
     if (from_png) {
         if (rp.img2img && !init_image)
@@ -151,7 +153,11 @@ int cmd_sample(int argc, char **argv) {
         if (rp.adapter && !adapter_path) sl_warn("%s was made with the adapter %s: give it again with --adapter", from_png, rp.adapter);
         if (rp.loras && !n_loras) sl_warn("%s was made with the LoRA files %s: give them again with --lora", from_png, rp.loras);
     }
-    if (seed < 0) seed = (long long)(time(NULL) % 4294967296LL);
+    if (seed < 0) seed = (long long)(time(NULL) % 4294967296LL);   // no --seed: a random one
+    // image k has seed + k
+    if (seed > INT64_MAX - (n_images - 1))
+        sl_die(NULL, "option --seed: %lld + %d images passes 2^63-1 (give a seed up to %lld)", seed, n_images,
+               (long long)(INT64_MAX - (n_images - 1)));
     if (dist_bcast(&seed, sizeof seed, 0) != 0) sl_fail();   // under mpirun: rank 0's seed for every rank
     set_threads(threads);
 
@@ -169,8 +175,9 @@ int cmd_sample(int argc, char **argv) {
     }
     if (!width) width = 512;
     if (!height) height = 512;
-    if (width <= 0 || height <= 0 || width % 8 || height % 8)
-        sl_die(init_image, "sample: width and height must be positive multiples of 8 (got %dx%d)", width, height);
+    if (width < 8 || height < 8 || width > SD_MAX_SIDE || height > SD_MAX_SIDE || width % 8 || height % 8)
+        sl_die(init_image, "sample: width and height must be multiples of 8 in 8..%d (got %dx%d)", SD_MAX_SIDE, width,
+               height);
     if (dist_is_lead()) {   // rank 0 alone writes (mpirun, engine/dist/)
         if (out_dir && mkdir_p(out_dir) != 0) sl_fail();
         if (out_file) {

@@ -50,7 +50,7 @@ int cmd_tokenize(int argc, char **argv) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_model(argc, argv, &i, &model, NULL, NULL)) {}
         else if (arg_value(argc, argv, &i, "--tokenizer", &tok_dir)) {}
-        else if (arg_value(argc, argv, &i, "--max-length", &v)) max_len = (int)arg_long("--max-length", v);
+        else if (arg_value(argc, argv, &i, "--max-length", &v)) max_len = (int)arg_int_range("--max-length", v, CLIP_MIN_CONTEXT, CLIP_MAX_CONTEXT);
         else if (arg_flag(argv, i, "--long-prompts")) long_prompts = 1;
         else if (arg_flag(argv, i, "--raw")) raw = 1;
         else if (arg_flag(argv, i, "--strings")) strings = 1;
@@ -64,7 +64,6 @@ int cmd_tokenize(int argc, char **argv) {
     clip_tokenizer *t = clip_tokenizer_for_model(model, tok_dir);
     if (!t) sl_fail();
     if (!max_len) max_len = clip_tokenizer_max_length(t);
-    if (max_len < 3) sl_die(NULL, "tokenize: --max-length must be at least 3 (BOS, a token, EOS)");
     if (raw) {
         int n;
         int *tok = clip_tokenize(t, prompt, &n);

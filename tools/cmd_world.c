@@ -43,16 +43,11 @@ static const char *HELP =
     "patterns: stripes, dots, checks; accents: outline, eye\n";
 
 static int parse_size(const char *s) {
-    long v = arg_long("--size", s);
-    if (v < WORLD_MIN_SIZE || v > WORLD_MAX_SIZE)
-        sl_die(NULL, "option --size: %ld is outside %d..%d", v, WORLD_MIN_SIZE, WORLD_MAX_SIZE);
-    return (int)v;
+    return (int)arg_int_range("--size", s, WORLD_MIN_SIZE, WORLD_MAX_SIZE);
 }
 
 static long parse_count(const char *s) {
-    long v = arg_long("--n", s);
-    if (v < 1 || v > 99999) sl_die(NULL, "option --n: %ld is outside 1..99999", v);
-    return v;
+    return (long)arg_int_range("--n", s, 1, 99999);
 }
 
 static int target_render(int argc, char **argv) {
@@ -181,21 +176,9 @@ static int target_eval(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--n", &v)) o.n = (int)parse_count(v);
         else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
         else if (arg_value(argc, argv, &i, "--train-seed", &v)) o.train_seed = arg_seed("--train-seed", v);
-        else if (arg_value(argc, argv, &i, "--train-examples", &v)) {
-            long x = arg_long("--train-examples", v);
-            if (x < 0 || x > 100000000) sl_die(NULL, "option --train-examples: %ld is outside 0..100000000", x);
-            o.n_train = x;
-        }
-        else if (arg_value(argc, argv, &i, "--steps", &v)) {
-            long x = arg_long("--steps", v);
-            if (x < 1 || x > 1000) sl_die(NULL, "option --steps: %ld is outside 1..1000", x);
-            o.steps = (int)x;
-        }
-        else if (arg_value(argc, argv, &i, "--cfg", &v)) {
-            double g = arg_double("--cfg", v);
-            if (!(g >= 0 && g <= 100)) sl_die(NULL, "option --cfg: '%s' is outside 0..100", v);
-            o.cfg = (float)g;
-        }
+        else if (arg_value(argc, argv, &i, "--train-examples", &v)) o.n_train = arg_int_range("--train-examples", v, 0, 100000000);
+        else if (arg_value(argc, argv, &i, "--steps", &v)) o.steps = (int)arg_int_range("--steps", v, 1, 1000);
+        else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double_range("--cfg", v, 0, 100);
         else if (arg_flag(argv, i, "--quiet")) o.quiet = 1;
         else arg_unknown("world eval", argv[i]);
     }

@@ -39,7 +39,7 @@ static void parse_image_args(int argc, char **argv, const char *target, const ch
             a->in[a->n_in++] = v;
         }
         else if (arg_value(argc, argv, &i, "--out", &a->out)) {}
-        else if (arg_value(argc, argv, &i, "--threads", &v)) a->threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) a->threads = arg_threads("--threads", v);
         else arg_unknown(target, argv[i]);
     }
     if (!a->model || !a->n_in || !a->out) sl_die(NULL, "forward %s: --model, --in and --out are required (see --help)", target);
@@ -178,7 +178,7 @@ int forward_clip_text_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--model", &model)) {}
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward clip-text", argv[i]);
     }
     if (!model || !in || !outp) sl_die(NULL, "forward clip-text: --model, --in and --out are required (see --help)");

@@ -41,8 +41,8 @@ int forward_text_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--in-name", &in_name)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
-        else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_long("--clip-skip", v);
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_int_range("--clip-skip", v, 1, 64);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward text", argv[i]);
     }
     if (!model || !in || !outp) sl_die(NULL, "forward text: --model, --in and --out are required (see --help)");

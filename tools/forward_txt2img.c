@@ -45,7 +45,7 @@ int forward_txt2img_main(int argc, char **argv) {
     const char *in = NULL, *outp = NULL;
     sd_denoise_opts o = {.cfg = 7.5f, .strength = 1.0f};
     sl_sampler_opts_default(&o.sampler);
-    long long seed = 0;
+    uint64_t seed = 0;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
@@ -59,11 +59,11 @@ int forward_txt2img_main(int argc, char **argv) {
         }
         else if (arg_value(argc, argv, &i, "--timestep-spacing", &v)) { if (sl_spacing_parse(v, &o.sampler.spacing)) sl_fail(); }
         else if (arg_value(argc, argv, &i, "--scheduler", &v) || arg_value(argc, argv, &i, "--sigmas", &v)) { if (sl_sigmas_lookup(v, &o.sampler.sigmas)) sl_fail(); }
-        else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_long("--steps", v);
-        else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double("--cfg", v);
-        else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double("--eta", v);
-        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_long("--seed", v);
-        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = (int)arg_long("--threads", v);
+        else if (arg_value(argc, argv, &i, "--steps", &v)) o.sampler.steps = (int)arg_int_range("--steps", v, 1, 10000);
+        else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double_range("--cfg", v, 0, 100);
+        else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double_range("--eta", v, 0, 10);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_seed("--seed", v);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward txt2img", argv[i]);
     }
     if (!lo.path || !in || !outp) sl_die(NULL, "forward txt2img: --model, --in and --out are required (see --help)");
@@ -93,7 +93,7 @@ int forward_txt2img_main(int argc, char **argv) {
     o.on_step = keep_step;
     o.ctx = &tr;
     sl_rng rng;
-    sl_rng_seed(&rng, (uint64_t)seed);
+    sl_rng_seed(&rng, seed);
     if (sd_denoise(m, ctx, ctx + (size_t)L * D, L, lat, NULL, h, w, &o, &rng) != 0) sl_fail();
 
     int fct = vae_factor(&m->vae->cfg);

@@ -83,22 +83,12 @@ static void parse(vae_args *a, int argc, char **argv, const char *help) {
         else if (arg_model(argc, argv, &i, &a->model, &a->config, &a->variant)) {}
         else if (arg_value(argc, argv, &i, "--in", &a->in)) {}
         else if (arg_value(argc, argv, &i, "--out", &a->out)) {}
-        else if (arg_value(argc, argv, &i, "--tile", &v)) {
-            long t = arg_long("--tile", v);
-            if (t < 0 || t > 4096) sl_die(NULL, "--tile: %ld is out of range (0 to 4096 latent pixels)", t);
-            a->tiling.tile = (int)t;
-        } else if (arg_value(argc, argv, &i, "--overlap", &v)) {
-            long o = arg_long("--overlap", v);
-            if (o < 0 || o > 4096) sl_die(NULL, "--overlap: %ld is out of range", o);
-            overlap = (int)o;
-        } else if (arg_value(argc, argv, &i, "--context", &v)) {
-            long x = arg_long("--context", v);
-            if (x < 0 || x > 4096) sl_die(NULL, "--context: %ld is out of range", x);
-            a->tiling.context = (int)x;
-        } else if (arg_value(argc, argv, &i, "--seed", &v)) {
-            a->seed = arg_long("--seed", v);
-            if (a->seed < 0) sl_die(NULL, "--seed must be >= 0");
-        } else if (arg_value(argc, argv, &i, "--threads", &v)) set_threads((int)arg_long("--threads", v));
+        // tile, overlap and context in latent pixels
+        else if (arg_value(argc, argv, &i, "--tile", &v)) a->tiling.tile = (int)arg_int_range("--tile", v, 0, 4096);
+        else if (arg_value(argc, argv, &i, "--overlap", &v)) overlap = (int)arg_int_range("--overlap", v, 0, 4096);
+        else if (arg_value(argc, argv, &i, "--context", &v)) a->tiling.context = (int)arg_int_range("--context", v, 0, 4096);
+        else if (arg_value(argc, argv, &i, "--seed", &v)) a->seed = arg_int_range("--seed", v, 0, INT64_MAX);
+        else if (arg_value(argc, argv, &i, "--threads", &v)) set_threads(arg_threads("--threads", v));
         else arg_unknown("forward", argv[i]);
     }
     if (!a->model) sl_die(NULL, "forward %s: --model is required", argv[0]);

@@ -128,7 +128,10 @@ int unet_config_from_json(unet_config *cfg, const json_config *json) {
         config_float_or(json, "freq_shift", 0, &shift) != 0 ||
         config_bool_or(json, "upcast_attention", 0, &cfg->upcast_attention) != 0 ||
         config_bool_or(json, "center_input_sample", 0, &cfg->center_input_sample) != 0 ||
-        config_int_or(json, "time_embedding_dim", n > 0 ? 4 * cfg->block_out_channels[0] : 0, &cfg->time_embed_dim) != 0 ||
+        // diffusers' default 4·C0 (when C0 is out of range, 0, which the validation reports after C0)
+        config_int_or(json, "time_embedding_dim",
+                      n > 0 && cfg->block_out_channels[0] <= UNET_MAX_WIDTH ? 4 * cfg->block_out_channels[0] : 0,
+                      &cfg->time_embed_dim) != 0 ||
         config_int_or(json, "conv_in_kernel", 3, &cfg->conv_in_kernel) != 0 ||
         config_int_or(json, "conv_out_kernel", 3, &cfg->conv_out_kernel) != 0 ||
         config_int_or(json, "downsample_padding", 1, &cfg->downsample_padding) != 0 ||
@@ -161,12 +164,20 @@ int unet_config_load_dir(unet_config *cfg, const char *dir) {
 int unet_config_validate(const unet_config *c, const char *src) {
     int n = c->n_levels, G = c->norm_num_groups;
     if (n < 1 || n > UNET_MAX_LEVELS) return sl_error(src, "%d levels (block_out_channels): 1 to %d supported", n, UNET_MAX_LEVELS);
-    if (c->in_channels < 1 || c->out_channels < 1) return sl_error(src, "in_channels and out_channels must be positive");
-    if (c->layers_per_block < 1) return sl_error(src, "layers_per_block must be at least 1");
-    if (G < 1) return sl_error(src, "norm_num_groups must be positive");
-    if (c->cross_attention_dim < 1) return sl_error(src, "cross_attention_dim must be positive");
-    if (c->time_embed_dim < 1) return sl_error(src, "time embedding width must be positive");
-    if (c->conv_in_kernel < 1 || c->conv_in_kernel % 2 == 0 || c->conv_out_kernel < 1 || c->conv_out_kernel % 2 == 0)
+    for (int i = 0; i < n; i++)
+        if (c->block_out_channels[i] < 1 || c->block_out_channels[i] > UNET_MAX_WIDTH)
+            return sl_error(src, "block_out_channels[%d] = %d is outside 1..%d", i, c->block_out_channels[i], UNET_MAX_WIDTH);
+    const struct { const char *name; int v, hi; } sizes[] = {
+        {"in_channels", c->in_channels, UNET_MAX_WIDTH},   {"out_channels", c->out_channels, UNET_MAX_WIDTH},
+        {"cross_attention_dim", c->cross_attention_dim, UNET_MAX_WIDTH},
+        {"time_embedding_dim", c->time_embed_dim, UNET_MAX_WIDTH},
+        {"norm_num_groups", G, UNET_MAX_WIDTH},           {"layers_per_block", c->layers_per_block, UNET_MAX_DEPTH},
+        {"conv_in_kernel", c->conv_in_kernel, 15},         {"conv_out_kernel", c->conv_out_kernel, 15},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        if (sizes[i].v < 1 || sizes[i].v > sizes[i].hi)
+            return sl_error(src, "%s = %d is outside 1..%d", sizes[i].name, sizes[i].v, sizes[i].hi);
+    if (c->conv_in_kernel % 2 == 0 || c->conv_out_kernel % 2 == 0)
         return sl_error(src, "conv_in_kernel and conv_out_kernel must be odd");
     if (c->downsample_padding != 1) return sl_error(src, "downsample_padding %d: only 1 is supported", c->downsample_padding);
     if (c->block_out_channels[0] % 2) return sl_error(src, "block_out_channels[0] must be even (timestep features)");
@@ -177,7 +188,9 @@ int unet_config_validate(const unet_config *c, const char *src) {
         if (attn) {
             if (c->heads[i] < 1 || C % c->heads[i])
                 return sl_error(src, "level %d: %d channels do not split into %d attention heads", i, C, c->heads[i]);
-            if (c->transformer_layers[i] < 1) return sl_error(src, "level %d: transformer_layers_per_block must be at least 1", i);
+            if (c->transformer_layers[i] < 1 || c->transformer_layers[i] > UNET_MAX_DEPTH)
+                return sl_error(src, "level %d: transformer_layers_per_block %d is outside 1..%d", i, c->transformer_layers[i],
+                                UNET_MAX_DEPTH);
         }
     }
     return 0;

@@ -5,6 +5,10 @@
 #include "engine/io/safetensors.h"
 
 #define UNET_MAX_LEVELS 8
+// Bounds on the sizes a config may give (far above any SD model), so that products such as
+// 4·block_out_channels[0] or channels × kernel² stay well inside an int.
+#define UNET_MAX_WIDTH 65536   // channels, attention widths, time embedding
+#define UNET_MAX_DEPTH 64      // layers_per_block, transformer_layers_per_block
 
 typedef struct {
     int in_channels, out_channels;

@@ -116,6 +116,8 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     trace_out(trace, name, "norm1", a->n1, 3, N, L, C, 0);
     self_qkv(a, tb, ua, M, C);
     DROP(a->n1);
+    DROP(a->mean1);   // LayerNorm statistics: backward reads them only when kept (KEEP_ALL);
+    DROP(a->rstd1);   // checkpointing recomputes them in tblock_recompute
     a->a1 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a1, a->q1, a->k1, a->v1, N, L, L, H, Dh, scale, 0);
     DROP(a->q1);
@@ -132,6 +134,8 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     a->q2 = sl_alloc_f32((int64_t)M * C);
     unet_linear_forward(a->q2, a->n2, tb->attn2_q, NULL, tb->ad[TB_ATTN2_Q], ua, M, C, C);
     DROP(a->n2);
+    DROP(a->mean2);
+    DROP(a->rstd2);
     cross_kv(a, ctx, tb, ua, Mc, D, C);
     a->a2 = sl_alloc_f32((int64_t)M * C);
     attention_forward(a->a2, a->q2, a->k2, a->v2, N, L, Lc, H, Dh, scale, 0);
@@ -150,6 +154,8 @@ static void tblock_run(float *out, const float *x, const float *ctx, const unet_
     a->ff_h = sl_alloc_f32((int64_t)M * 2 * F);
     unet_linear_forward(a->ff_h, a->n3, tb->ff1_w, tb->ff1_b, tb->ad[TB_FF1], ua, M, C, 2 * F);
     DROP(a->n3);
+    DROP(a->mean3);
+    DROP(a->rstd3);
     a->ff_g = sl_alloc_f32((int64_t)M * F);
     geglu_forward(a->ff_g, a->ff_h, M, F);
     DROP(a->ff_h);

@@ -1,11 +1,11 @@
 #include "engine/adapters/adapter_set.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/core/parse_num.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/tensor.h"
 
@@ -136,15 +136,17 @@ int adapter_set_save(const adapter_set *s, const char *path) {
     return rc;
 }
 
-static int meta_int(const st_file *f, const char *key, long long lo, long long *out) {
+// "<file>: adapter metadata <key>", the subject of a value's error
+static const char *meta_subject(const st_file *f, const char *key, char *buf, size_t n) {
+    snprintf(buf, n, "%s: adapter metadata %s", f->path, key);
+    return buf;
+}
+
+static int meta_int(const st_file *f, const char *key, long long lo, long long hi, long long *out) {
     const char *v = st_meta(f, key);
     if (!v) return sl_error(f->path, "adapter metadata has no '%s'", key);
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < lo) return sl_error(f->path, "adapter metadata '%s' = '%s' is not a valid integer", key, v);
-    *out = x;
-    return 0;
+    char what[4200];
+    return parse_int(meta_subject(f, key, what, sizeof what), v, lo, hi, out);
 }
 
 static int meta_str(const st_file *f, const char *key, char *out, size_t len) {
@@ -167,14 +169,16 @@ adapter_set *adapter_set_load(const char *path) {
     if (strcmp(fmt, "1") != 0) { sl_error(path, "adapter format '%s' is newer than this singlora understands (1)", fmt); goto fail; }
     if (!method || adapter_method_from_name(method) < 0) { sl_error(path, "adapter metadata singlora.method '%s' is not singlora, lora or dora", method ? method : ""); goto fail; }
     s->method = (adapter_method)adapter_method_from_name(method);
-    if (meta_int(f, "singlora.rank", 1, &rank) || meta_int(f, "singlora.ramp_steps", 0, &ramp) ||
-        meta_int(f, "singlora.step", 0, &step) || meta_str(f, "singlora.alpha", alpha_s, sizeof alpha_s) ||
+    double alpha;
+    char what[4200];
+    if (meta_int(f, "singlora.rank", 1, ADAPTER_MAX_RANK, &rank) ||
+        meta_int(f, "singlora.ramp_steps", 0, ADAPTER_MAX_STEPS, &ramp) ||
+        meta_int(f, "singlora.step", 0, ADAPTER_MAX_STEPS, &step) || meta_str(f, "singlora.alpha", alpha_s, sizeof alpha_s) ||
+        parse_double(meta_subject(f, "singlora.alpha", what, sizeof what), alpha_s, 0, ADAPTER_MAX_ALPHA, &alpha) ||
         meta_str(f, "singlora.init", s->init, sizeof s->init) || meta_str(f, "singlora.targets", s->targets, sizeof s->targets) ||
         meta_str(f, "singlora.base_model", s->base_model, sizeof s->base_model))
         goto fail;
-    char *end;
-    s->alpha = strtof(alpha_s, &end);
-    if (end == alpha_s || *end || !(s->alpha == s->alpha)) { sl_error(path, "adapter metadata singlora.alpha '%s' is not a number", alpha_s); goto fail; }
+    s->alpha = (float)alpha;
     s->rank = (int)rank;
     s->ramp_steps = ramp;
     s->step = step;

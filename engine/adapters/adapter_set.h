@@ -25,6 +25,12 @@ typedef struct {
     int n_slots;
 } adapter_set;
 
+// Limits on an adapter's numbers, whether from the command line or a file's metadata.
+#define ADAPTER_MAX_RANK 4096
+#define ADAPTER_MAX_ALPHA 1e6
+#define ADAPTER_MAX_STEPS 1000000000000LL   // ramp_steps and step
+#define ADAPTER_SCALE_MAX 1000.0            // |strength| of an adapter or a LoRA file when applied
+
 #define ADAPTER_DEFAULT_TARGETS "attn2.to_q,attn2.to_k,attn2.to_v,attn2.to_out.0"
 
 // u(t) at the set's current step.

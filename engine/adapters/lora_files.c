@@ -158,6 +158,13 @@ static void note_unmatched(lora_apply_report *rep, const char *name) {
     else if (!strstr(rep->unmatched, "...")) snprintf(rep->unmatched + l, sizeof rep->unmatched - l, ", ...");
 }
 
+// A LoRA tensor's values, widened: -1 with sl_error naming the file and tensor on a nan/inf.
+static int values_finite(const char *path, const st_entry *e, const float *x, int64_t n) {
+    int64_t i = f32_first_nonfinite(x, n);
+    if (i < 0) return 0;
+    return sl_error(path, "LoRA tensor '%s' holds a non-finite value (%g at index %lld)", e->name, (double)x[i], (long long)i);
+}
+
 static float *entry_matrix(const char *path, const st_entry *e, int rows, int cols) {
     // (rows, cols) or a 1×1 conv's (rows, cols, 1, 1)
     int ok = e->ndim >= 2 && e->shape[0] == rows && e->shape[1] == cols;
@@ -170,6 +177,7 @@ static float *entry_matrix(const char *path, const st_entry *e, int rows, int co
     }
     float *m = sl_alloc_f32((int64_t)rows * cols);
     dtype_to_f32_n(m, e->data, e->dt, (size_t)rows * cols);
+    if (values_finite(path, e, m, (int64_t)rows * cols) != 0) { sl_free_aligned(m); return NULL; }
     return m;
 }
 
@@ -186,6 +194,11 @@ static int apply_group(const char *path, const lora_group *g, float scale, float
             return sl_error(path, "'%s' is not a scalar", g->alpha->name);
         }
         dtype_to_f32_n(&alpha, g->alpha->data, g->alpha->dt, 1);
+        if (!(fabsf(alpha) <= ADAPTER_MAX_ALPHA)) {   // also nan
+            sl_free_aligned(down); sl_free_aligned(up);
+            return sl_error(path, "'%s' = %g is not a number in -%g..%g", g->alpha->name, (double)alpha, ADAPTER_MAX_ALPHA,
+                            ADAPTER_MAX_ALPHA);
+        }
     }
     float s = alpha / (float)r;
     if (!g->dora_scale) {
@@ -202,6 +215,10 @@ static int apply_group(const char *path, const lora_group *g, float scale, float
         }
         float *mag = sl_alloc_f32(n), *v = sl_alloc_f32((int64_t)dout * di);
         dtype_to_f32_n(mag, m->data, m->dt, (size_t)n);
+        if (values_finite(path, m, mag, n) != 0) {
+            sl_free_aligned(mag); sl_free_aligned(v); sl_free_aligned(down); sl_free_aligned(up);
+            return -1;
+        }
         memcpy(v, w, sizeof(float) * (size_t)dout * di);
         gemm(GEMM_N, GEMM_N, dout, di, r, s, up, r, down, di, 1.0f, v, di);
         int outer = per_row ? dout : di, inner = per_row ? di : dout;

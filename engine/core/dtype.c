@@ -3,6 +3,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_X86 1
 #endif
@@ -88,9 +89,12 @@ static void f32_to_f16_f16c(uint16_t *dst, const float *src, size_t n) {
     for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
 }
 
+// F16C from CPUID leaf 1 (clang's __builtin_cpu_supports has no "f16c"); "avx" also covers the
+// OS saving the YMM registers.
 static int cpu_has_f16c(void) {
     static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    unsigned a, b, c, d;
+    if (cached < 0) cached = __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
     return cached;
 }
 #endif

@@ -24,8 +24,9 @@ void sl_error_set_tag(const char *tag);
 void sl_set_fail_hook(void (*hook)(int code));
 void sl_set_warnings(int on);
 
-// malloc/calloc that fail with a clear message instead of returning NULL.
-void *sl_malloc(size_t n);
-void *sl_calloc(size_t count, size_t size);
-void *sl_realloc(void *p, size_t n);
-char *sl_strdup(const char *s);
+// malloc/calloc that fail with a clear message instead of returning NULL (returns_nonnull tells
+// the compiler so: GCC's sanitizer builds otherwise warn of "null destination pointers").
+void *sl_malloc(size_t n) __attribute__((returns_nonnull));
+void *sl_calloc(size_t count, size_t size) __attribute__((returns_nonnull));
+void *sl_realloc(void *p, size_t n) __attribute__((returns_nonnull));
+char *sl_strdup(const char *s) __attribute__((returns_nonnull));

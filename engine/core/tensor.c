@@ -1,6 +1,7 @@
 #include "engine/core/tensor.h"
 
 #include <limits.h>
+#include <math.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,3 +56,21 @@ const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape) {
     return buf;
 }
 
+
+int64_t f32_first_nonfinite(const float *x, int64_t n) {
+    enum { BLOCK = 4096 };
+    const uint32_t EXP = 0x7f800000u;   // all exponent bits set: inf or nan
+    for (int64_t b = 0; b < n; b += BLOCK) {
+        int64_t e = b + BLOCK < n ? b + BLOCK : n;
+        uint32_t bad = 0;
+        for (int64_t i = b; i < e; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            bad |= (u & EXP) == EXP;
+        }
+        if (bad)
+            for (int64_t i = b; i < e; i++)
+                if (!isfinite(x[i])) return i;
+    }
+    return -1;
+}

@@ -20,6 +20,10 @@ int64_t shape_numel(int ndim, const int64_t *shape);
 // "[2, 4, 16, 24]" into buf.
 const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape);
 
+// The index of the first nan or ±inf in x[0..n), or -1 when all are finite. One pass over the
+// exponent bits (vectorised), for checking weights at load and results before they are written.
+int64_t f32_first_nonfinite(const float *x, int64_t n);
+
 // 64-byte aligned allocation for compute buffers (dies on OOM); free with sl_free_aligned.
 float *sl_alloc_f32(int64_t n);
 // The same, zero-filled.

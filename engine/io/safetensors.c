@@ -220,6 +220,12 @@ const char *st_meta(const st_file *f, const char *key) {
 
 tensor st_tensor_view(const st_entry *e) { return tensor_view(e->dt, e->ndim, e->shape, (void *)e->data); }
 
+int st_check_finite(const st_file *f, const char *name, const float *x, int64_t n) {
+    int64_t i = f32_first_nonfinite(x, n);
+    if (i < 0) return 0;
+    return sl_error(f->path, "tensor '%s' holds a non-finite value (%g at index %lld)", name, (double)x[i], (long long)i);
+}
+
 float *st_load_f32(st_file *f, const char *name, int ndim, const int64_t *shape) {
     st_entry *e = (st_entry *)st_find(f, name);
     if (!e) { sl_error(f->path, "missing tensor '%s'", name); return NULL; }
@@ -237,6 +243,7 @@ float *st_load_f32(st_file *f, const char *name, int ndim, const int64_t *shape)
     int64_t n = shape_numel(e->ndim, e->shape);
     float *out = sl_alloc_f32(n);
     dtype_to_f32_n(out, e->data, e->dt, (size_t)n);
+    if (st_check_finite(f, name, out, n) != 0) { sl_free_aligned(out); return NULL; }
     e->used = 1;
     return out;
 }

@@ -40,6 +40,9 @@ tensor st_tensor_view(const st_entry *e);                  // borrowed view of t
 // Loads tensor `name` as owned f32 (64-byte aligned), checking its shape when ndim >= 0
 // (shape entries < 0 match anything). Marks it used. NULL with sl_error on failure.
 float *st_load_f32(st_file *f, const char *name, int ndim, const int64_t *shape);
+// 0 when x[0..n) (tensor `name` of f, widened) is all finite, else -1 with sl_error naming the
+// file, the tensor and the first nan/inf. st_load_f32 checks with it: weights are finite.
+int st_check_finite(const st_file *f, const char *name, const float *x, int64_t n);
 
 // ---- writer ----
 typedef struct st_writer st_writer;

@@ -63,6 +63,7 @@ float *weights_load_rows(weight_loader *wl, const char *stored, int row0, int ro
     size_t es = dtype_size(e->dt);
     float *out = sl_alloc_f32((int64_t)rows * cols);
     dtype_to_f32_n(out, (const char *)e->data + (size_t)row0 * (size_t)cols * es, e->dt, (size_t)rows * (size_t)cols);
+    if (st_check_finite(wl->file, full, out, (int64_t)rows * cols) != 0) { sl_free_aligned(out); return NULL; }
     e->used = 1;
     return out;
 }

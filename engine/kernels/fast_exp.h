@@ -2,14 +2,17 @@
 // scalar call that stops the compiler from vectorising; this one is branch-free arithmetic that
 // compiles to SIMD code with -O2 -march=native. Accuracy: ~1e-7 relative over [-87, 88] (checked
 // against double exp in tests/test_kernels_activations.c); inputs below -87 return exp(-87)·…≈ 0
-// (1.6e-38), above 88 saturate at exp(88).
+// (1.6e-38), above 88 saturate at exp(88), nan stays nan.
 #pragma once
 #include <stdint.h>
 #include <string.h>
 
 static inline float fast_expf(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    // NaN fails every comparison: written this way the clamps send it to -87, so the integer
+    // conversion below never sees it (UB), and the NaN is handed back at the end
+    const float in = x;
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     // x = n·ln2 + r, |r| ≤ ln2/2; the magic constant rounds to nearest integer in float arithmetic
     const float shifter = 12582912.0f;   // 1.5·2²³
     float t = x * 1.44269504088896341f + shifter;
@@ -31,5 +34,5 @@ static inline float fast_expf(float x) {
     int32_t bits = (ni + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return in == in ? p * scale : in;
 }

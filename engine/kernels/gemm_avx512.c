@@ -25,8 +25,14 @@
 
 #include "engine/core/error.h"
 
+// Every function below is compiled for AVX-512 (callers check the CPU first): GCC's pragma, or
+// clang's equivalent (clang ignores `#pragma GCC target`).
+#ifdef __clang__
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+#endif
 
 #define MR 12     // rows of C per micro-tile (broadcasts of A)
 #define NR 32     // columns of C per micro-tile (two zmm of B)
@@ -434,4 +440,8 @@ void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const f
     drive(&p);
 }
 
+#ifdef __clang__
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif

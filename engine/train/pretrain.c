@@ -26,6 +26,7 @@
 #include "data/world/dataset.h"
 #include "engine/train/full_params.h"
 #include "engine/train/loss_plot.h"
+#include "engine/train/step.h"
 #include "engine/train/lr_schedule.h"
 #include "pipeline/model_writer.h"
 #include "unet/unet.h"
@@ -380,6 +381,10 @@ static int train_vae(const pretrain_opts *o, const pretrain_data *d, vae_model *
         vae_tape_free(te), vae_tape_free(td);
         if (rc) break;
         double gn = full_params_grad_norm(fp);
+        if (train_check_finite(fp->step + 1, "VAE loss", l1 + l2) || train_check_finite(fp->step + 1, "VAE gradient norm", gn)) {
+            rc = -1;
+            break;
+        }
         full_params_clip(fp, gn, o->grad_clip);
         double lrk = lr_schedule_at(&lr, k + 1);
         full_params_adamw(fp, lrk, &ao);
@@ -625,6 +630,10 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
         // one norm over both models (clip_grad_norm_ over every trained parameter)
         double gu = full_params_grad_norm(fp), gt = tt.fp ? full_params_grad_norm(tt.fp) : 0;
         double gn = sqrt(gu * gu + gt * gt);
+        if (train_check_finite(fp->step + 1, "UNet loss", loss) || train_check_finite(fp->step + 1, "gradient norm", gn)) {
+            rc = -1;
+            break;
+        }
         full_params_clip(fp, gn, o->grad_clip);
         double lrk = lr_schedule_at(&lr, k + 1);
         full_params_adamw(fp, lrk, &ao);

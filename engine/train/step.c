@@ -99,6 +99,12 @@ done:
     return rc;
 }
 
+int train_check_finite(int64_t step, const char *what, double x) {
+    if (isfinite(x)) return 0;
+    return sl_error(NULL, "step %lld: the %s is %g; stopping before the update (lower the learning rate?)", (long long)step,
+                    what, x);
+}
+
 int train_step(unet_model *m, param_block *pb, const sl_schedule *sch, const train_opts *o, const train_micro *mbs,
                int n_micro, float *losses, train_step_info *info) {
     adapter_set *set = pb->set;
@@ -126,6 +132,9 @@ int train_step(unet_model *m, param_block *pb, const sl_schedule *sch, const tra
     free(lsum);
     if (rrc != 0) { set->step = K - 1; return -1; }
     info->grad_norm = param_block_grad_norm(pb);
+    int bad = 0;
+    for (int j = 0; j < n_micro && !bad; j++) bad = train_check_finite(K, "loss", losses[j]);
+    if (bad || train_check_finite(K, "gradient norm", info->grad_norm)) { set->step = K - 1; return -1; }
     param_block_clip_grads(pb, info->grad_norm, o->max_grad_norm);
     info->lr = lr_schedule_at(&o->lr, K);
     adamw_step(pb->params, pb->grads, pb->m, pb->v, pb->n, K, info->lr, &o->adam);

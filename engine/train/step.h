@@ -59,6 +59,11 @@ int unet_regression_step(unet_model *m, unet_model *grads, const float *x, const
 int train_micro_loss(unet_model *m, unet_model *grads, const sl_schedule *sch, const train_opts *o,
                      const train_micro *mb, double grad_scale, float *loss);
 
+// A nan/inf loss or gradient would poison every parameter through AdamW, so a run stops before
+// that update: 0 when x (the `what` of optimizer step `step`) is finite, else -1 with sl_error
+// "step K: the <what> is nan; stopping before the update ...".
+int train_check_finite(int64_t step, const char *what, double x);
+
 // Optimizer step K = set->step + 1 over n_micro micro-batches: sets the attached set's step to
 // K (so u = u(K)), zeroes the gradient block, accumulates, sums the gradient block over the
 // ranks (one dist_allreduce_sum_f32 of pb->n floats; a no-op for one process) and the losses

@@ -2,15 +2,15 @@
 #include "engine/train/train_options.h"
 
 #include <cjson/cJSON.h>
-#include <errno.h>
-#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
+#include "engine/core/parse_num.h"
 #include "engine/io/file_read.h"
 
 typedef enum { O_STR, O_INT, O_I64, O_U64, O_DBL, O_FLAG } opt_kind;
@@ -43,8 +43,8 @@ static const train_option OPTIONS[] = {
     {"center-crop", O_FLAG, F(center_crop), 0, 1},
     {"random-flip", O_FLAG, F(random_flip), 0, 1},
     {"method", O_STR, F(method), 0, 0},
-    {"rank", O_INT, F(rank), 1, 4096},
-    {"alpha", O_DBL, F(alpha), 0, 1e6},
+    {"rank", O_INT, F(rank), 1, ADAPTER_MAX_RANK},
+    {"alpha", O_DBL, F(alpha), 0, ADAPTER_MAX_ALPHA},
     {"ramp-steps", O_I64, F(ramp_steps), -1, BIG},
     {"init", O_STR, F(init), 0, 0},
     {"targets", O_STR, F(targets), 0, 0},
@@ -99,11 +99,8 @@ int train_option_kind(const char *name) {
 }
 
 static int parse_integer(const train_option *o, const char *v, const char *what, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno == ERANGE || end == v || *end || (double)x < o->lo || (double)x > o->hi)
-        return sl_error(NULL, "%s: '%s' is not an integer in %.0f..%.0f", what, v, o->lo, o->hi);
+    long long x;
+    if (parse_int(what, v, (long long)o->lo, (long long)o->hi, &x) != 0) return -1;
     *out = x;
     return 0;
 }
@@ -125,24 +122,10 @@ int train_option_set(train_config *c, const char *name, const char *v, const cha
         if (parse_integer(o, v, what, &i) != 0) return -1;
         *(int64_t *)p = i;
         return 0;
-    case O_U64: {
-        char *end;
-        errno = 0;
-        unsigned long long x = *v == '-' ? 0 : strtoull(v, &end, 10);
-        if (*v == '-' || errno || end == v || *end)
-            return sl_error(NULL, "%s: '%s' is not an integer in 0..2^64-1", what, v);
-        *(uint64_t *)p = (uint64_t)x;
-        return 0;
-    }
-    case O_DBL: {
-        char *end;
-        errno = 0;
-        double x = strtod(v, &end);
-        if (end == v || *end || !isfinite(x) || x < o->lo || x > o->hi)
-            return sl_error(NULL, "%s: '%s' is not a number in %g..%g", what, v, o->lo, o->hi);
-        *(double *)p = x;
-        return 0;
-    }
+    case O_U64:
+        return parse_u64(what, v, (uint64_t *)p);
+    case O_DBL:
+        return parse_double(what, v, o->lo, o->hi, (double *)p);
     case O_FLAG:
         if (!strcmp(v, "1") || !strcmp(v, "true")) *(int *)p = 1;
         else if (!strcmp(v, "0") || !strcmp(v, "false")) *(int *)p = 0;

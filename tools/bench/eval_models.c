@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     int repeat = 5;
     for (int i = 1; i < argc; i++) {
         if (arg_value(argc, argv, &i, "--keys", &keys_path)) {}
-        else if (arg_value(argc, argv, &i, "--repeat", &v)) repeat = (int)arg_long("--repeat", v);
+        else if (arg_value(argc, argv, &i, "--repeat", &v)) repeat = (int)arg_int_range("--repeat", v, 1, 1000000);
         else arg_unknown("bench_eval_models", argv[i]);
     }
     if (!keys_path) sl_die(NULL, "bench_eval_models: --keys FILE is required");

@@ -78,16 +78,16 @@ int main(int argc, char **argv) {
     int N = 2, h = 64, w = 64, L = 77, reps = 5;
     for (int i = 1; i < argc; i++) {
         if (arg_value(argc, argv, &i, "--config", &dir)) {}
-        else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_long("--batch", v);
-        else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_long("--context", v);
-        else if (arg_value(argc, argv, &i, "--reps", &v)) reps = (int)arg_long("--reps", v);
+        else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_int_range("--batch", v, 1, 4096);
+        else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_int_range("--context", v, 1, 4096);
+        else if (arg_value(argc, argv, &i, "--reps", &v)) reps = (int)arg_int_range("--reps", v, 1, 1000000);
         else if (arg_value(argc, argv, &i, "--clock", &v)) {
             if (strcmp(v, "cpu") && strcmp(v, "wall")) sl_die(NULL, "bench_gemm: --clock cpu|wall, not %s", v);
             use_cpu_clock = !strcmp(v, "cpu");
         }
         else if (arg_value(argc, argv, &i, "--size", &v) && i + 1 < argc) {
-            h = (int)arg_long("--size", v);
-            w = (int)arg_long("--size", argv[++i]);
+            h = (int)arg_int_range("--size", v, 1, 8192);
+            w = (int)arg_int_range("--size", argv[++i], 1, 8192);
         } else arg_unknown("bench_gemm", argv[i]);
     }
     if (!dir) sl_die(NULL, "usage: bench_gemm --config DIR [--batch N] [--size H W] [--context L] [--reps R] [--clock cpu|wall]");

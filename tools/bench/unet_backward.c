@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--params", &params)) {}
         else if (arg_value(argc, argv, &i, "--adapter", &adapter_path)) {}
-        else if (arg_value(argc, argv, &i, "--repeat", &v)) repeat = (int)arg_long("--repeat", v);
+        else if (arg_value(argc, argv, &i, "--repeat", &v)) repeat = (int)arg_int_range("--repeat", v, 1, 1000000);
         else arg_unknown("bench_unet_backward", argv[i]);
     }
     if (!model || !in || !params || !adapter_path)

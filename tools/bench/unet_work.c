@@ -82,11 +82,11 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (arg_value(argc, argv, &i, "--config", &dir)) {}
         else if (arg_value(argc, argv, &i, "--inputs", &inputs)) {}
-        else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_long("--batch", v);
-        else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_long("--context", v);
+        else if (arg_value(argc, argv, &i, "--batch", &v)) N = (int)arg_int_range("--batch", v, 1, 4096);
+        else if (arg_value(argc, argv, &i, "--context", &v)) L = (int)arg_int_range("--context", v, 1, 4096);
         else if (arg_value(argc, argv, &i, "--size", &v) && i + 1 < argc) {
-            h = (int)arg_long("--size", v);
-            w = (int)arg_long("--size", argv[++i]);
+            h = (int)arg_int_range("--size", v, 1, 8192);
+            w = (int)arg_int_range("--size", argv[++i], 1, 8192);
         } else if (!strcmp(argv[i], "--no-sgemm")) sgemm = 0;
         else arg_unknown("bench_unet_work", argv[i]);
     }

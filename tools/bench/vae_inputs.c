@@ -17,12 +17,12 @@ int main(int argc, char **argv) {
     const char *img_path = NULL, *lat_path = NULL, *v;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--size") && i + 2 < argc) {
-            H = (int)arg_long("--size", argv[++i]);
-            W = (int)arg_long("--size", argv[++i]);
+            H = (int)arg_int_range("--size", argv[++i], 1, 8192);
+            W = (int)arg_int_range("--size", argv[++i], 1, 8192);
         } else if (arg_value(argc, argv, &i, "--image", &img_path)) {}
         else if (arg_value(argc, argv, &i, "--latent", &lat_path)) {}
-        else if (arg_value(argc, argv, &i, "--factor", &v)) f = (int)arg_long("--factor", v);
-        else if (arg_value(argc, argv, &i, "--latent-channels", &v)) L = (int)arg_long("--latent-channels", v);
+        else if (arg_value(argc, argv, &i, "--factor", &v)) f = (int)arg_int_range("--factor", v, 1, 64);
+        else if (arg_value(argc, argv, &i, "--latent-channels", &v)) L = (int)arg_int_range("--latent-channels", v, 1, 64);
         else sl_die(NULL, "bench_vae_inputs: unknown option '%s'", argv[i]);
     }
     if (H < f || W < f || H % f || W % f || f < 1 || L < 1) sl_die(NULL, "bench_vae_inputs: bad sizes");
