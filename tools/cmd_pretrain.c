@@ -18,7 +18,7 @@ static const char *HELP =
     "Writes DIR as a diffusers folder (f16, EMA weights) at every checkpoint; checkpoints, the\n"
     "latent cache and log.csv go to\n"
     "--ckpt (default DIR.ckpt). --resume continues from them exactly.\n"
-    "  --steps N        UNet optimizer steps (4000)     --batch N      UNet batch (64)\n"
+    "  --steps N        UNet optimizer steps (6000)     --batch N      UNet batch (64)\n"
     "  --vae-steps N    VAE steps (1200; KL from 75 %)  --vae-batch N  VAE batch (8)\n"
     "  --vae-crop N     VAE training crops (32; 0: whole images)\n"
     "  --lr LR          UNet learning rate (1e-3)       --text-lr LR   text encoder's (1e-3; 0: frozen)\n"

@@ -83,7 +83,7 @@ pretrain_opts pretrain_defaults(void) {
     o.config = "configs/toyworld";
     o.vae_steps = 1200, o.vae_batch = 8, o.vae_crop = 32, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
     o.n_latents = 16384;
-    o.unet_steps = 4000, o.unet_batch = 64, o.unet_warmup = 200;
+    o.unet_steps = 6000, o.unet_batch = 64, o.unet_warmup = 200;
     o.unet_lr = 1e-3, o.ema_decay = 0.999, o.cond_drop = 0.1, o.grad_clip = 1.0, o.weight_decay = 1e-2;
     // A frozen random text encoder at width 24 binds shapes but not which colour is the
     // background (the first base: 7 % background, 30 % object colour on held-out captions).
