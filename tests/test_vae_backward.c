@@ -277,30 +277,14 @@ static vae_config tiny_vae_config(void) {
 }
 
 typedef struct {
-    const char *name;
-    float *p, *g;
-    int64_t n;
-} slot_entry;
-typedef struct {
-    slot_entry *e;
-    int n;
-} slot_list;
-
-static int list_visitor(void *ctx, const param_desc *p) {
-    slot_list *l = ctx;
-    l->e = realloc(l->e, sizeof *l->e * (size_t)(l->n + 1));
-    l->e[l->n++] = (slot_entry){strdup(p->name), *p->slot, NULL, shape_numel(p->ndim, p->shape)};
-    return 0;
-}
-
-typedef struct {
     const vae_model *m;
     int decoder, N, H, W;   // H, W: the input's size
     const float *in, *R;
     int64_t nout;
 } whole_io;
 
-static double whole_loss(const whole_io *io) {
+static double whole_loss(void *ctx) {
+    const whole_io *io = ctx;
     float *out = sl_alloc_f32(io->nout);
     if (io->decoder) vae_decode(io->m, out, io->in, io->N, io->H, io->W);
     else vae_encode(io->m, out, io->in, io->N, io->H, io->W);
@@ -308,31 +292,6 @@ static double whole_loss(const whole_io *io) {
     for (int64_t i = 0; i < io->nout; i++) s += (double)out[i] * io->R[i];
     sl_free_aligned(out);
     return s;
-}
-
-// Central difference along v = g/max|g| + noise, against Σ g·v (f32 forward; eps relative to the
-// tensor's rms). Returns the relative error.
-static double directional(const whole_io *io, float *p, const float *g, int64_t n, uint64_t seed) {
-    float *v = sl_alloc_f32(n), *p0 = sl_alloc_f32(n);
-    fill_uniform(v, (size_t)n, seed, -0.3f, 0.3f);
-    memcpy(p0, p, sizeof(float) * n);
-    double gmax = 0, an = 0, rms = 0;
-    for (int64_t i = 0; i < n; i++) gmax = fabs(g[i]) > gmax ? fabs(g[i]) : gmax, rms += (double)p[i] * p[i];
-    rms = sqrt(rms / n);
-    for (int64_t i = 0; i < n; i++) {
-        if (gmax > 0) v[i] += (float)(g[i] / gmax);
-        an += (double)g[i] * v[i];
-    }
-    double eps = 1e-2 * (rms > 0.05 ? rms : 0.05);
-    for (int64_t i = 0; i < n; i++) p[i] = p0[i] + (float)eps * v[i];
-    double lp = whole_loss(io);
-    for (int64_t i = 0; i < n; i++) p[i] = p0[i] - (float)eps * v[i];
-    double lm = whole_loss(io);
-    memcpy(p, p0, sizeof(float) * n);
-    double fd = (lp - lm) / (2 * eps);
-    double floor = 1e-5 * (fabs(lp) + fabs(lm)) / 2 / eps;
-    sl_free_aligned(v), sl_free_aligned(p0);
-    return fabs(fd - an) / (fabs(an) > floor ? fabs(an) : floor);
 }
 
 static void whole_directional(int decoder) {
@@ -354,12 +313,12 @@ static void whole_directional(int decoder) {
     CHECK(vae_tape_backward(t, dx, R) != 0);               // a used tape is refused
     vae_tape_free(t);
     whole_io io = {m, decoder, N, H, W, in, R, nout};
-    slot_list pm = {0}, pg = {0};
+    param_list pm = {0}, pg = {0};
     int part = decoder ? VAE_DECODER : VAE_ENCODER;
-    vae_walk(m, part, list_visitor, &pm);
-    vae_walk(g, part, list_visitor, &pg);
+    vae_walk(m, part, param_list_visitor, &pm);
+    vae_walk(g, part, param_list_visitor, &pg);
     REQUIRE(pm.n == pg.n && pm.n > 20);
-    double worst = directional(&io, in, dx, nin, 903), sum = worst;
+    double worst = directional_fd(whole_loss, &io, in, dx, nin, 903), sum = worst;
     const char *worst_name = "input";
     for (int i = 0; i < pm.n; i++) {
         if (strstr(pm.e[i].name, "to_k.bias")) {   // zero gradient (softmax shift invariance), see above
@@ -368,7 +327,7 @@ static void whole_directional(int decoder) {
             CHECK_MSG(mx < 1e-6, "%s: |grad| %.3g, expected 0", pm.e[i].name, mx);
             continue;
         }
-        double rel = directional(&io, pm.e[i].p, pg.e[i].p, pm.e[i].n, 1000 + i);
+        double rel = directional_fd(whole_loss, &io, pm.e[i].p, pg.e[i].p, pm.e[i].n, 1000 + i);
         CHECK_MSG(rel < 2e-2, "%s %s: directional derivative rel err %.3g", decoder ? "decoder" : "encoder", pm.e[i].name, rel);
         sum += rel;
         if (rel > worst) worst = rel, worst_name = pm.e[i].name;
@@ -376,8 +335,7 @@ static void whole_directional(int decoder) {
     CHECK_MSG(worst < 2e-2, "worst %s %.3g", worst_name, worst);
     fprintf(stderr, "    %s: %d tensors + input, directional rel err mean %.2g, worst %.2g (%s)\n",
             decoder ? "decoder" : "encoder", pm.n, sum / (pm.n + 1), worst, worst_name);
-    for (int i = 0; i < pm.n; i++) free((char *)pm.e[i].name), free((char *)pg.e[i].name);
-    free(pm.e), free(pg.e);
+    param_list_free(&pm), param_list_free(&pg);
     free(in), free(R);
     sl_free_aligned(out), sl_free_aligned(ref), sl_free_aligned(dx);
     vae_free(g), vae_free(m);
