@@ -1,14 +1,10 @@
-// The bits of Unicode the CLIP tokenizer needs: UTF-8 decoding/encoding, the letter and number
+// The bits of Unicode the CLIP tokenizer needs: UTF-8 (engine/core/utf8.h), the letter and number
 // categories (\p{L}, \p{N}), Python's str.isspace() and str.lower() for single code points.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 
-// Decodes one code point from s (n bytes left, n >= 1); *len gets the bytes consumed.
-// Invalid or truncated sequences decode as U+FFFD consuming one byte.
-uint32_t utf8_decode(const char *s, size_t n, int *len);
-// Writes cp as UTF-8 into out (at least 4 bytes); returns the byte count.
-int utf8_encode(uint32_t cp, char *out);
+#include "engine/core/utf8.h"   // utf8_decode, utf8_encode
 
 int uni_is_letter(uint32_t cp);   // general category L*
 int uni_is_number(uint32_t cp);   // general category N*

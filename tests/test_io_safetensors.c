@@ -161,6 +161,34 @@ TEST(safetensors_broken_corpus) {
     p = tmp_path("overlap.safetensors");
     write_raw(p, -1, "{" GOOD_ENTRY ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
     expect_inspect_error(p, "overlap");
+    // a zero-length tensor between two overlapping ones does not hide the overlap
+    p = tmp_path("overlap_hidden.safetensors");
+    write_raw(p, -1, "{" GOOD_ENTRY ",\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[6,6]},"
+                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
+    expect_inspect_error(p, "tensors 'a' and 'b' overlap");
+    // the data section is covered exactly: no gap between tensors, nothing after the last
+    p = tmp_path("gap.safetensors");
+    write_raw(p, -1, "{" GOOD_ENTRY ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20);
+    expect_inspect_error(p, "bytes 8-12 of the data section belong to no tensor");
+    p = tmp_path("gap_first.safetensors");
+    write_raw(p, -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
+    expect_inspect_error(p, "bytes 0-4 of the data section belong to no tensor");
+    p = tmp_path("trailing_data.safetensors");
+    write_raw(p, -1, "{" GOOD_ENTRY "}", 11);
+    expect_inspect_error(p, "3 trailing bytes after the last tensor");
+    p = tmp_path("trailing_nothing.safetensors");
+    write_raw(p, -1, "{}", 5);
+    expect_inspect_error(p, "5 trailing bytes");
+    // the header must be UTF-8: a stray byte, an overlong '/', a surrogate
+    p = tmp_path("latin1.safetensors");
+    write_raw(p, -1, "{\"caf\xe9\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
+    expect_inspect_error(p, "not valid UTF-8 (byte 13)");
+    p = tmp_path("overlong.safetensors");
+    write_raw(p, -1, "{\"__metadata__\":{\"k\":\"\xc0\xaf\"}}", 0);
+    expect_inspect_error(p, "not valid UTF-8");
+    p = tmp_path("surrogate.safetensors");
+    write_raw(p, -1, "{\"__metadata__\":{\"k\":\"\xed\xa0\x80\"}}", 0);
+    expect_inspect_error(p, "not valid UTF-8");
     p = tmp_path("offsets_past.safetensors");
     write_raw(p, -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8);
     expect_inspect_error(p, "run past the end of the data");
@@ -202,4 +230,24 @@ TEST(pickle_checkpoint_refused) {
     fputs("PK\x03\x04zipzipzipzip", fp);
     fclose(fp);
     expect_inspect_error(p, "pickle");
+}
+
+// What the strict layout rules must still accept: tensors stored in another order than the
+// header lists them, zero-length tensors at any offset, UTF-8 names and metadata.
+TEST(safetensors_strict_layout_accepts_valid_files) {
+    const char *p = tmp_path("valid_layout.safetensors");
+    write_raw(p, -1,
+              "{\"__metadata__\":{\"note\":\"caf\xc3\xa9 \xe2\x98\x85 \xf0\x9f\x90\xb6\"},"
+              "\"b\\u00e9\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
+              "\"empty\":{\"dtype\":\"F16\",\"shape\":[0,3],\"data_offsets\":[12,12]},"
+              "\"\xce\xb1\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}  ",
+              12);
+    st_file *f = st_open(p);
+    CHECK_MSG(f != NULL, "%s", sl_error_msg());
+    if (!f) return;
+    CHECK(f->n_entries == 3);
+    CHECK(st_find(f, "\xce\xb1") && st_find(f, "\xce\xb1")->begin == 0);
+    CHECK(st_find(f, "b\xc3\xa9") && st_find(f, "b\xc3\xa9")->end == 12);
+    CHECK(st_meta(f, "note") && strcmp(st_meta(f, "note"), "caf\xc3\xa9 \xe2\x98\x85 \xf0\x9f\x90\xb6") == 0);
+    st_close(f);
 }

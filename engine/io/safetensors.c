@@ -13,6 +13,7 @@
 
 #include "engine/io/atomic_file.h"
 #include "engine/core/error.h"
+#include "engine/core/utf8.h"
 
 // ---------------------------------------------------------------- reader
 
@@ -78,6 +79,8 @@ static int parse_entry(const char *path, const cJSON *item, st_entry *e, size_t 
 
 static int parse_header(st_file *f, const char *json, size_t len, size_t data_size, const unsigned char *data) {
     const char *path = f->path;
+    size_t bad = utf8_invalid_at(json, len);
+    if (bad < len) return sl_error(path, "header is not valid UTF-8 (byte %zu)", bad + 8);
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, 0);
     if (!root) return sl_error(path, "header is not valid JSON (near byte %ld)", (long)((end ? end : json) - json) + 8);
@@ -120,18 +123,28 @@ static int parse_header(st_file *f, const char *json, size_t len, size_t data_si
     for (int i = 1; i < f->n_entries; i++)
         if (strcmp(f->entries[i - 1].name, f->entries[i].name) == 0)
             return sl_error(path, "tensor '%s' appears twice in the header", f->entries[i].name);
-    // no two tensors may share bytes
+    // As the format's reference reader requires: in offset order the tensors' bytes follow one
+    // another with no overlap and no gap, and they cover the data section to its last byte
+    // (zero-length tensors take no bytes and sit anywhere).
     const st_entry **by_begin = sl_malloc(sizeof(st_entry *) * (size_t)(f->n_entries + 1));
-    for (int i = 0; i < f->n_entries; i++) by_begin[i] = &f->entries[i];
-    qsort(by_begin, (size_t)f->n_entries, sizeof(st_entry *), entry_cmp_begin);
-    for (int i = 1; i < f->n_entries; i++) {
-        const st_entry *a = by_begin[i - 1], *b = by_begin[i];
-        if (b->begin < a->end && b->end > b->begin && a->end > a->begin) {
+    int n_bytes = 0;
+    for (int i = 0; i < f->n_entries; i++)
+        if (f->entries[i].end > f->entries[i].begin) by_begin[n_bytes++] = &f->entries[i];
+    qsort(by_begin, (size_t)n_bytes, sizeof(st_entry *), entry_cmp_begin);
+    size_t covered = 0;   // bytes [0, covered) belong to the tensors so far
+    for (int i = 0; i < n_bytes && rc == 0; i++) {
+        const st_entry *a = i ? by_begin[i - 1] : NULL, *b = by_begin[i];
+        if (a && b->begin < covered)
             rc = sl_error(path, "tensors '%s' and '%s' overlap (bytes %zu-%zu and %zu-%zu)", a->name, b->name,
                           a->begin, a->end, b->begin, b->end);
-            break;
-        }
+        else if (b->begin > covered)
+            rc = sl_error(path, "bytes %zu-%zu of the data section belong to no tensor (a gap before '%s')", covered,
+                          b->begin, b->name);
+        covered = b->end;
     }
+    if (rc == 0 && covered != data_size)
+        rc = sl_error(path, "%zu trailing bytes after the last tensor's data (the data section is %zu bytes)",
+                      data_size - covered, data_size);
     free(by_begin);
     return rc;
 }
