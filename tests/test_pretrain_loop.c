@@ -11,6 +11,7 @@
 #include "engine/core/tensor.h"
 #include "engine/train/full_params.h"
 #include "engine/train/pretrain.h"
+#include "engine/train/lr_schedule.h"
 #include "tests/test.h"
 #include "vae/backward.h"
 #include "vae/vae.h"
@@ -292,4 +293,26 @@ TEST(pretrain_text_encoder_trains_and_resumes_exactly) {
     for (int r = 0; r < 3; r++) snprintf(p[r], sizeof p[r], "%s/text_encoder/model.safetensors", out[r]);
     CHECK(same_bytes(p[0], p[1]) == 1);
     CHECK(same_bytes(p[1], p[2]) == 0);    // trained != the random start
+
+    // --init-from: a second run continues from the 60-step folder's weights (no VAE phase); its
+    // first losses are the trained model's, far below a fresh run's first steps
+    char out2[1024], ck2[1024], log1[1100], log2[1100];
+    snprintf(out2, sizeof out2, "%s-model", tmp_path("continued"));
+    snprintf(ck2, sizeof ck2, "%s-ckpt", tmp_path("continued"));
+    pretrain_opts o = pretrain_defaults();
+    o.out = out2, o.ckpt = ck2, o.init_from = out[1], o.seed = 3, o.threads = 2, o.n_latents = 64;
+    o.unet_batch = 8, o.unet_warmup = 2, o.unet_lr = 2e-3, o.text_lr = 2e-3, o.unet_steps = 5;
+    o.unet_lr_schedule = LR_COSINE, o.log_every = 1000, o.ckpt_every_s = 1e9;
+    REQUIRE(pretrain_run(&o, &d) == 0);
+    snprintf(log1, sizeof log1, "%s/log.csv", ck[1]);
+    snprintf(log2, sizeof log2, "%s/log.csv", ck2);
+    int last = 0;
+    double fresh = log_mean(log1, "unet", 1, 5, NULL), cont = log_mean(log2, "unet", 1, 5, &last);
+    fprintf(stderr, "    v-MSE steps 1-5: fresh %.4f, continued from step 60 %.4f\n", fresh, cont);
+    CHECK(cont < 0.8 * fresh);
+    CHECK_EQ_INT(last, 5);
+    CHECK(isnan(log_mean(log2, "vae", 0, 1 << 30, NULL)));   // the VAE was taken as trained
+    o.out = out[1];   // rewriting the folder it reads from is refused
+    CHECK(pretrain_run(&o, &d) != 0);
+    CHECK(strstr(sl_error_msg(), "must differ") != NULL);
 }

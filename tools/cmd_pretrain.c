@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/train/lr_schedule.h"
 #include "engine/train/pretrain.h"
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -11,7 +12,7 @@ static const char *HELP =
     "usage: singlora pretrain --out DIR [--steps N] [--seed S] [--threads N] [--resume]\n"
     "                         [--config DIR] [--ckpt DIR] [--vae-steps N] [--vae-batch N] [--latents N]\n"
     "                         [--batch N] [--lr LR] [--text-lr LR] [--ckpt-every SECONDS]\n"
-    "                         [--data world|squares] [--size 64]\n"
+    "                         [--data world|squares] [--size 64] [--init-from MODEL] [--lr-schedule NAME]\n"
     "Trains an SD-architecture model from scratch: the VAE as an autoencoder (KL added late), the\n"
     "data set encoded to latents once, then every UNet weight (AdamW, EMA, caption dropout 0.1)\n"
     "jointly with a CLIP-architecture text encoder (the real tokenizer; random init from the seed).\n"
@@ -23,7 +24,10 @@ static const char *HELP =
     "  --vae-crop N     VAE training crops (32; 0: whole images)\n"
     "  --lr LR          UNet learning rate (1e-3)       --text-lr LR   text encoder's (1e-3; 0: frozen)\n"
     "  --latents N      examples encoded once (16384)   --config DIR   model configs (configs/toyworld)\n"
-    "  --data world     the toy world (default; data/world), or squares: the stand-in coloured squares\n";
+    "  --data world     the toy world (default; data/world), or squares: the stand-in coloured squares\n"
+    "  --init-from MODEL  continue from a diffusers folder: its configs and VAE (no VAE phase), its UNet\n"
+    "                   and text encoder weights as the start (fresh AdamW states; --steps counts anew)\n"
+    "  --lr-schedule NAME  constant_with_warmup (default), constant, linear or cosine (200 warm-up steps)\n";
 
 int cmd_pretrain(int argc, char **argv) {
     pretrain_opts o = pretrain_defaults();
@@ -50,6 +54,11 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--size", &v)) size = (int)arg_int_range("--size", v, 16, 1024);
         else if (arg_value(argc, argv, &i, "--vae-lr", &v)) o.vae_lr = arg_double_range("--vae-lr", v, 0, 100);
         else if (arg_value(argc, argv, &i, "--vae-crop", &v)) o.vae_crop = (int)arg_int_range("--vae-crop", v, 0, 1024);
+        else if (arg_value(argc, argv, &i, "--init-from", &o.init_from)) {}
+        else if (arg_value(argc, argv, &i, "--lr-schedule", &v)) {
+            if ((o.unet_lr_schedule = lr_schedule_from_name(v)) < 0)
+                sl_die(NULL, "pretrain: --lr-schedule '%s': expected constant, constant_with_warmup, linear or cosine", v);
+        }
         else if (arg_flag(argv, i, "--resume")) o.resume = 1;
         else arg_unknown("pretrain", argv[i]);
     }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -83,7 +84,7 @@ pretrain_opts pretrain_defaults(void) {
     o.config = "configs/toyworld";
     o.vae_steps = 1200, o.vae_batch = 8, o.vae_crop = 32, o.vae_lr = 1e-3, o.vae_kl_start = 900, o.vae_kl_weight = 1e-4;
     o.n_latents = 16384;
-    o.unet_steps = 6000, o.unet_batch = 64, o.unet_warmup = 200;
+    o.unet_steps = 6000, o.unet_batch = 64, o.unet_warmup = 200, o.unet_lr_schedule = LR_CONSTANT_WITH_WARMUP;
     o.unet_lr = 1e-3, o.ema_decay = 0.999, o.cond_drop = 0.1, o.grad_clip = 1.0, o.weight_decay = 1e-2;
     // A frozen random text encoder at width 24 binds shapes but not which colour is the
     // background (the first base: 7 % background, 30 % object colour on held-out captions).
@@ -571,8 +572,8 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
     int64_t *t = malloc(sizeof(int64_t) * B);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * CTX_LEN), empty[CTX_LEN];
     clip_encode(tok, "", CTX_LEN, empty, 0);
-    lr_schedule lr = {LR_CONSTANT_WITH_WARMUP, o->unet_lr, o->unet_warmup, o->unet_steps};
-    lr_schedule text_lr = {LR_CONSTANT_WITH_WARMUP, o->text_lr, o->unet_warmup, o->unet_steps};
+    lr_schedule lr = {(lr_schedule_kind)o->unet_lr_schedule, o->unet_lr, o->unet_warmup, o->unet_steps};
+    lr_schedule text_lr = {(lr_schedule_kind)o->unet_lr_schedule, o->text_lr, o->unet_warmup, o->unet_steps};
     adamw_opts ao = {0.9, 0.999, 1e-8, o->weight_decay};
     double t_last_ck = now_s(), t0 = now_s(), loss_acc = 0;
     int n_acc = 0, rc = 0;
@@ -583,7 +584,7 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
     while (fp->step < o->unet_steps) {
         int64_t k = fp->step;
         sl_rng r;
-        step_rng(&r, o->seed, 3, k);
+        step_rng(&r, o->seed, o->init_from ? 4 : 3, k);   // a continued run draws new noise, not the first run's again
         sl_rng_randn(&r, noise, (size_t)nx);
         sl_rng_randn(&r, eps, (size_t)nx);
         for (int b = 0; b < B; b++) {
@@ -715,6 +716,13 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
         o.ckpt = ckbuf;
     }
     if (o.threads > 0) omp_set_num_threads(o.threads);
+    if (o.init_from) {   // its configs describe the models that continue training
+        char a[PATH_MAX], b[PATH_MAX];
+        if (!realpath(o.init_from, a)) return sl_error(o.init_from, "cannot open the model to continue from: %s", strerror(errno));
+        if (realpath(o.out, b) && !strcmp(a, b))
+            return sl_error(o.out, "pretrain: --out must differ from --init-from (the folder is rewritten while it trains)");
+        o.config = o.init_from;
+    }
     if (mkdir_p(o.out) || mkdir_p(o.ckpt)) return -1;
     if (!o.resume) {   // a fresh run: old checkpoints and the text encoder go
         const char *old[] = {"vae_state.safetensors", "unet_state.safetensors", "text_state.safetensors",
@@ -733,9 +741,9 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
     unet_config uc;
     if (unet_config_load_dir(&uc, o.config)) return -1;
     if (write_skeleton(&o, vc.scaling_factor)) return -1;
-    clip_text_model *te = clip_text_load(o.out, NULL, NULL);
+    clip_text_model *te = clip_text_load(o.init_from ? o.init_from : o.out, NULL, NULL);
     clip_tokenizer *tok = clip_tokenizer_for_model(o.out, NULL);
-    if (!te || !tok) {
+    if (!te || !tok || (o.init_from && write_component(&o, "text_encoder", te, text_walk_cb))) {
         clip_text_free(te), clip_tokenizer_free(tok);
         return -1;
     }
@@ -746,18 +754,23 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
     }
     FILE *log = NULL;
     int rc = open_log(&o, &log);
-    vae_model *vae = vae_random(&vc, VAE_BOTH, o.seed ^ 0x7661650000000000ull);
+    vae_model *vae = o.init_from ? vae_load(o.init_from, NULL, NULL, VAE_BOTH)
+                                 : vae_random(&vc, VAE_BOTH, o.seed ^ 0x7661650000000000ull);
     latent_cache cache = {0};
     if (!vae) rc = -1;
-    if (!rc) rc = train_vae(&o, d, vae, log);
+    if (!rc && !o.init_from) rc = train_vae(&o, d, vae, log);
     if (!rc) rc = build_cache(&o, d, vae, tok, &cache);
     if (!rc) rc = write_skeleton(&o, cache.scaling) || write_component(&o, "vae", vae, vae_walk_cb);
     unet_model *u = NULL;
     if (!rc) {
-        u = unet_model_new(&uc);
-        uint64_t s = o.seed ^ 0x756e657400000000ull;
-        unet_walk(u, random_visitor, &s);
-        rc = train_unet(&o, u, te, tok, &cache, log);
+        if (o.init_from) {
+            u = unet_load(o.init_from, NULL, NULL);
+        } else {
+            u = unet_model_new(&uc);
+            uint64_t s = o.seed ^ 0x756e657400000000ull;
+            unet_walk(u, random_visitor, &s);
+        }
+        rc = u ? train_unet(&o, u, te, tok, &cache, log) : -1;
     }
     if (log) fflush(log);
     if (!rc) rc = write_loss_plot(&o);

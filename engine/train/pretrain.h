@@ -41,6 +41,10 @@ typedef struct {
     uint64_t seed;
     int threads;              // 0: OpenMP's default
     int resume;               // continue from the checkpoints in ckpt (else they are overwritten)
+    // a diffusers folder to continue from (NULL: from scratch): its configs replace `config`, its
+    // VAE is taken as trained (no VAE phase), and the UNet and text encoder start from its weights
+    // with fresh AdamW states, as diffusers' train_text_to_image starts from a pretrained model
+    const char *init_from;
     // VAE
     int vae_steps, vae_batch;
     int vae_crop;             // the VAE trains on random crops of this side (0: whole images)
@@ -51,6 +55,7 @@ typedef struct {
     int n_latents;            // examples 0..n-1 of the source, encoded once
     // UNet
     int unet_steps, unet_batch, unet_warmup;
+    int unet_lr_schedule;     // lr_schedule_kind (engine/train/lr_schedule.h): constant_with_warmup
     double unet_lr, ema_decay, cond_drop, grad_clip, weight_decay;
     // the text encoder trains jointly with the UNet at this learning rate (same warm-up, EMA and
     // clipping: one gradient norm over both); 0 keeps the random text encoder frozen
