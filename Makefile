@@ -97,10 +97,13 @@ $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsin
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
 
-# the shipped toy-world base model, from seed 0 (resumes from build/pretrain-ckpt when interrupted;
-# remove that folder for a fresh run)
+# the shipped toy-world base model, from seed 0, in two runs: 6000 steps at constant lr, then
+# 6000 more from its EMA weights on a cosine decay (each resumes from its build/pretrain-ckpt*
+# folder when interrupted; remove those folders for a fresh run)
 pretrain: $(BIN)
-	./$(BIN) pretrain --out models/toyworld --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
+	./$(BIN) pretrain --out build/toyworld-6000 --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
+	./$(BIN) pretrain --init-from build/toyworld-6000 --out models/toyworld --ckpt build/pretrain-ckpt2 \
+		--steps 6000 --lr-schedule cosine --seed 0 --threads 2 --resume
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
