@@ -1,5 +1,6 @@
 // safetensors: write -> read round trip, and a corpus of broken files that must each give one
 // error line and exit code 1 from `singlora inspect`, never a crash.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,34 +162,29 @@ TEST(safetensors_broken_corpus) {
     p = tmp_path("overlap.safetensors");
     write_raw(p, -1, "{" GOOD_ENTRY ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
     expect_inspect_error(p, "overlap");
-    // a zero-length tensor between two overlapping ones does not hide the overlap
-    p = tmp_path("overlap_hidden.safetensors");
-    write_raw(p, -1, "{" GOOD_ENTRY ",\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[6,6]},"
-                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
-    expect_inspect_error(p, "tensors 'a' and 'b' overlap");
-    // the data section is covered exactly: no gap between tensors, nothing after the last
-    p = tmp_path("gap.safetensors");
-    write_raw(p, -1, "{" GOOD_ENTRY ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20);
-    expect_inspect_error(p, "bytes 8-12 of the data section belong to no tensor");
-    p = tmp_path("gap_first.safetensors");
-    write_raw(p, -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
-    expect_inspect_error(p, "bytes 0-4 of the data section belong to no tensor");
-    p = tmp_path("trailing_data.safetensors");
-    write_raw(p, -1, "{" GOOD_ENTRY "}", 11);
-    expect_inspect_error(p, "3 trailing bytes after the last tensor");
-    p = tmp_path("trailing_nothing.safetensors");
-    write_raw(p, -1, "{}", 5);
-    expect_inspect_error(p, "5 trailing bytes");
-    // the header must be UTF-8: a stray byte, an overlong '/', a surrogate
-    p = tmp_path("latin1.safetensors");
-    write_raw(p, -1, "{\"caf\xe9\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8);
-    expect_inspect_error(p, "not valid UTF-8 (byte 13)");
-    p = tmp_path("overlong.safetensors");
-    write_raw(p, -1, "{\"__metadata__\":{\"k\":\"\xc0\xaf\"}}", 0);
-    expect_inspect_error(p, "not valid UTF-8");
-    p = tmp_path("surrogate.safetensors");
-    write_raw(p, -1, "{\"__metadata__\":{\"k\":\"\xed\xa0\x80\"}}", 0);
-    expect_inspect_error(p, "not valid UTF-8");
+    // the layout rules: a zero-length tensor that sorts between two overlapping ones does not hide
+    // the overlap; the data section is covered exactly (no gap, nothing after the last tensor);
+    // the header is UTF-8 (a stray Latin-1 byte, an overlong '/', a surrogate are not)
+    static const struct { const char *file, *header; size_t data_len; const char *expect; } layout[] = {
+        {"overlap_hidden", "{" GOOD_ENTRY ",\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[2,2]},"
+                           "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "tensors 'a' and 'b' overlap"},
+        {"gap", "{" GOOD_ENTRY ",\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", 20,
+         "bytes 8-12 of the data section belong to no tensor"},
+        {"gap_first", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12,
+         "bytes 0-4 of the data section belong to no tensor"},
+        {"trailing_data", "{" GOOD_ENTRY "}", 11, "3 trailing bytes after the last tensor"},
+        {"trailing_nothing", "{}", 5, "5 trailing bytes"},
+        {"latin1", "{\"caf\xe9\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "not valid UTF-8 (byte 13)"},
+        {"overlong", "{\"__metadata__\":{\"k\":\"\xc0\xaf\"}}", 0, "not valid UTF-8"},
+        {"surrogate", "{\"__metadata__\":{\"k\":\"\xed\xa0\x80\"}}", 0, "not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.safetensors", layout[i].file);
+        p = tmp_path(name);
+        write_raw(p, -1, layout[i].header, layout[i].data_len);
+        expect_inspect_error(p, layout[i].expect);
+    }
     p = tmp_path("offsets_past.safetensors");
     write_raw(p, -1, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8);
     expect_inspect_error(p, "run past the end of the data");

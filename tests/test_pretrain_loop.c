@@ -11,7 +11,6 @@
 #include "engine/core/tensor.h"
 #include "engine/train/full_params.h"
 #include "engine/train/pretrain.h"
-#include "engine/train/lr_schedule.h"
 #include "tests/test.h"
 #include "vae/backward.h"
 #include "vae/vae.h"

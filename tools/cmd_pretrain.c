@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "engine/core/error.h"
-#include "engine/train/lr_schedule.h"
 #include "engine/train/pretrain.h"
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -56,8 +55,9 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--vae-crop", &v)) o.vae_crop = (int)arg_int_range("--vae-crop", v, 0, 1024);
         else if (arg_value(argc, argv, &i, "--init-from", &o.init_from)) {}
         else if (arg_value(argc, argv, &i, "--lr-schedule", &v)) {
-            if ((o.unet_lr_schedule = lr_schedule_from_name(v)) < 0)
-                sl_die(NULL, "pretrain: --lr-schedule '%s': expected constant, constant_with_warmup, linear or cosine", v);
+            int k = lr_schedule_from_name(v);
+            if (k < 0) sl_die(NULL, "pretrain: --lr-schedule '%s': expected constant, constant_with_warmup, linear or cosine", v);
+            o.unet_lr_schedule = (lr_schedule_kind)k;
         }
         else if (arg_flag(argv, i, "--resume")) o.resume = 1;
         else arg_unknown("pretrain", argv[i]);

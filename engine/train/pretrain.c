@@ -205,7 +205,7 @@ static int random_visitor(void *ctx, const param_desc *p) {
 
 // ---------------------------------------------------------------- the folder
 
-// Configs, scheduler, tokenizer, model_index.json, and the frozen text encoder when absent.
+// Configs, scheduler, tokenizer, model_index.json, and the random text encoder when absent.
 static int write_skeleton(const pretrain_opts *o, double scaling) {
     char a[4096], b[4096];
     const char *sub[] = {"unet", "vae", "text_encoder", "scheduler", "tokenizer"};
@@ -250,7 +250,7 @@ static int write_skeleton(const pretrain_opts *o, double scaling) {
                       "  \"requires_safety_checker\": false\n}\n"))
         return -1;
     PATH(b, "%s/text_encoder/model.safetensors", o->out);
-    if (!path_exists(b)) {
+    if (!o->init_from && !path_exists(b)) {   // a continued run writes the one it starts from
         model_writer *w = mw_new(0, DT_F16);
         uint64_t seed = o->seed;
         rc = mw_add_component(w, "text_encoder", o->out, random_source, &seed) || mw_save(w, b);
@@ -572,8 +572,8 @@ static int train_unet(const pretrain_opts *o, unet_model *u, clip_text_model *te
     int64_t *t = malloc(sizeof(int64_t) * B);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)B * CTX_LEN), empty[CTX_LEN];
     clip_encode(tok, "", CTX_LEN, empty, 0);
-    lr_schedule lr = {(lr_schedule_kind)o->unet_lr_schedule, o->unet_lr, o->unet_warmup, o->unet_steps};
-    lr_schedule text_lr = {(lr_schedule_kind)o->unet_lr_schedule, o->text_lr, o->unet_warmup, o->unet_steps};
+    lr_schedule lr = {o->unet_lr_schedule, o->unet_lr, o->unet_warmup, o->unet_steps};
+    lr_schedule text_lr = {o->unet_lr_schedule, o->text_lr, o->unet_warmup, o->unet_steps};
     adamw_opts ao = {0.9, 0.999, 1e-8, o->weight_decay};
     double t_last_ck = now_s(), t0 = now_s(), loss_acc = 0;
     int n_acc = 0, rc = 0;

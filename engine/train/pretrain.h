@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/train/lr_schedule.h"
+
 #define PRETRAIN_CAPTION_MAX 256
 
 // A deterministic source of captioned images: example(index) is a pure function of the index.
@@ -55,7 +57,7 @@ typedef struct {
     int n_latents;            // examples 0..n-1 of the source, encoded once
     // UNet
     int unet_steps, unet_batch, unet_warmup;
-    int unet_lr_schedule;     // lr_schedule_kind (engine/train/lr_schedule.h): constant_with_warmup
+    lr_schedule_kind unet_lr_schedule;   // default constant_with_warmup
     double unet_lr, ema_decay, cond_drop, grad_clip, weight_decay;
     // the text encoder trains jointly with the UNet at this learning rate (same warm-up, EMA and
     // clipping: one gradient norm over both); 0 keeps the random text encoder frozen
