@@ -11,6 +11,7 @@
 #include "engine/io/config.h"
 #include "engine/core/crc32.h"
 #include "engine/core/error.h"
+#include "engine/core/strmap.h"
 #include "engine/io/file_read.h"
 #include "engine/io/model_files.h"
 #include "engine/io/safetensors.h"
@@ -22,59 +23,14 @@
 #define CLIP_N_MERGES (49152 - 256 - 2)
 #define COMMA_BACKTRACK 20   // A1111's comma_padding_backtrack default
 
-// ---- hash maps: string -> id, and (id, id) -> (rank, merged id) ----
+// ---- the merge map: (id, id) -> (rank, merged id); strings -> ids are a strmap ----
 
-typedef struct { const char **keys; int *vals; size_t cap; } strmap;
 typedef struct { uint64_t *keys; int *rank, *merged; size_t cap; } pairmap;
-
-static uint64_t hash64(uint64_t h) {
-    h ^= h >> 33; h *= 0xff51afd7ed558ccdull; h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull; h ^= h >> 33;
-    return h;
-}
-
-static uint64_t hash_str(const char *s) {
-    uint64_t h = 1469598103934665603ull;   // FNV-1a
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return hash64(h);
-}
-
-static size_t pow2_at_least(size_t n) {
-    size_t c = 16;
-    while (c < n) c *= 2;
-    return c;
-}
-
-static void strmap_init(strmap *m, size_t n) {
-    m->cap = pow2_at_least(2 * n + 1);
-    m->keys = sl_calloc(m->cap, sizeof *m->keys);
-    m->vals = sl_calloc(m->cap, sizeof *m->vals);
-}
-
-// Inserts key -> val; returns the previous value when the key was there already, else -1.
-static int strmap_put(strmap *m, const char *key, int val) {
-    size_t i = hash_str(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (!strcmp(m->keys[i], key)) return m->vals[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    m->keys[i] = key;
-    m->vals[i] = val;
-    return -1;
-}
-
-static int strmap_get(const strmap *m, const char *key) {
-    size_t i = hash_str(key) & (m->cap - 1);
-    while (m->keys[i]) {
-        if (!strcmp(m->keys[i], key)) return m->vals[i];
-        i = (i + 1) & (m->cap - 1);
-    }
-    return -1;
-}
 
 static uint64_t pair_key(int a, int b) { return ((uint64_t)(uint32_t)(a + 1) << 32) | (uint32_t)(b + 1); }
 
 static void pairmap_init(pairmap *m, size_t n) {
-    m->cap = pow2_at_least(2 * n + 1);
+    m->cap = hash_capacity(2 * n + 1);
     m->keys = sl_calloc(m->cap, sizeof *m->keys);
     m->rank = sl_calloc(m->cap, sizeof *m->rank);
     m->merged = sl_calloc(m->cap, sizeof *m->merged);
@@ -82,7 +38,7 @@ static void pairmap_init(pairmap *m, size_t n) {
 
 static void pairmap_put(pairmap *m, int a, int b, int rank, int merged) {
     uint64_t k = pair_key(a, b);
-    size_t i = hash64(k) & (m->cap - 1);
+    size_t i = hash_mix64(k) & (m->cap - 1);
     while (m->keys[i] && m->keys[i] != k) i = (i + 1) & (m->cap - 1);
     if (m->keys[i]) return;   // a repeated merge keeps its first (best) rank
     m->keys[i] = k;
@@ -93,7 +49,7 @@ static void pairmap_put(pairmap *m, int a, int b, int rank, int merged) {
 // The slot of (a, b), or -1.
 static long pairmap_find(const pairmap *m, int a, int b) {
     uint64_t k = pair_key(a, b);
-    size_t i = hash64(k) & (m->cap - 1);
+    size_t i = hash_mix64(k) & (m->cap - 1);
     while (m->keys[i]) {
         if (m->keys[i] == k) return (long)i;
         i = (i + 1) & (m->cap - 1);
@@ -129,8 +85,7 @@ void clip_tokenizer_free(clip_tokenizer *t) {
     if (t->tokens)
         for (int i = 0; i < t->n_vocab; i++) free(t->tokens[i]);
     free(t->tokens);
-    free(t->vocab.keys);
-    free(t->vocab.vals);
+    strmap_free(&t->vocab);
     free(t->merges.keys);
     free(t->merges.rank);
     free(t->merges.merged);

@@ -172,3 +172,50 @@ TEST(lora_import_nonfinite_is_an_error) {
         for (int i = 0; i < 3; i++) free(m.w[i]);
     }
 }
+
+// two (16, 16) modules: "mid_proj.in" -> w[0], "mid.proj_in" -> w[1]
+static float *two_weights(void *ctx, const char *module, int *d_out, int *d_in) {
+    float **w = ctx;
+    *d_out = *d_in = 16;
+    return !strcmp(module, "mid_proj.in") ? w[0] : !strcmp(module, "mid.proj_in") ? w[1] : NULL;
+}
+
+// Keys are matched through hashes: a file with 40 000 modules of which one is the model's
+// imports that one (and only it), and a kohya key whose '_' form two modules share still finds
+// the module whose path it spells ('.' and '_' both as in the key).
+TEST(lora_import_many_tensors_and_shared_kohya_forms) {
+    enum { N_JUNK = 40000 };
+    static float down[4 * 16], up[16 * 4];
+    fill_uniform(down, 64, 3, -1, 1);
+    fill_uniform(up, 64, 4, -1, 1);
+    char (*names)[96] = malloc(sizeof *names * (2 * N_JUNK + 4));
+    st_writer *w = st_writer_new();
+    int n = 0;
+    for (int i = 0; i < N_JUNK; i++) {
+        snprintf(names[n], sizeof names[n], "lora_unet_junk_%05d.lora_down.weight", i);
+        st_writer_add(w, names[n++], DT_F32, 2, (int64_t[]){4, 16}, down);
+        snprintf(names[n], sizeof names[n], "lora_unet_junk_%05d.lora_up.weight", i);
+        st_writer_add(w, names[n++], DT_F32, 2, (int64_t[]){16, 4}, up);
+    }
+    // "a.b_c" (diffusers spelling) must land on module "a.b_c", not on "a_b.c", whose kohya
+    // form "a_b_c" it shares
+    st_writer_add(w, "unet.mid.proj_in.lora.down.weight", DT_F32, 2, (int64_t[]){4, 16}, down);
+    st_writer_add(w, "unet.mid.proj_in.lora.up.weight", DT_F32, 2, (int64_t[]){16, 4}, up);
+    const char *path = tmp_path("many.safetensors");
+    REQUIRE(st_writer_save(w, path) == 0);
+    st_writer_free(w);
+    free(names);
+    static const char *mods[] = {"mid_proj.in", "mid.proj_in"};
+    float *wts[2] = {calloc(256, sizeof(float)), calloc(256, sizeof(float))};
+    lora_apply_report rep;
+    REQUIRE(lora_apply(path, 1.0f, mods, 2, two_weights, wts, &rep) == 0);
+    CHECK_EQ_INT(rep.total, N_JUNK + 1);
+    CHECK_EQ_INT(rep.applied, 1);
+    CHECK(strstr(rep.unmatched, "junk_00000") && strstr(rep.unmatched, "..."));
+    double want = 0;
+    for (int j = 0; j < 4; j++) want += (double)up[5 * 4 + j] * down[j * 16 + 7];
+    CHECK_NEAR(wts[1][5 * 16 + 7], want, 1e-5);
+    CHECK_EQ_INT(wts[0][5 * 16 + 7] == 0.0f, 1);
+    free(wts[0]);
+    free(wts[1]);
+}

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/core/strmap.h"
 #include "engine/io/safetensors.h"
 #include "engine/core/tensor.h"
 
@@ -242,12 +243,39 @@ static int apply_group(const char *path, const lora_group *g, float scale, float
     return 0;
 }
 
+// kohya's form of a module path or key: every '.' replaced by '_' (buf holds len bytes).
+static const char *kohya_form(char *buf, size_t len, const char *s) {
+    size_t i = 0;
+    for (; s[i] && i + 1 < len; i++) buf[i] = s[i] == '.' ? '_' : s[i];
+    buf[i] = 0;
+    return buf;
+}
+
+// The model module a LoRA key names, or NULL. `by_kohya_form` maps each module's kohya form to
+// its index (the first module of that form); key_matches confirms, and only a key whose form
+// several modules share (form_shared[first index]) falls back to the scan.
+static const char *find_module(const char *key, const char *const *modules, int n_modules, const strmap *by_kohya_form,
+                               const char *form_shared) {
+    char form[512];
+    int m = strmap_get(by_kohya_form, kohya_form(form, sizeof form, key));
+    if (m < 0) return NULL;
+    if (key_matches(key, modules[m])) return modules[m];
+    if (!form_shared[m]) return NULL;
+    for (int i = 0; i < n_modules; i++)
+        if (key_matches(key, modules[i])) return modules[i];
+    return NULL;
+}
+
 int lora_apply(const char *path, float scale, const char *const *modules, int n_modules, lora_weight_fn weight,
                void *ctx, lora_apply_report *rep) {
     memset(rep, 0, sizeof *rep);
     st_file *f = st_open(path);
     if (!f) return -1;
+    // the file's tensors grouped by module key, through a hash of the keys (files with 10^5
+    // tensors import in time linear in their size)
     lora_group *groups = sl_calloc((size_t)f->n_entries + 1, sizeof(lora_group));
+    strmap group_of;
+    strmap_init(&group_of, (size_t)f->n_entries);
     rep->tensors_total = f->n_entries;
     int ng = 0, rc = 0;
     for (int i = 0; i < f->n_entries; i++) {
@@ -255,11 +283,22 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
         int role = parse_name(f->entries[i].name, key, sizeof key);
         if (role == 4) { rep->text_encoder++; continue; }
         if (role < 0) { note_unmatched(rep, f->entries[i].name); continue; }
-        int g = 0;
-        while (g < ng && strcmp(groups[g].module, key) != 0) g++;
-        if (g == ng) snprintf(groups[ng++].module, sizeof groups[0].module, "%s", key);
+        int g = strmap_get(&group_of, key);
+        if (g < 0) {
+            g = ng++;
+            snprintf(groups[g].module, sizeof groups[g].module, "%s", key);
+            strmap_put(&group_of, groups[g].module, g);
+        }
         const st_entry **slot = role == 0 ? &groups[g].down : role == 1 ? &groups[g].up : role == 2 ? &groups[g].alpha : &groups[g].dora_scale;
         *slot = &f->entries[i];
+    }
+    char (*forms)[512] = sl_calloc((size_t)n_modules + 1, sizeof *forms);
+    strmap by_kohya_form;
+    char *form_shared = sl_calloc((size_t)n_modules + 1, 1);
+    strmap_init(&by_kohya_form, (size_t)n_modules);
+    for (int m = 0; m < n_modules; m++) {
+        int first = strmap_put(&by_kohya_form, kohya_form(forms[m], sizeof forms[m], modules[m]), m);
+        if (first >= 0) form_shared[first] = 1;
     }
     for (int g = 0; g < ng && rc == 0; g++) {
         rep->total++;
@@ -267,9 +306,7 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
             rc = sl_error(path, "LoRA module '%s' lacks its %s tensor", groups[g].module, groups[g].down ? "up" : "down");
             break;
         }
-        const char *module = NULL;
-        for (int m = 0; m < n_modules && !module; m++)
-            if (key_matches(groups[g].module, modules[m])) module = modules[m];
+        const char *module = find_module(groups[g].module, modules, n_modules, &by_kohya_form, form_shared);
         int dout = 0, di = 0;
         float *w = module ? weight(ctx, module, &dout, &di) : NULL;
         if (!w) { note_unmatched(rep, groups[g].down->name); continue; }
@@ -279,6 +316,10 @@ int lora_apply(const char *path, float scale, const char *const *modules, int n_
             rep->tensors_applied += 2 + (groups[g].alpha != NULL) + (groups[g].dora_scale != NULL);
         }
     }
+    strmap_free(&by_kohya_form);
+    strmap_free(&group_of);
+    free(forms);
+    free(form_shared);
     free(groups);
     st_close(f);
     return rc;

@@ -13,6 +13,7 @@
 
 #include "engine/io/atomic_file.h"
 #include "engine/core/error.h"
+#include "engine/core/strmap.h"
 #include "engine/core/utf8.h"
 
 // ---------------------------------------------------------------- reader
@@ -324,9 +325,12 @@ int st_writer_save(st_writer *w, const char *path) {
     cJSON *root = cJSON_CreateObject();
     if (cJSON_GetArraySize(w->meta) > 0) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
     size_t off = 0;
+    strmap names;   // a hash, so that files of 10^5 tensors save in linear time
+    strmap_init(&names, (size_t)w->n);
     for (int i = 0; i < w->n; i++) {
         writer_tensor *t = &w->t[i];
-        if (cJSON_GetObjectItemCaseSensitive(root, t->name)) {
+        if (strmap_put(&names, t->name, i) >= 0) {
+            strmap_free(&names);
             cJSON_Delete(root);
             return sl_error(path, "tensor '%s' added twice", t->name);
         }
@@ -341,6 +345,7 @@ int st_writer_save(st_writer *w, const char *path) {
         cJSON_AddItemToObject(root, t->name, e);
         off += nb;
     }
+    strmap_free(&names);
     char *json = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     if (!json) return sl_error(path, "out of memory building the header");
