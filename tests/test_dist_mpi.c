@@ -78,16 +78,17 @@ static int setup(void) {
 
 // prior preservation (class images generated), flips, accumulation 2, default lr 1e-4
 #define TRAIN_OPTS "--instance-prompt 'a photo of sks star' --class-prompt 'a photo of star' --with-prior-preservation " \
-                   "--num-class-images 3 --resolution 64 --quiet --threads 1 --max-train-steps 6 --random-flip --seed 7 " \
+                   "--num-class-images 3 --resolution 64 --quiet --threads 1 --random-flip --seed 7 " \
                    "--gradient-accumulation-steps 2 --checkpointing-steps 2"
 
-// bin "" = the one-process ./singlora, else an mpirun of np ranks
+// bin "" = the one-process ./singlora, else an mpirun of np ranks; `extra` may set --max-train-steps (else 6)
 static int train(char *log, size_t n, int np, const char *out, int batch, const char *extra) {
     char launch[256];
     if (np == 0) snprintf(launch, sizeof launch, "%s", singlora_bin());
     else snprintf(launch, sizeof launch, MPIRUN " -np %d %s", np, mpi_bin());
     return run_cmd(log, n, "%s train --model %s --instance-data-dir %s --output-dir %s --class-data-dir %s/class " TRAIN_OPTS
-                   " --train-batch-size %d %s", launch, g_model, g_inst, out, out, batch, extra);
+                   " --train-batch-size %d %s %s", launch, g_model, g_inst, out, out, batch,
+                   strstr(extra, "--max-train-steps") ? "" : "--max-train-steps 6", extra);
 }
 
 // max |a - b| / max |a| over every tensor of two adapter files (NAN when they do not pair up)
@@ -182,28 +183,32 @@ TEST(dist_mpi_train_resume_killed_p2) {
     char full[512], killed[512], log[16384];
     snprintf(full, sizeof full, "%s", tmp_path("full"));
     snprintf(killed, sizeof killed, "%s", tmp_path("killed"));
-    REQUIRE(train(log, sizeof log, 2, full, 1, "") == 0 || (printf("%s\n", log), 0));
-    // the same run, its ranks SIGKILLed once checkpoint-4 exists, then resumed at P = 2
+    // 24 steps, killed once checkpoint-2 exists: 22 steps (well over a second) are left to kill it in
+    // (with 6 steps and a kill at checkpoint-4, a loaded CI machine once saw the run finish first)
+#define STEPS "--max-train-steps 24"
+    REQUIRE(train(log, sizeof log, 2, full, 1, STEPS) == 0 || (printf("%s\n", log), 0));
+    // the same run, its ranks SIGKILLed once checkpoint-2 exists, then resumed at P = 2
     int rc = run_cmd(log, sizeof log,
                      MPIRUN " -np 2 %s train --model %s --instance-data-dir %s --output-dir %s --class-data-dir %s/class "
-                     TRAIN_OPTS " --train-batch-size 1 & pid=$!; "
-                     "while [ ! -d %s/checkpoints/checkpoint-4 ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done; "
+                     TRAIN_OPTS " " STEPS " --train-batch-size 1 & pid=$!; "
+                     "while [ ! -d %s/checkpoints/checkpoint-2 ] && kill -0 $pid 2>/dev/null; do sleep 0.01; done; "
                      "kill -9 $(pgrep -P $pid) 2>/dev/null; wait $pid; ls %s/checkpoints; test -f %s/adapter.safetensors && echo FINISHED",
                      mpi_bin(), g_model, g_inst, killed, killed, killed, killed, killed);
     printf("    killed run: rc %d, %s\n", rc, log);
     CHECK_MSG(!strstr(log, "FINISHED"), "the run finished before it was killed: the test proves nothing");
     // a different global batch is refused with a clear message
-    rc = train(log, sizeof log, 1, killed, 1, "--resume-from-checkpoint latest");
+    rc = train(log, sizeof log, 1, killed, 1, STEPS " --resume-from-checkpoint latest");
     CHECK_MSG(rc != 0 && strstr(log, "global batch 2") && strstr(log, "1 x 1 = 1"), "P = 1 x 1 resume: rc %d: %s", rc, log);
     char reshard[512];
     snprintf(reshard, sizeof reshard, "%s", tmp_path("reshard"));
     REQUIRE(run_cmd(log, sizeof log, "cp -r %s %s", killed, reshard) == 0);
-    REQUIRE(train(log, sizeof log, 2, killed, 1, "--resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
+    REQUIRE(train(log, sizeof log, 2, killed, 1, STEPS " --resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
     CHECK_MSG(adapter_rel_diff(full, killed) == 0.0, "the resumed P = 2 run differs from the uninterrupted one");
     // the same global batch on one process (1 x 2) re-shards: equal up to float summation order
-    REQUIRE(train(log, sizeof log, 0, reshard, 2, "--resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
+    REQUIRE(train(log, sizeof log, 0, reshard, 2, STEPS " --resume-from-checkpoint latest") == 0 || (printf("%s\n", log), 0));
     double d = adapter_rel_diff(full, reshard);
     CHECK_MSG(d <= 1e-5, "P = 2 checkpoint resumed as 1 x 2: %.3g > 1e-5 of max |tensor|", d);
+#undef STEPS
 }
 
 // ---------------------------------------------------------------- evaluation
