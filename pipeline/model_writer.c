@@ -327,10 +327,7 @@ int mw_save(model_writer *w, const char *path) {
         if (w->fused[i].data)
             rc = sl_error(path, "internal: fused tensor '%s' has %d of %d row blocks", w->fused[i].name,
                           w->fused[i].filled, w->fused[i].n_parts);
-    if (rc == 0) {
-        st_writer_widest_first(w->w);   // as Python's safetensors writes them
-        rc = st_writer_save(w->w, path);
-    }
+    if (rc == 0) rc = st_writer_save(w->w, path);   // (widest first, as Python's safetensors writes them)
     st_writer_free(w->w);
     drop_buffers(w);
     new_file(w);

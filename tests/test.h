@@ -46,3 +46,9 @@ int run_cmd(char *out, size_t outlen, const char *fmt, ...) __attribute__((forma
 const char *singlora_bin(void);
 // Deterministic uniform / normal test data.
 void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+// Element i of a tensor's raw (mapped) bytes: a safetensors file may place a tensor at any byte
+// offset, so typed loads straight from the mapping are undefined behaviour (UBSan: misaligned).
+int64_t raw_i64(const void *data, int64_t i);
+double raw_f64(const void *data, int64_t i);
+// An aligned copy of n raw bytes (free with free()).
+void *raw_copy(const void *data, size_t n);

@@ -255,5 +255,7 @@ TEST(singlora_reference_fixture) {
     check_close("singlora to_k fixture W_merged", W, Wm, 24 * 32, 1e-6);
     free(y);
     adapter_free(&a);
+    float *loaded[] = {A, W, Wm, x, yref, alpha, u};
+    for (int i = 0; i < 7; i++) sl_free_aligned(loaded[i]);
     st_close(f);
 }

@@ -30,7 +30,7 @@ static int io_open(text_io *io, const char *which) {
     io->N = (int)e->shape[0];
     io->L = (int)e->shape[1];
     io->D = (int)h->shape[2];
-    for (int i = 0; i < io->N * io->L; i++) io->ids[i] = (int32_t)((const int64_t *)e->data)[i];
+    for (int i = 0; i < io->N * io->L; i++) io->ids[i] = (int32_t)raw_i64(e->data, i);
     char name[32];
     for (io->n_hs = 0;; io->n_hs++) {
         snprintf(name, sizeof name, "hidden_states.%d", io->n_hs);

@@ -63,7 +63,7 @@ TEST(eval_clip_text_tower_matches_transformers) {
     REQUIRE(e && e->dt == DT_I64);
     int N = (int)e->shape[0], L = (int)e->shape[1], D = m->text->cfg.hidden, P = m->proj_dim, nl = m->text->cfg.layers;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)N * L);
-    for (int i = 0; i < N * L; i++) ids[i] = (int32_t)((const int64_t *)e->data)[i];
+    for (int i = 0; i < N * L; i++) ids[i] = (int32_t)raw_i64(e->data, i);
     float *emb = sl_alloc_f32((int64_t)N * P), *pool = sl_alloc_f32((int64_t)N * D), *last = sl_alloc_f32((int64_t)N * L * D);
     float *hs[8];
     for (int i = 0; i <= nl; i++) hs[i] = sl_alloc_f32((int64_t)N * L * D);

@@ -21,14 +21,14 @@ static st_file *metrics_io(void) { return st_open(shared_path("fixtures/eval/io/
 
 static double f64_scalar(st_file *f, const char *name) {
     const st_entry *e = st_find(f, name);
-    return e && e->dt == DT_F64 ? *(const double *)e->data : NAN;
+    return e && e->dt == DT_F64 ? raw_f64(e->data, 0) : NAN;
 }
 
 static void check_f64(st_file *f, const char *name, const double *got, int n, double tol) {
     const st_entry *e = st_find(f, name);
     REQUIRE(e && e->dt == DT_F64 && shape_numel(e->ndim, e->shape) == n);
     double mx = 0;
-    for (int i = 0; i < n; i++) mx = fmax(mx, fabs(got[i] - ((const double *)e->data)[i]));
+    for (int i = 0; i < n; i++) mx = fmax(mx, fabs(got[i] - raw_f64(e->data, i)));
     fprintf(stderr, "    %-28s max abs %.3g\n", name, mx);
     CHECK_MSG(mx <= tol, "%s: max abs %g > %g", name, mx, tol);
 }
@@ -100,7 +100,7 @@ TEST(eval_metrics_pipeline_matches_reference_embeddings) {
     const st_entry *ids64 = st_find(f, "prompt_input_ids");
     REQUIRE(ids64 && ids64->dt == DT_I64);
     int32_t ids[4 * 77];
-    for (int i = 0; i < 4 * 77; i++) ids[i] = (int32_t)((const int64_t *)ids64->data)[i];
+    for (int i = 0; i < 4 * 77; i++) ids[i] = (int32_t)raw_i64(ids64->data, i);
     float emb[4 * 32];
     REQUIRE(clip_model_text_forward(cm, ids, 4, 77, emb, NULL, NULL, NULL) == 0);
     float *want = st_load_f32(f, "prompt_text_embeds", 2, (int64_t[]){4, 32});

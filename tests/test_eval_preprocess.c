@@ -18,8 +18,8 @@ static uint8_t *fixture_image(st_file *f, int k, int *h, int *w) {
     if (k == 3) {
         const st_entry *b = st_find(f, "image3_crop_box");
         if (!b) return NULL;
-        const int64_t *box = b->data;
-        idx = (int)box[0]; top = (int)box[1]; left = (int)box[2]; ch = (int)box[3]; cw = (int)box[4];
+        idx = (int)raw_i64(b->data, 0), top = (int)raw_i64(b->data, 1), left = (int)raw_i64(b->data, 2);
+        ch = (int)raw_i64(b->data, 3), cw = (int)raw_i64(b->data, 4);
     }
     snprintf(name, sizeof name, "image.%d", idx);
     const st_entry *e = st_find(f, name);
@@ -44,9 +44,9 @@ static void check_recipe(const char *which, preprocess_spec spec) {
     int N = (int)pv->shape[0], S = (int)pv->shape[2];
     REQUIRE(S == spec.crop);
     snprintf(name, sizeof name, "%s.resized_hw", which);
-    const int64_t *rhw = st_find(f, name)->data;
+    const void *rhw = st_find(f, name)->data;
     snprintf(name, sizeof name, "%s.crop_offset", which);
-    const int64_t *off = st_find(f, name)->data;
+    const void *off = st_find(f, name)->data;
     float *want = st_load_f32(f, pv->name, -1, NULL);
     float *got = sl_alloc_f32(3 * S * S);
     for (int k = 0; k < N; k++) {
@@ -54,10 +54,10 @@ static void check_recipe(const char *which, preprocess_spec spec) {
         uint8_t *img = fixture_image(f, k, &h, &w);
         REQUIRE(img);
         preprocess_image(got, img, h, w, &spec, hw, o);
-        CHECK_EQ_INT(hw[0], rhw[2 * k]);
-        CHECK_EQ_INT(hw[1], rhw[2 * k + 1]);
-        CHECK_EQ_INT(o[0], off[2 * k]);
-        CHECK_EQ_INT(o[1], off[2 * k + 1]);
+        CHECK_EQ_INT(hw[0], raw_i64(rhw, 2 * k));
+        CHECK_EQ_INT(hw[1], raw_i64(rhw, 2 * k + 1));
+        CHECK_EQ_INT(o[0], raw_i64(off, 2 * k));
+        CHECK_EQ_INT(o[1], raw_i64(off, 2 * k + 1));
         // count differing uint8 levels: the reference is exactly round((pv·std + mean)·255)
         const float *ref = want + (size_t)k * 3 * S * S;
         int n_diff = 0, max_lv = 0;

@@ -119,6 +119,25 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
     }
 }
 
+int64_t raw_i64(const void *data, int64_t i) {
+    int64_t v;
+    memcpy(&v, (const char *)data + 8 * i, 8);
+    return v;
+}
+
+double raw_f64(const void *data, int64_t i) {
+    double v;
+    memcpy(&v, (const char *)data + 8 * i, 8);
+    return v;
+}
+
+void *raw_copy(const void *data, size_t n) {
+    void *p = malloc(n ? n : 1);
+    if (!p) abort();
+    memcpy(p, data, n);
+    return p;
+}
+
 static int cmp_tests(const void *a, const void *b) {
     const test_case *x = a, *y = b;
     int c = strcmp(x->file, y->file);

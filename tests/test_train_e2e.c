@@ -231,7 +231,7 @@ TEST(train_tiny_trace_recipe_and_prior) {
             snprintf(k, sizeof k, "step.%d.%d.prior", K, j);
             const st_entry *p = st_find(t, k);
             REQUIRE(p && p->dt == DT_I64 && p->shape[0] == 2);
-            CHECK(((const int64_t *)p->data)[0] == 0 && ((const int64_t *)p->data)[1] == 1);   // [instance, class]
+            CHECK(raw_i64(p->data, 0) == 0 && raw_i64(p->data, 1) == 1);   // [instance, class]
             snprintf(k, sizeof k, "step.%d.%d.latents", K, j);
             const st_entry *l = st_find(t, k);
             CHECK(l && l->ndim == 4 && l->shape[0] == 2 && l->shape[2] == 8 && l->shape[3] == 8);

@@ -115,6 +115,7 @@ static void run_case(const char *rel, int poison) {
     double max_loss_rel = 0, max_gn_rel = 0, max_u_abs = 0, max_lr_rel = 0;
     train_micro *mbs = sl_calloc((size_t)accum, sizeof *mbs);
     float *losses = sl_calloc((size_t)accum, sizeof *losses);
+    void **held = sl_calloc((size_t)accum * 5, sizeof *held);   // aligned copies of each micro-batch's tensors
     for (int K = 1; K <= N && !test_failures; K++) {
         for (int j = 0; j < accum; j++) {
             const st_entry *lat = need(f, "step.%d.%d.latents", K, j), *noi = need(f, "step.%d.%d.noise", K, j);
@@ -123,8 +124,14 @@ static void run_case(const char *rel, int poison) {
             REQUIRE(lat && noi && ts && ctx && pr);
             REQUIRE(lat->dt == DT_F32 && noi->dt == DT_F32 && ctx->dt == DT_F32 && ts->dt == DT_I64 && pr->dt == DT_I64);
             REQUIRE(lat->ndim == 4 && ctx->ndim == 3 && ctx->shape[2] == m->cfg.cross_attention_dim);
+            const st_entry *parts[5] = {lat, noi, ts, ctx, pr};
+            for (int q = 0; q < 5; q++) {
+                free(held[5 * j + q]);
+                held[5 * j + q] = raw_copy(parts[q]->data, parts[q]->end - parts[q]->begin);
+            }
+            void **h = held + 5 * j;
             mbs[j] = (train_micro){(int)lat->shape[0], (int)lat->shape[2], (int)lat->shape[3], (int)ctx->shape[1],
-                                   lat->data, noi->data, ts->data, ctx->data, pr->data, 0, 0};
+                                   h[0], h[1], h[2], h[3], h[4], 0, 0};
         }
         train_step_info info;
         if (K == poison) {
@@ -185,6 +192,8 @@ static void run_case(const char *rel, int poison) {
     if (!poison) printf("%s: %d steps x %d micro: loss max rel %.3g, grad norm max rel %.3g, u max abs %.3g, lr max rel %.3g, "
            "final adapter max abs %.3g (%.3g x max|tensor|)\n",
            rel, N, accum, max_loss_rel, max_gn_rel, max_u_abs, max_lr_rel, worst_abs, worst_scaled);
+    for (int q = 0; q < 5 * accum; q++) free(held[q]);
+    free(held);
     free(mbs);
     free(losses);
     param_block_free(pb);

@@ -297,7 +297,9 @@ void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int
     t->data = data;
 }
 
-void st_writer_widest_first(st_writer *w) {
+// Widest elements first (stable otherwise), as Python's safetensors orders them: with the data
+// section 8-byte aligned, every tensor then starts aligned to its element size.
+static void widest_first(st_writer *w) {
     writer_tensor *sorted = sl_malloc(sizeof(writer_tensor) * (size_t)(w->n ? w->n : 1));
     int k = 0;
     for (size_t size = 8; size >= 1; size /= 2)
@@ -322,6 +324,7 @@ void st_writer_free(st_writer *w) {
 }
 
 int st_writer_save(st_writer *w, const char *path) {
+    widest_first(w);
     cJSON *root = cJSON_CreateObject();
     if (cJSON_GetArraySize(w->meta) > 0) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
     size_t off = 0;

@@ -52,10 +52,8 @@ st_writer *st_writer_new(void);
 void st_writer_add(st_writer *w, const char *name, dtype dt, int ndim, const int64_t *shape,
                    const void *data);
 void st_writer_meta(st_writer *w, const char *key, const char *value);
-// Reorders the tensors added so far widest elements first (stable otherwise), as Python's
-// safetensors orders them: with the data section 8-byte aligned, every tensor then starts aligned
-// to its element size.
-void st_writer_widest_first(st_writer *w);
-// Writes to a temp file next to `path`, fsyncs and renames. 0 on success, -1 with sl_error.
+// Writes to a temp file next to `path`, fsyncs and renames. Tensors are laid out widest elements
+// first (stable otherwise), as Python's safetensors does: each starts aligned to its element size.
+// 0 on success, -1 with sl_error.
 int st_writer_save(st_writer *w, const char *path);
 void st_writer_free(st_writer *w);

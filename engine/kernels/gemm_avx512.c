@@ -20,6 +20,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -333,14 +334,29 @@ static int k_block_depth(const gemm_problem *p) {
     return (d + 7) / 8 * 8;
 }
 
-// Per-thread packing buffers, kept for the life of the thread (grown never: fixed maxima).
+// Per-thread packing buffers, kept for the life of the thread (grown never: fixed maxima) and
+// freed when it exits (a pthread key's destructor: OpenMP ends threads when a team shrinks).
 static _Thread_local void *packed_a, *packed_b;
+static pthread_key_t buffers_key;
+static pthread_once_t buffers_once = PTHREAD_ONCE_INIT;
+
+static void free_buffers(void *a) {
+    free(a);          // packed_a; packed_b is a's partner, allocated in the same call
+    free(packed_b);   // (key destructors run on the exiting thread, so its TLS is still there)
+    packed_a = packed_b = NULL;
+}
+
+static void make_key(void) {
+    if (pthread_key_create(&buffers_key, free_buffers) != 0) sl_die(NULL, "gemm: pthread_key_create failed");
+}
 
 static void ensure_buffers(void) {
     if (!packed_a) {
         packed_a = aligned_alloc(64, sizeof(float) * MR * KC);
         packed_b = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
         if (!packed_a || !packed_b) sl_die(NULL, "gemm: out of memory for packing buffers");
+        pthread_once(&buffers_once, make_key);
+        pthread_setspecific(buffers_key, packed_a);
     }
 }
 

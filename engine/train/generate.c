@@ -31,6 +31,7 @@ int train_generate_class_images(const sd_model *m, const char *dir, const char *
     // the names first, on every rank before any rank writes: image k gets the k-th free name
     const int n = want - have, rank = dist_rank(), P = dist_size();
     char (*names)[4200] = sl_calloc((size_t)n, sizeof *names);
+    if (!names) return -1;   // (never: sl_calloc dies instead; GCC's UBSan build warns "null destination" without it)
     struct stat st;
     for (int k = 0, name = 0; k < n; k++) {
         do snprintf(names[k], sizeof names[k], "%s/class-%05d.png", dir, name++);
