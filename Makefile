@@ -19,6 +19,15 @@ BUILD   := build-san
 CFLAGS  += -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined
 BIN     := $(BUILD)/singlora
+else ifeq ($(FUZZ),1)
+# FUZZ=1: clang with libFuzzer + ASan/UBSan instrumentation (build-fuzz/; make fuzz uses it)
+CC      := clang
+BUILD   := build-fuzz
+# (-Wno-pass-failed: instrumented code keeps some `omp simd` loops from vectorizing)
+CFLAGS  += -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+           -Wno-pass-failed
+LDFLAGS += -fsanitize=address,undefined
+BIN     := $(BUILD)/singlora
 else ifneq ($(findstring clang,$(CC)),)
 # make CC=clang: objects of their own, so a gcc build's are never linked with clang's
 BUILD   := build-clang
@@ -45,12 +54,18 @@ TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
 BENCH_OBJ := $(BENCH_SRC:%.c=$(BUILD)/%.o)
 # tools/bench/<name>.c -> build/bench_<name>, a standalone program on libsinglora.a
 BENCH_BIN := $(BENCH_SRC:tools/bench/%.c=$(BUILD)/bench_%)
+# tests/fuzz/fuzz_<parser>.c -> build-fuzz/fuzz_<parser>, a libFuzzer target (input.c: their shared part)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/%)
 
-.PHONY: all deps test test-long bench clean mpi-bin pretrain
+.PHONY: all deps deps-fuzz test test-long bench clean mpi-bin pretrain fuzz fuzz-bin
 all: $(BIN)
 
 deps:
 	@sh tools/install-deps.sh
+
+deps-fuzz:
+	@sh tools/install-deps.sh fuzz
 
 $(BUILD)/libsinglora.a: $(LIB_OBJ)
 	@rm -f $@
@@ -82,7 +97,7 @@ $(BUILD)/dist_check: $(BUILD)/tests/mpi/dist_check.o $(BUILD)/libsinglora.a
 # make test [T=pattern] [SAN=1]; with SAN=1 a leak fails the test (LeakSanitizer, in every
 # singlora a test runs and after each test)
 ifeq ($(SAN),1)
-TEST_ENV := ASAN_OPTIONS=detect_leaks=1
+TEST_ENV := ASAN_OPTIONS=detect_leaks=1 SINGLORA_SAN=1
 endif
 test: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
 	SINGLORA_BIN=./$(BIN) $(TEST_ENV) ./$(BUILD)/run_tests $(T)
@@ -92,6 +107,21 @@ test-long: $(BIN) $(BUILD)/run_tests $(MPI_DEPS)
 
 $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# make fuzz [FUZZ_SECONDS=60]: every libFuzzer target under ASan/UBSan for FUZZ_SECONDS each,
+# from the seed corpora the tests write (fuzz_seed_corpora) plus what earlier runs found
+# (build-fuzz/corpus/<target>); a crash stops it and leaves the input as build-fuzz/crash-*
+FUZZ_SECONDS ?= 60
+fuzz: $(BUILD)/run_tests
+	$(MAKE) FUZZ=1 fuzz-bin
+	rm -rf build-fuzz/seeds
+	SINGLORA_FUZZ_SEEDS=build-fuzz/seeds ./$(BUILD)/run_tests fuzz_seed_corpora
+	sh tools/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(notdir $(FUZZ_BIN))
+
+fuzz-bin: $(FUZZ_BIN)
+
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/input.o $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 .SECONDARY: $(BENCH_OBJ)
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
@@ -107,9 +137,9 @@ pretrain: $(BIN)
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
-	rm -rf build build-san build-clang build-mpi singlora singlora-mpi
+	rm -rf build build-san build-clang build-mpi build-fuzz singlora singlora-mpi
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BENCH_OBJ:.o=.d) $(FUZZ_SRC:%.c=$(BUILD)/%.d)
 
 # the shipped CLIP vocabulary is assembled into default_vocab.o
 $(BUILD)/clip/default_vocab.o: clip/vocab/bpe_simple_vocab_16e6.txt.gz

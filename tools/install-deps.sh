@@ -5,6 +5,8 @@
 set -e
 # Open MPI (libopenmpi-dev, openmpi-bin): `make MPI=1` -> ./singlora-mpi and the multi-process tests.
 PKGS="gcc make libc6-dev libgomp1 libopenblas-openmp-dev libcjson-dev libstb-dev libopenmpi-dev openmpi-bin"
+# `install-deps.sh fuzz` (make deps-fuzz): clang with libFuzzer and its OpenMP, for make fuzz
+[ "$1" = fuzz ] && PKGS="$PKGS clang libclang-rt-dev libomp-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

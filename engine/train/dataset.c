@@ -75,7 +75,7 @@ int image_folder_scan(image_folder *f, const char *dir, const char *caption_ext,
         im->name = sl_strdup(de->d_name);
     }
     closedir(d);
-    qsort(f->images, (size_t)f->n, sizeof *f->images, cmp_names);
+    if (f->n > 1) qsort(f->images, (size_t)f->n, sizeof *f->images, cmp_names);   // (an empty folder: images is NULL)
     int kept = 0;
     for (int i = 0; i < f->n; i++) {
         dataset_image *im = &f->images[i];
