@@ -8,6 +8,7 @@
 
 #include "clip/tokenizer.h"
 #include "engine/io/atomic_file.h"
+#include "engine/io/folders.h"
 #include "engine/io/config.h"
 #include "engine/core/error.h"
 #include "engine/io/model_files.h"
@@ -244,23 +245,29 @@ int cmd_init(int argc, char **argv) {
         if (!t) sl_fail();
         clip_tokenizer_free(t);
     }
-    if (!original && !single_component_file && mkdir_p(outp) != 0) sl_fail();
+    // a folder appears whole or not at all: written under OUT.tmp.PID, renamed at the end
+    staged_folder staged;
+    const char *dest = outp;
+    if (!original && !single_component_file) {
+        if (staged_folder_begin(&staged, outp) != 0) sl_fail();
+        dest = staged.staging;
+    }
 
     model_writer *w = mw_new(original, dt);
     for (int c = 0; c < MW_N_COMPONENTS; c++) {
         if (!use[c]) continue;
         if (mw_add_component(w, MW_COMPONENTS[c].name, dir, random_source, &seed) != 0) sl_fail();
         if (original) continue;   // one file for all, saved below
-        char path[4096], from[4096];
+        char path[4400], from[4400];   // (dest: up to a staging name)
         if (single_component_file) {
             snprintf(path, sizeof path, "%s", outp);
         } else {
-            snprintf(path, sizeof path, "%s/%s", outp, MW_COMPONENTS[c].name);
+            snprintf(path, sizeof path, "%s/%s", dest, MW_COMPONENTS[c].name);
             if (mkdir_p(path) != 0) sl_fail();
             snprintf(from, sizeof from, "%s/%s/config.json", dir, MW_COMPONENTS[c].name);
-            snprintf(path, sizeof path, "%s/%s/config.json", outp, MW_COMPONENTS[c].name);
+            snprintf(path, sizeof path, "%s/%s/config.json", dest, MW_COMPONENTS[c].name);
             if (copy_file(from, path) != 0) sl_fail();
-            snprintf(path, sizeof path, "%s/%s/%s.safetensors", outp, MW_COMPONENTS[c].name, MW_COMPONENTS[c].weights);
+            snprintf(path, sizeof path, "%s/%s/%s.safetensors", dest, MW_COMPONENTS[c].name, MW_COMPONENTS[c].weights);
         }
         if (mw_save(w, path) != 0) sl_fail();
     }
@@ -268,8 +275,9 @@ int cmd_init(int argc, char **argv) {
     if (original) {
         if (mw_save(w, outp) != 0) sl_fail();
     } else if (!single_component_file) {
-        int extras = write_extras(dir, outp, tokenizer);
-        write_model_index(dir, outp, use, extras & 1, extras & 2);
+        int extras = write_extras(dir, dest, tokenizer);
+        write_model_index(dir, dest, use, extras & 1, extras & 2);
+        if (staged_folder_commit(&staged) != 0) sl_fail();
     }
     mw_free(w);
     printf("wrote %s (%s layout, %s, %lld parameters, seed %llu)\n", outp, original ? "original" : "diffusers",

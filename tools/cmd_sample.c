@@ -14,6 +14,7 @@
 #include "engine/core/error.h"
 #include "engine/diffusion/sampler_names.h"
 #include "engine/dist/dist.h"
+#include "engine/io/folders.h"
 #include "pipeline/adapters.h"
 #include "pipeline/model_hash.h"
 #include "pipeline/png_replay.h"
@@ -178,16 +179,16 @@ int cmd_sample(int argc, char **argv) {
     if (width < 8 || height < 8 || width > SD_MAX_SIDE || height > SD_MAX_SIDE || width % 8 || height % 8)
         sl_die(init_image, "sample: width and height must be multiples of 8 in 8..%d (got %dx%d)", SD_MAX_SIDE, width,
                height);
-    if (dist_is_lead()) {   // rank 0 alone writes (mpirun, engine/dist/)
-        if (out_dir && mkdir_p(out_dir) != 0) sl_fail();
+    if (dist_is_lead()) {   // rank 0 alone writes (mpirun, engine/dist/); a folder it cannot write fails now, not after sampling
+        if (out_dir && (mkdir_p(out_dir) != 0 || folder_check_writable(out_dir) != 0)) sl_fail();
         if (out_file) {
             char dir[4096];
             snprintf(dir, sizeof dir, "%s", out_file);
             char *slash = strrchr(dir, '/');
-            if (slash && slash != dir) {
-                *slash = 0;
-                if (mkdir_p(dir) != 0) sl_fail();
-            }
+            if (slash) *slash = 0;
+            else snprintf(dir, sizeof dir, ".");
+            if (slash == dir) snprintf(dir, sizeof dir, "/");
+            if (mkdir_p(dir) != 0 || folder_check_writable(dir) != 0) sl_fail();
         }
     }
 

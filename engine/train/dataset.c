@@ -15,6 +15,7 @@
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/core/sha256.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/file_read.h"
 #include "engine/core/tensor.h"
 
@@ -57,7 +58,8 @@ int image_folder_scan(image_folder *f, const char *dir, const char *caption_ext,
     while ((de = readdir(d))) {
         if (de->d_name[0] == '.') continue;
         if (caption_ext && *caption_ext && ends_with(de->d_name, caption_ext)) continue;
-        if (ends_with(de->d_name, ".json") || ends_with(de->d_name, ".tmp")) continue;   // sidecars, partial writes
+        if (ends_with(de->d_name, ".json") || ends_with(de->d_name, ".tmp") || is_atomic_temporary(de->d_name))
+            continue;   // sidecars, partial writes
         size_t pl = strlen(dir) + strlen(de->d_name) + 2;
         char *path = sl_malloc(pl);
         snprintf(path, pl, "%s/%s", dir, de->d_name);
