@@ -18,6 +18,7 @@ const command COMMANDS[] = {
     {"train", "DreamBooth: train a SingLoRA / LoRA / DoRA adapter on a folder of photos", cmd_train},
     {"world", "the toy world: render images + captions, subjects' photos, score images", cmd_world},
     {"demo", "personalize the shipped toy-world model to a new subject, sample, score: report.md", cmd_demo},
+    {"compare", "the method comparison's table from a folder of demo runs (tools/compare_methods.sh)", cmd_compare},
     {"pretrain", "train the toy-world base model from scratch (VAE, then every UNet weight)", cmd_pretrain},
 };
 const int N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0];

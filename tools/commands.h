@@ -28,6 +28,7 @@ int cmd_backward(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_world(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 
