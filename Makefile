@@ -127,13 +127,16 @@ $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/input.o $(BUIL
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
 
-# the shipped toy-world base model, from seed 0, in two runs: 6000 steps at constant lr, then
-# 6000 more from its EMA weights on a cosine decay (each resumes from its build/pretrain-ckpt*
-# folder when interrupted; remove those folders for a fresh run)
+# the shipped toy-world base model, from seed 0, in three runs: 6000 steps at constant lr, 6000
+# more from its EMA weights on a cosine decay, then 3000 at lr 6e-4 on a cosine decay with new
+# noise draws (seed 1); each resumes from its build/pretrain-ckpt* folder when interrupted
+# (remove those folders for a fresh run)
 pretrain: $(BIN)
 	./$(BIN) pretrain --out build/toyworld-6000 --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
-	./$(BIN) pretrain --init-from build/toyworld-6000 --out models/toyworld --ckpt build/pretrain-ckpt2 \
+	./$(BIN) pretrain --init-from build/toyworld-6000 --out build/toyworld-stage2 --ckpt build/pretrain-ckpt2 \
 		--steps 6000 --lr-schedule cosine --seed 0 --threads 2 --resume
+	./$(BIN) pretrain --init-from build/toyworld-stage2 --out models/toyworld --ckpt build/pretrain-ckpt3 \
+		--steps 3000 --lr 6e-4 --lr-schedule cosine --seed 1 --threads 2 --resume
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
