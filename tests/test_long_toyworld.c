@@ -1,5 +1,6 @@
 // `make test-long`: the shipped toy-world base model reaches its targets on 200 held-out
-// captions, and the full demo reaches the personalization targets (issue 14). Minutes each.
+// captions, the full demo reaches the personalization targets (issue 14), and a short method
+// comparison runs end to end (issue 19). Minutes each.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,4 +50,27 @@ TEST(long_toyworld_demo_reaches_its_targets) {
     CHECK_MSG(fa >= 0.8 && fb <= 0.2, "fidelity base %.3f adapter %.3f", fb, fa);
     CHECK_MSG(pa >= 85.0, "prompt accuracy %.1f", pa);
     CHECK_MSG(db - da <= 5.0, "drift %.1f points", db - da);
+}
+
+// The method comparison, short: 2 subjects x 1 seed, one setting per method (equal rank), few
+// steps and prompts; every run finishes, the table has a row per setting and the ordering line.
+TEST(long_compare_methods_short_run) {
+    if (!long_tests()) return;
+    char out[16384];
+    const char *docs = tmp_path("docs");
+    int rc = run_cmd(out, sizeof out,
+                     "tools/compare_methods.sh --subjects 2 --seeds 1 --settings singlora-r8-lr1e-3,lora-r8-lr1e-3,dora-r8-lr1e-3 "
+                     "--steps 20 --prompts 4 --drift-prompts 4 --class-images 8 --sample-steps 10 --jobs 2 --out %s --scratch %s",
+                     docs, tmp_path("scratch"));
+    printf("%s", out);
+    REQUIRE(rc == 0);
+    char md[16384];
+    REQUIRE(run_cmd(md, sizeof md, "cat %s/method_comparison.md; ls %s/method_comparison/grids | wc -l", docs, docs) == 0);
+    const char *rows[] = {"| singlora-r8-lr1e-3 | singlora | 8 |", "| lora-r8-lr1e-3 | lora | 8 |", "| dora-r8-lr1e-3 | dora | 8 |"};
+    for (int k = 0; k < 3; k++) CHECK_MSG(strstr(md, rows[k]), "no row %s:\n%s", rows[k], md);
+    CHECK_MSG(strstr(md, "6 runs in 3 settings") && strstr(md, "The paper's ordering"), "%s", md);
+    // a rerun finds every result and runs nothing
+    REQUIRE(run_cmd(out, sizeof out, "tools/compare_methods.sh --subjects 2 --seeds 1 --settings singlora-r8-lr1e-3,lora-r8-lr1e-3,dora-r8-lr1e-3 "
+                                     "--out %s --scratch %s", docs, tmp_path("scratch")) == 0);
+    CHECK_MSG(strstr(out, "0 runs to do"), "%s", out);
 }
