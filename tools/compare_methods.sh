@@ -13,7 +13,7 @@
 # in --scratch; the adapter grids of the first two subjects (seed 0) are copied next to the table.
 set -e
 cd "$(dirname "$0")/.."
-bin=./singlora
+bin=${SINGLORA_BIN:-./singlora}
 
 # one demo (the script calls itself this way, J at a time): its full output in SCRATCH, its
 # result.json (written last) copied into the runs tree under a temporary name, then renamed
@@ -97,7 +97,8 @@ echo "compare_methods: $todo runs to do, $jobs at a time on $threads threads eac
 start=$(date +%s)
 failed=0
 if [ "$todo" -gt 0 ]; then
-    xargs -P "$jobs" -L 1 sh "$0" --one-run "$scratch" "$runs" "$threads" < "$tasks" || failed=1
+    # (xargs -L joins a line that ends in a blank to the next: strip them)
+    sed 's/[[:space:]]*$//' "$tasks" | xargs -P "$jobs" -L 1 sh "$0" --one-run "$scratch" "$runs" "$threads" || failed=1
 fi
 echo "compare_methods: $todo runs in $(( $(date +%s) - start )) s"
 
