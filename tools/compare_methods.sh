@@ -113,4 +113,14 @@ for subject in $(echo "$names" | head -n 2); do
     done
 done
 "$bin" compare --runs "$runs" --out "$out/method_comparison.md"
+# the grids under the table (prompts of the demo, in order: the subject in new contexts)
+if ls "$grids"/*.png > /dev/null 2>&1; then
+    {
+        printf '\n## Grids (adapter samples, seed 0; the prompts of `singlora demo`, in order)\n\n'
+        for g in "$grids"/*.png; do
+            b=$(basename "$g" .png)
+            printf '%s\n\n![%s](method_comparison/grids/%s.png)\n\n' "$b" "$b" "$b"
+        done
+    } >> "$out/method_comparison.md"
+fi
 [ "$failed" = 0 ] || { echo "compare_methods.sh: some runs failed (their logs are under $scratch)" >&2; exit 1; }
