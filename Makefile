@@ -110,13 +110,15 @@ $(BUILD)/bench_%: $(BUILD)/tools/bench/%.o $(BUILD)/tools/args.o $(BUILD)/libsin
 
 # make fuzz [FUZZ_SECONDS=60]: every libFuzzer target under ASan/UBSan for FUZZ_SECONDS each,
 # from the seed corpora the tests write (fuzz_seed_corpora) plus what earlier runs found
-# (build-fuzz/corpus/<target>); a crash stops it and leaves the input as build-fuzz/crash-*
+# (build-fuzz/corpus/<target>); a crash stops it and leaves the input as build-fuzz/crash-*;
+# FUZZ_TARGETS="fuzz_config fuzz_tokenizer" runs some
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(notdir $(FUZZ_BIN))
 fuzz: $(BUILD)/run_tests
 	$(MAKE) FUZZ=1 fuzz-bin
 	rm -rf build-fuzz/seeds
 	SINGLORA_FUZZ_SEEDS=build-fuzz/seeds ./$(BUILD)/run_tests fuzz_seed_corpora
-	sh tools/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(notdir $(FUZZ_BIN))
+	sh tools/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-bin: $(FUZZ_BIN)
 
