@@ -25,26 +25,75 @@
 // before stb allocates for it (a 25-byte TGA claiming 2048 x 54355 cost 1.6 GB).
 #define MAX_PIXELS_PER_FILE_BYTE 32768ull
 
-// stb_image decodes a truncated JPEG without complaint (it pads the missing entropy data), but
-// PIL refuses it ("image file is truncated"). Walk the marker segments to the first scan and
-// require an end-of-image marker after it.
-static int jpeg_is_complete(const uint8_t *p, size_t n) {
-    size_t i = 2;   // after SOI
-    while (i + 4 <= n) {
-        if (p[i] != 0xFF) return 0;
+// A DHT segment's tables (class/id byte, 16 counts, that many symbols each): a table of more
+// than 256 codes overruns stb_image 2.27's fixed arrays (stbi__build_huffman writes size[k++]
+// past its 257 entries: heap corruption, then a crash on a later image; fixed in stb 2.28).
+static const char *jpeg_dht_problem(const uint8_t *seg, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        if (i + 17 > len) return "corrupt JPEG: a Huffman table segment is cut short";
+        size_t codes = 0;
+        for (int k = 1; k <= 16; k++) codes += seg[i + k];
+        if (codes > 256) return "corrupt JPEG: a Huffman table defines more than 256 codes";
+        i += 17 + codes;
+        if (i > len) return "corrupt JPEG: a Huffman table segment is cut short";
+    }
+    return NULL;
+}
+
+// What stb_image would mis-handle, checked before it decodes: every Huffman table (also those
+// between the scans of a progressive file) and, since stb decodes a truncated JPEG without
+// complaint (padding the missing entropy data) where PIL refuses it ("image file is truncated"),
+// an end-of-image marker after the scans. NULL when the file is fine, else the problem.
+static const char *jpeg_problem(const uint8_t *p, size_t n, size_t i) {   // i: after SOI
+    int scans = 0;
+    while (i + 2 <= n) {
+        if (p[i] != 0xFF) {
+            if (!scans) return "corrupt JPEG: bad marker";
+            i++;                                             // entropy-coded data
+            continue;
+        }
         uint8_t m = p[i + 1];
         if (m == 0xFF) { i++; continue; }                    // fill byte
-        if (m == 0xD9) return 0;                             // EOI before any scan
-        if ((m >= 0xD0 && m <= 0xD7) || m == 0x01) { i += 2; continue; }
+        if (m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+            i += 2;                                          // stuffed FF, restart markers
+            continue;
+        }
+        if (m == 0xD9) return scans ? NULL : "corrupt JPEG: end of image before any scan";
+        if (i + 4 > n) break;
         size_t seg = ((size_t)p[i + 2] << 8) | p[i + 3];
-        if (seg < 2 || i + 2 + seg > n) return 0;
+        if (seg < 2 || i + 2 + seg > n) break;
+        if (m == 0xC4) {
+            const char *why = jpeg_dht_problem(p + i + 4, seg - 2);
+            if (why) return why;
+        }
+        if (m == 0xDA) scans++;                              // start of scan: entropy data follows
         i += 2 + seg;
-        if (m == 0xDA) break;                                // start of scan: entropy data follows
     }
-    // entropy-coded data cannot hold FF D9 (FF is stuffed as FF 00): the first one is the EOI
-    // (progressive files have more scans in between, each also before the EOI)
-    for (; i + 1 < n; i++)
-        if (p[i] == 0xFF && p[i + 1] == 0xD9) return 1;
+    return "corrupt JPEG: the file is truncated (no end-of-image marker)";
+}
+
+int image_check_bytes(const char *path, const uint8_t *buf, size_t n) {
+    if (n == 0) return sl_error(path, "empty file, not an image");
+    if (n > 0x7fffffff) return sl_error(path, "image file too large");
+    // (JPEG first: stbi_info already builds the Huffman tables that precede the frame header)
+    // stb_image takes any run of FF fill bytes before D8 as the start-of-image marker
+    size_t soi = 0;
+    while (soi < n && buf[soi] == 0xFF) soi++;
+    const char *jpeg_why = soi >= 1 && soi < n && buf[soi] == 0xD8 ? jpeg_problem(buf, n, soi + 1) : NULL;
+    if (jpeg_why) return sl_error(path, "%s", jpeg_why);
+    int w = 0, h = 0, comp = 0;
+    if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
+        const char *why = stbi_failure_reason();
+        return sl_error(path, "not a readable image (%s; PNG, JPEG, BMP, GIF, TGA, PSD, PNM and HDR are supported)",
+                        why ? why : "unknown format");
+    }
+    unsigned long long pixels = (unsigned long long)(w > 0 ? w : 0) * (unsigned long long)(h > 0 ? h : 0);
+    if (w <= 0 || h <= 0 || pixels > MAX_PIXELS)
+        return sl_error(path, "image size %dx%d is out of range (at most %llu pixels)", w, h, MAX_PIXELS);
+    if (pixels > (unsigned long long)n * MAX_PIXELS_PER_FILE_BYTE)
+        return sl_error(path, "the header claims %dx%d pixels, more than a %zu-byte file can hold (truncated or forged)",
+                        w, h, n);
     return 0;
 }
 
@@ -52,33 +101,11 @@ uint8_t *image_load_u8(const char *path, int *H, int *W) {
     size_t n = 0;
     uint8_t *buf = (uint8_t *)read_file(path, &n, MAX_FILE_BYTES, "image file");
     if (!buf) return NULL;
-    if (n == 0) { free(buf); sl_error(path, "empty file, not an image"); return NULL; }
-    if (n > 0x7fffffff) { free(buf); sl_error(path, "image file too large"); return NULL; }
+    if (image_check_bytes(path, buf, n) != 0) {
+        free(buf);
+        return NULL;
+    }
     int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
-        const char *why = stbi_failure_reason();
-        sl_error(path, "not a readable image (%s; PNG, JPEG, BMP, GIF, TGA, PSD, PNM and HDR are supported)",
-                 why ? why : "unknown format");
-        free(buf);
-        return NULL;
-    }
-    unsigned long long pixels = (unsigned long long)(w > 0 ? w : 0) * (unsigned long long)(h > 0 ? h : 0);
-    if (w <= 0 || h <= 0 || pixels > MAX_PIXELS) {
-        free(buf);
-        sl_error(path, "image size %dx%d is out of range (at most %llu pixels)", w, h, MAX_PIXELS);
-        return NULL;
-    }
-    if (pixels > (unsigned long long)n * MAX_PIXELS_PER_FILE_BYTE) {
-        free(buf);
-        sl_error(path, "the header claims %dx%d pixels, more than a %zu-byte file can hold (truncated or forged)", w, h,
-                 n);
-        return NULL;
-    }
-    if (n >= 2 && buf[0] == 0xFF && buf[1] == 0xD8 && !jpeg_is_complete(buf, n)) {
-        free(buf);
-        sl_error(path, "corrupt JPEG: the file is truncated (no end-of-image marker)");
-        return NULL;
-    }
     uint8_t *px = stbi_load_from_memory(buf, (int)n, &w, &h, &comp, 3);
     free(buf);
     if (!px) {

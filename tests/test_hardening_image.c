@@ -1,5 +1,6 @@
 // Hardening: image headers that claim more pixels than the limit or than their file could hold
 // are refused from the header (stbi_info), before stb_image allocates for them.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -7,6 +8,7 @@
 #include "data/image.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
+#include "engine/train/dataset.h"
 #include "tests/test.h"
 
 // An uncompressed 24-bit TGA header for w x h followed by `extra` data bytes.
@@ -51,4 +53,38 @@ TEST(hardening_image_header_bombs) {
     CHECK_EQ_INT(H, 3);
     CHECK_EQ_INT(W, 4);
     sl_free_aligned(img);
+}
+
+// A JPEG whose Huffman table defines more than 256 codes: Debian's stb_image 2.27 writes past its
+// tables (already in stbi_info; the heap corruption crashed a later decode under the fuzzer);
+// both decode paths refuse the file before stb sees it.
+TEST(hardening_image_jpeg_oversized_huffman_table) {
+    uint8_t f[400];
+    size_t n = 0;
+    f[n++] = 0xFF, f[n++] = 0xD8;                                   // SOI
+    f[n++] = 0xFF, f[n++] = 0xC4, f[n++] = 0x01, f[n++] = 0x3F;     // DHT, length 2 + 17 + 300
+    f[n++] = 0x00;                                                  // DC table 0
+    for (int k = 0; k < 14; k++) f[n++] = 0;
+    f[n++] = 150, f[n++] = 150;                                     // 300 codes of 15 and 16 bits
+    for (int k = 0; k < 300; k++) f[n++] = (uint8_t)k;
+    const uint8_t sof[] = {0xFF, 0xC0, 0x00, 0x0B, 8, 0, 8, 0, 8, 1, 1, 0x11, 0};   // 8x8 grey
+    memcpy(f + n, sof, sizeof sof), n += sizeof sof;
+    f[n++] = 0xFF, f[n++] = 0xD9;                                   // EOI
+    const char *path = tmp_path("huffman.jpg");
+    FILE *o = fopen(path, "wb");
+    REQUIRE(o && fwrite(f, 1, n, o) == n && fclose(o) == 0);
+    int h, w;
+    uint8_t *a = image_load_u8(path, &h, &w);
+    CHECK_MSG(!a && strstr(sl_error_msg(), "more than 256 codes") && strstr(sl_error_msg(), path), "%s", sl_error_msg());
+    uint8_t *b = image_decode_rgb(path, &h, &w);
+    CHECK_MSG(!b && strstr(sl_error_msg(), "more than 256 codes"), "%s", sl_error_msg());
+    free(a);
+    free(b);
+    // stb takes fill bytes before the start-of-image marker: the same file behind three FFs
+    const char *filled = tmp_path("filled.jpg");
+    o = fopen(filled, "wb");
+    REQUIRE(o && fwrite("\xff\xff\xff", 1, 3, o) == 3 && fwrite(f, 1, n, o) == n && fclose(o) == 0);
+    a = image_load_u8(filled, &h, &w);
+    CHECK_MSG(!a && strstr(sl_error_msg(), "more than 256 codes"), "%s", sl_error_msg());
+    free(a);
 }

@@ -201,7 +201,7 @@ uint8_t *image_decode_rgb(const char *path, int *H, int *W) {
     uint8_t *bytes = (uint8_t *)read_file(path, &n, 1u << 30, "image file");
     if (!bytes) return NULL;
     int w, h, comp;
-    if (n == 0 || n > 0x7fffffff) { free(bytes); sl_error(path, "not a readable image"); return NULL; }
+    if (image_check_bytes(path, bytes, n) != 0) { free(bytes); return NULL; }
     uint8_t *px = stbi_load_from_memory(bytes, (int)n, &w, &h, &comp, 4);   // grey and RGB expand to RGBA
     if (!px) {
         free(bytes);
