@@ -13,7 +13,9 @@
 #include "engine/adapters/lora_files.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
+#include "engine/io/atomic_file.h"
 #include "engine/io/config.h"
+#include "engine/io/file_read.h"
 #include "engine/io/folders.h"
 #include "engine/io/safetensors.h"
 #include "engine/train/dataset.h"
@@ -33,29 +35,15 @@ static const char *seed_path(const char *target, const char *name) {
 }
 
 static int write_bytes(const char *path, const void *a, size_t na, const void *b, size_t nb) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(a, 1, na, f) == na && (nb == 0 || fwrite(b, 1, nb, f) == nb);
-    return fclose(f) == 0 && ok ? 0 : -1;
-}
-
-static char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    if (len < 0) { fclose(f); return NULL; }
-    char *buf = malloc((size_t)len + 1);
-    *n = fread(buf, 1, (size_t)len, f);
-    fclose(f);
-    return buf;
+    const void *bufs[2] = {a, b};
+    const size_t lens[2] = {na, nb};
+    return atomic_write(path, bufs, lens, nb ? 2 : 1);
 }
 
 // A target whose first byte selects the reader: seed = [selector][file]
 static int write_selected(const char *target, const char *name, uint8_t selector, const char *file) {
     size_t n;
-    char *body = read_all(file, &n);
+    char *body = read_file(file, &n, 1u << 24, "seed source");
     if (!body) return -1;
     int rc = write_bytes(seed_path(target, name), &selector, 1, body, n);
     free(body);
@@ -180,7 +168,7 @@ TEST(fuzz_seed_corpora) {
             free(rgb);
         }
         size_t n_png = 0, n_jpg = 0;
-        char *a = read_all(png, &n_png), *b = read_all(seed_path("fuzz_image", "rgb.jpg"), &n_jpg);
+        char *a = read_file(png, &n_png, 1u << 24, "seed"), *b = read_file(seed_path("fuzz_image", "rgb.jpg"), &n_jpg, 1u << 24, "seed");
         REQUIRE(a && b && n_png < 65536 && n_jpg < 65536);
         const char caption[] = "a photo of sks star\n";
         FILE *f = fopen(seed_path("fuzz_dataset", "folder.bin"), "wb");
