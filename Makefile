@@ -137,8 +137,10 @@ pretrain: $(BIN)
 	./$(BIN) pretrain --out build/toyworld-6000 --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
 	./$(BIN) pretrain --init-from build/toyworld-6000 --out build/toyworld-stage2 --ckpt build/pretrain-ckpt2 \
 		--steps 6000 --lr-schedule cosine --seed 0 --threads 2 --resume
-	./$(BIN) pretrain --init-from build/toyworld-stage2 --out models/toyworld --ckpt build/pretrain-ckpt3 \
+	./$(BIN) pretrain --init-from build/toyworld-stage2 --out build/toyworld-stage3 --ckpt build/pretrain-ckpt3 \
 		--steps 3000 --lr 6e-4 --lr-schedule cosine --seed 1 --threads 2 --resume
+	./$(BIN) pretrain --init-from build/toyworld-stage3 --out models/toyworld --ckpt build/pretrain-ckpt4 \
+		--steps 3000 --lr 6e-4 --lr-schedule cosine --seed 2 --threads 2 --resume
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
