@@ -25,7 +25,7 @@ CC      := clang
 BUILD   := build-fuzz
 # (-Wno-pass-failed: instrumented code keeps some `omp simd` loops from vectorizing)
 CFLAGS  += -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
-           -Wno-pass-failed
+           -Wno-pass-failed -DIMAGE_MAX_PIXELS='(1u << 20)'
 LDFLAGS += -fsanitize=address,undefined
 BIN     := $(BUILD)/singlora
 else ifneq ($(findstring clang,$(CC)),)
@@ -124,8 +124,13 @@ fuzz-bin: $(FUZZ_BIN)
 
 $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/input.o $(BUILD)/libsinglora.a
 	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+# fuzz_image decodes with stb_image compiled from Debian's header under ASan/UBSan (linked ahead
+# of -lstb, so its definitions win): a bug inside stb is reported where it happens, not later
+$(BUILD)/fuzz_image: $(BUILD)/tests/fuzz/fuzz_image.o $(BUILD)/tests/fuzz/stb_image_instrumented.o \
+                     $(BUILD)/tests/fuzz/input.o $(BUILD)/libsinglora.a
+	$(CC) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-.SECONDARY: $(BENCH_OBJ) $(FUZZ_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/fuzz/input.o
+.SECONDARY: $(BENCH_OBJ) $(FUZZ_SRC:%.c=$(BUILD)/%.o) $(BUILD)/tests/fuzz/input.o $(BUILD)/tests/fuzz/stb_image_instrumented.o
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
 

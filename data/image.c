@@ -18,7 +18,13 @@
 #define MAX_FILE_BYTES (1ull << 30)
 // The largest image read: 8192 x 8192 = 64 MP (192 MB as 8-bit RGB, 768 MB as f32), 16 times
 // SD's 2048 x 2048 limit of practice. Checked on the header (stbi_info) before decoding.
+// The fuzz build lowers it (-DIMAGE_MAX_PIXELS=...) so that libFuzzer spends its time on parsing,
+// not on decoding forged 64 MP headers under ASan.
+#ifdef IMAGE_MAX_PIXELS
+#define MAX_PIXELS ((unsigned long long)(IMAGE_MAX_PIXELS))
+#else
 #define MAX_PIXELS (1ull << 26)
+#endif
 // No format stb_image reads packs more pixels into a byte of file than this: 1-bit PNG through
 // deflate's best ratio (1032:1) gives 8256, Softimage PIC's 16-bit run lengths ~16k; LZW, RLE and
 // JPEG are far below. A header claiming more pixels than its file could hold is a forgery, refused
@@ -28,15 +34,38 @@
 // A DHT segment's tables (class/id byte, 16 counts, that many symbols each): a table of more
 // than 256 codes overruns stb_image 2.27's fixed arrays (stbi__build_huffman writes size[k++]
 // past its 257 entries: heap corruption, then a crash on a later image; fixed in stb 2.28).
-static const char *jpeg_dht_problem(const uint8_t *seg, size_t len) {
+// Marks each table it defines in defined[class][id] (class 0: DC, 1: AC; ids 0..3 as stb reads).
+static const char *jpeg_dht_problem(const uint8_t *seg, size_t len, int defined[2][4]) {
     size_t i = 0;
     while (i < len) {
         if (i + 17 > len) return "corrupt JPEG: a Huffman table segment is cut short";
+        int tc = seg[i] >> 4, th = seg[i] & 15;
+        if (tc > 1 || th > 3) return "corrupt JPEG: a Huffman table has a bad class or id";
         size_t codes = 0;
         for (int k = 1; k <= 16; k++) codes += seg[i + k];
         if (codes > 256) return "corrupt JPEG: a Huffman table defines more than 256 codes";
         i += 17 + codes;
         if (i > len) return "corrupt JPEG: a Huffman table segment is cut short";
+        defined[tc][th] = 1;
+    }
+    return NULL;
+}
+
+// A scan (SOS) may only use Huffman tables a DHT defined before it: stb_image 2.27 decodes with
+// an undefined table's uninitialized memory (reads out of its arrays; 2.28 bounds the symbol id).
+// Which tables a scan uses: sequential (SOF0/SOF1) both of each component's; progressive (SOF2)
+// the DC tables in a first DC scan (Ss = 0, Ah = 0), the AC tables in an AC scan (Ss > 0).
+static const char *jpeg_sos_problem(const uint8_t *seg, size_t len, int progressive, int defined[2][4]) {
+    if (len < 1) return "corrupt JPEG: a scan header is cut short";
+    size_t ns = seg[0];
+    if (ns < 1 || ns > 4 || len < 1 + 2 * ns + 3) return "corrupt JPEG: bad scan header";
+    int ss = seg[1 + 2 * ns], ah = seg[3 + 2 * ns] >> 4;
+    int uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+    for (size_t c = 0; c < ns; c++) {
+        int hd = seg[2 + 2 * c] >> 4, ha = seg[2 + 2 * c] & 15;
+        if ((uses_dc && hd > 3) || (uses_ac && ha > 3)) return "corrupt JPEG: a scan names a bad Huffman table id";
+        if ((uses_dc && !defined[0][hd]) || (uses_ac && !defined[1][ha]))
+            return "corrupt JPEG: a scan uses a Huffman table no DHT segment defined";
     }
     return NULL;
 }
@@ -46,7 +75,7 @@ static const char *jpeg_dht_problem(const uint8_t *seg, size_t len) {
 // complaint (padding the missing entropy data) where PIL refuses it ("image file is truncated"),
 // an end-of-image marker after the scans. NULL when the file is fine, else the problem.
 static const char *jpeg_problem(const uint8_t *p, size_t n, size_t i) {   // i: after SOI
-    int scans = 0;
+    int scans = 0, progressive = 0, defined[2][4] = {{0}};
     while (i + 2 <= n) {
         if (p[i] != 0xFF) {
             if (!scans) return "corrupt JPEG: bad marker";
@@ -63,11 +92,14 @@ static const char *jpeg_problem(const uint8_t *p, size_t n, size_t i) {   // i: 
         if (i + 4 > n) break;
         size_t seg = ((size_t)p[i + 2] << 8) | p[i + 3];
         if (seg < 2 || i + 2 + seg > n) break;
-        if (m == 0xC4) {
-            const char *why = jpeg_dht_problem(p + i + 4, seg - 2);
-            if (why) return why;
+        const char *why = NULL;
+        if (m == 0xC2) progressive = 1;
+        if (m == 0xC4) why = jpeg_dht_problem(p + i + 4, seg - 2, defined);
+        if (m == 0xDA) {                                     // start of scan: entropy data follows
+            why = jpeg_sos_problem(p + i + 4, seg - 2, progressive, defined);
+            scans++;
         }
-        if (m == 0xDA) scans++;                              // start of scan: entropy data follows
+        if (why) return why;
         i += 2 + seg;
     }
     return "corrupt JPEG: the file is truncated (no end-of-image marker)";

@@ -8,7 +8,10 @@
 #include "data/image.h"
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
+#include "engine/io/atomic_file.h"
+#include "engine/io/file_read.h"
 #include "engine/train/dataset.h"
+#include <stb/stb_image_write.h>
 #include "tests/test.h"
 
 // An uncompressed 24-bit TGA header for w x h followed by `extra` data bytes.
@@ -87,4 +90,45 @@ TEST(hardening_image_jpeg_oversized_huffman_table) {
     a = image_load_u8(filled, &h, &w);
     CHECK_MSG(!a && strstr(sl_error_msg(), "more than 256 codes"), "%s", sl_error_msg());
     free(a);
+}
+
+// The byte offset of the first segment with marker m in a JPEG (after SOI), or 0.
+static size_t jpeg_segment(const uint8_t *f, size_t n, uint8_t m) {
+    for (size_t i = 2; i + 4 <= n && f[i] == 0xFF;) {
+        if (f[i + 1] == m) return i;
+        if (f[i + 1] == 0xDA) return 0;
+        i += 2 + (((size_t)f[i + 2] << 8) | f[i + 3]);
+    }
+    return 0;
+}
+
+// A scan naming a Huffman table no DHT defined (found by fuzz_image): stb_image 2.27 decodes with
+// the table's uninitialized memory (its assert fires when built from the header; Debian's library
+// reads out of its arrays). Refused before stb sees it; the untouched file still decodes.
+TEST(hardening_image_jpeg_undefined_huffman_table) {
+    enum { W = 16, H = 8 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 37);
+    const char *good = tmp_path("scan-good.jpg"), *bad = tmp_path("scan-bad.jpg");
+    REQUIRE(stbi_write_jpg(good, W, H, 3, px, 90));
+    size_t n = 0;
+    uint8_t *f = (uint8_t *)read_file(good, &n, 1 << 20, "test JPEG");
+    REQUIRE(f);
+    size_t sos = jpeg_segment(f, n, 0xDA);
+    REQUIRE(sos && f[sos + 4] == 3);
+    int h, w;
+    uint8_t *a = image_load_u8(good, &h, &w);
+    CHECK_MSG(a && h == H && w == W, "%s", sl_error_msg());
+    free(a);
+    f[sos + 6] = 0x22;   // component 1 uses DC table 2 and AC table 2: never defined
+    const void *bufs[1] = {f};
+    REQUIRE(atomic_write(bad, bufs, &n, 1) == 0);
+    a = image_load_u8(bad, &h, &w);
+    CHECK_MSG(!a && strstr(sl_error_msg(), "Huffman table no DHT segment defined") && strstr(sl_error_msg(), bad), "%s",
+              sl_error_msg());
+    uint8_t *b = image_decode_rgb(bad, &h, &w);
+    CHECK_MSG(!b && strstr(sl_error_msg(), "no DHT segment defined"), "%s", sl_error_msg());
+    free(a);
+    free(b);
+    free(f);
 }
