@@ -23,6 +23,7 @@ static int create_visitor(void *ctx, const unet_linear *l) {
     create_ctx *c = ctx;
     if (!adapter_target_matches(c->targets, l->path)) return 0;
     adapter *a = adapter_set_add(c->s, l->path, l->d_in, l->d_out);
+    a->kernel = l->kernel;
     adapter_init(a, c->rng, c->normal_std, *l->weight);
     return 0;
 }
@@ -51,7 +52,7 @@ adapter_set *adapter_set_create(unet_model *m, const adapter_new_opts *o) {
     create_ctx c = {s, s->targets, std, &rng};
     unet_walk_linears(m, create_visitor, &c);
     if (s->n_slots == 0) {
-        sl_error(NULL, "--targets '%s' match no Linear layer of this UNet", o->targets);
+        sl_error(NULL, "--targets '%s' match no layer of this UNet", o->targets);
         adapter_set_free(s);
         return NULL;
     }
@@ -147,6 +148,7 @@ static int merge_visitor(void *ctx, const unet_linear *l) {
         if (strcmp(c->s->slots[i].module, l->path) != 0) continue;
         adapter *a = &c->s->slots[i].a;
         if (adapter_bind_shape(a, l->path, l->d_in, l->d_out, c->path) != 0) return -1;
+        a->kernel = l->kernel;
         adapter_merge_into(*l->weight, a, c->u, c->scale);
         c->done[i] = 1;
     }
@@ -164,7 +166,7 @@ int unet_merge_adapters(unet_model *m, adapter_set *s, float scale, const char *
     merge_ctx c = {s, adapter_set_ramp(s), scale, sl_calloc((size_t)s->n_slots + 1, sizeof(int)), path};
     int rc = unet_walk_linears(m, merge_visitor, &c);
     for (int i = 0; rc == 0 && i < s->n_slots; i++)
-        if (!c.done[i]) rc = sl_error(path, "adapter module '%s' is not a Linear layer of this UNet", s->slots[i].module);
+        if (!c.done[i]) rc = sl_error(path, "adapter module '%s' is not a layer of this UNet adapters can target", s->slots[i].module);
     free(c.done);
     return rc;
 }

@@ -1,6 +1,7 @@
 // Standard LoRA export/import: a SingLoRA/LoRA/DoRA adapter exported to kohya or diffusers names
-// and folded back in with lora_apply gives the same weights as merging the adapter itself;
-// PEFT names, 1×1-conv shapes, text-encoder keys and unmatched names are reported.
+// and folded back in with lora_apply gives the same weights as merging the adapter itself (a 3×3
+// conv's as LoCon-shaped factors); PEFT names, 1×1-conv shapes, text-encoder keys and unmatched
+// names are reported.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +15,22 @@ static const char *MODULES[] = {
     "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",   // (24, 32): d_in > d_out
     "up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_out.0", // (24, 16): d_out > d_in
     "down_blocks.0.attentions.0.proj_in",                           // (16, 16)
+    "down_blocks.1.resnets.0.conv1",                                // (8, 4, 3, 3) = (8, 36): a 3×3 conv
 };
-static const int DOUT[] = {24, 24, 16}, DIN[] = {32, 16, 16};
+static const int DOUT[] = {24, 24, 16, 8}, DIN[] = {32, 16, 16, 36}, KERNEL[] = {0, 0, 0, 3};
+#define N_MODULES 4
 
-typedef struct { float *w[3]; } fake_model;
+typedef struct { float *w[N_MODULES]; } fake_model;
 
 static float *fake_weight(void *ctx, const char *module, int *d_out, int *d_in) {
     fake_model *m = ctx;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_MODULES; i++)
         if (!strcmp(module, MODULES[i])) { *d_out = DOUT[i]; *d_in = DIN[i]; return m->w[i]; }
     return NULL;
 }
 
 static void fresh_model(fake_model *m) {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_MODULES; i++) {
         m->w[i] = malloc(sizeof(float) * (size_t)DOUT[i] * DIN[i]);
         fill_uniform(m->w[i], (size_t)DOUT[i] * DIN[i], 10 + i, -0.5f, 0.5f);
     }
@@ -42,8 +45,9 @@ static void export_import(adapter_method method, lora_format fmt) {
     fresh_model(&got);
     sl_rng rng;
     sl_rng_seed(&rng, 3);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_MODULES; i++) {
         adapter *a = adapter_set_add(&s, MODULES[i], DIN[i], DOUT[i]);
+        a->kernel = KERNEL[i];
         adapter_init(a, &rng, 0, base.w[i]);
         if (a->up) fill_uniform(a->up, (size_t)DOUT[i] * 4, 20 + i, -0.3f, 0.3f);
         if (a->magnitude) for (int o = 0; o < DOUT[i]; o++) a->magnitude[o] *= 1.1f;
@@ -52,12 +56,12 @@ static void export_import(adapter_method method, lora_format fmt) {
     const char *path = tmp_path("export.safetensors");
     REQUIRE(lora_export(&s, fmt, path) == 0);
     lora_apply_report rep;
-    REQUIRE(lora_apply(path, 0.8f, MODULES, 3, fake_weight, &got, &rep) == 0);
-    CHECK_EQ_INT(rep.applied, 3);
-    CHECK_EQ_INT(rep.total, 3);
+    REQUIRE(lora_apply(path, 0.8f, MODULES, N_MODULES, fake_weight, &got, &rep) == 0);
+    CHECK_EQ_INT(rep.applied, N_MODULES);
+    CHECK_EQ_INT(rep.total, N_MODULES);
     CHECK(rep.unmatched[0] == 0);
     char label[96];
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_MODULES; i++) {
         snprintf(label, sizeof label, "%s -> %s, %s", adapter_method_name(method), fmt == LORA_FORMAT_KOHYA ? "kohya" : "diffusers", MODULES[i] + strlen(MODULES[i]) - 12);
         check_close(label, got.w[i], want.w[i], (size_t)DOUT[i] * DIN[i], 2e-6);
     }
@@ -74,8 +78,16 @@ static void export_import(adapter_method method, lora_format fmt) {
     } else {
         CHECK(st_find(f, "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora.up.weight") != NULL);
     }
+    // the conv's factors are convs, as kohya's LoCon writes them: down (r, C_in, 3, 3), up (C_out, r, 1, 1)
+    const st_entry *cd = st_find(f, fmt == LORA_FORMAT_KOHYA ? "lora_unet_down_blocks_1_resnets_0_conv1.lora_down.weight"
+                                                             : "unet.down_blocks.1.resnets.0.conv1.lora.down.weight");
+    const st_entry *cu = st_find(f, fmt == LORA_FORMAT_KOHYA ? "lora_unet_down_blocks_1_resnets_0_conv1.lora_up.weight"
+                                                             : "unet.down_blocks.1.resnets.0.conv1.lora.up.weight");
+    REQUIRE(cd && cu);
+    CHECK(cd->ndim == 4 && cd->shape[0] == 4 && cd->shape[1] == 4 && cd->shape[2] == 3 && cd->shape[3] == 3);
+    CHECK(cu->ndim == 4 && cu->shape[0] == 8 && cu->shape[1] == 4 && cu->shape[2] == 1 && cu->shape[3] == 1);
     st_close(f);
-    for (int i = 0; i < 3; i++) { free(base.w[i]); free(want.w[i]); free(got.w[i]); adapter_free(&s.slots[i].a); free(s.slots[i].module); }
+    for (int i = 0; i < N_MODULES; i++) { free(base.w[i]); free(want.w[i]); free(got.w[i]); adapter_free(&s.slots[i].a); free(s.slots[i].module); }
     free(s.slots);
 }
 
@@ -121,7 +133,7 @@ TEST(lora_import_peft_conv_and_text_encoder) {
     double want = before[5 * 16 + 7];
     for (int j = 0; j < 4; j++) want += (double)up[5 * 4 + j] * down[j * 16 + 7];
     CHECK_NEAR(m.w[2][5 * 16 + 7], want, 1e-5);
-    for (int i = 0; i < 3; i++) free(m.w[i]);
+    for (int i = 0; i < N_MODULES; i++) free(m.w[i]);
 }
 
 TEST(lora_import_shape_mismatch_is_an_error) {
@@ -137,7 +149,7 @@ TEST(lora_import_shape_mismatch_is_an_error) {
     lora_apply_report rep;
     CHECK(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) != 0);
     CHECK(strstr(sl_error_msg(), "the model needs [4, 32]") != NULL);
-    for (int i = 0; i < 3; i++) free(m.w[i]);
+    for (int i = 0; i < N_MODULES; i++) free(m.w[i]);
 }
 
 // an alpha of inf or 1e39 and nan in a matrix are refused at load, naming the file and tensor
@@ -169,7 +181,7 @@ TEST(lora_import_nonfinite_is_an_error) {
         CHECK(lora_apply(path, 1.0f, MODULES, 3, fake_weight, &m, &rep) != 0);
         CHECK_MSG(strstr(sl_error_msg(), "nonfinite.safetensors: ") && strstr(sl_error_msg(), cases[c].want), "%s",
                   sl_error_msg());
-        for (int i = 0; i < 3; i++) free(m.w[i]);
+        for (int i = 0; i < N_MODULES; i++) free(m.w[i]);
     }
 }
 

@@ -1,6 +1,7 @@
 // Adapter math (SingLoRA, LoRA, DoRA) on one Linear layer: forward against a double-precision
 // reference that forms ΔW explicitly, backward against central finite differences of that
-// reference, in all three shape cases (square, d_in > d_out, d_out > d_in), merge ≡ unmerged,
+// reference, in all three shape cases (square, d_in > d_out, d_out > d_in), the merged weight's
+// backward (adapter_merged_backward, how convolutions train) against the same differences, merge ≡ unmerged,
 // init statistics, the ramp, and the SingLoRA reference fixture.
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,24 @@ static void fd_check(const char *label, const ref_layer *L, double *p, int n, co
     CHECK_MSG(max_g > 0 && max_err <= 1e-4 * max_g, "%s: gradient error %.3g vs max %.3g", label, max_err, max_g);
 }
 
+// Each of the adapter's gradient tensors against central differences of the reference (whose
+// ref_layer points at double copies of the same tensors).
+static void adapter_grads_fd_check(const char *what, const adapter *a, const ref_layer *L, const double *R) {
+    const char *m = adapter_method_name(a->method);
+    char label[96];
+    struct { const char *name; double *p; int n; const float *g; } t[4] = {
+        {"dA", (double *)L->A, adapter_rows(a) * a->rank, a->dA},
+        {"ddown", (double *)L->down, a->rank * a->d_in, a->ddown},
+        {"dup", (double *)L->up, a->d_out * a->rank, a->dup},
+        {"dmagnitude", (double *)L->m, a->d_out, a->dmagnitude},
+    };
+    for (int k = 0; k < 4; k++) {
+        if (!t[k].g) continue;
+        snprintf(label, sizeof label, "%s %dx%d %s%s", m, a->d_out, a->d_in, what, t[k].name);
+        fd_check(label, L, t[k].p, t[k].n, t[k].g, R);
+    }
+}
+
 static void check_method(adapter_method method, int d_in, int d_out) {
     const int r = 3, M = 4;
     const float alpha = 6.0f, u = 0.7f;
@@ -124,20 +143,18 @@ static void check_method(adapter_method method, int d_in, int d_out) {
     fd_check(label, &L, dxin, M * d_in, dx, dR);
     snprintf(label, sizeof label, "%s %dx%d db", adapter_method_name(method), d_out, d_in);
     fd_check(label, &L, dbias, d_out, db, dR);
-    if (a.A) {
-        snprintf(label, sizeof label, "%s %dx%d dA", adapter_method_name(method), d_out, d_in);
-        fd_check(label, &L, dA, nA, a.dA, dR);
-    }
-    if (a.down) {
-        snprintf(label, sizeof label, "%s %dx%d ddown", adapter_method_name(method), d_out, d_in);
-        fd_check(label, &L, ddown, r * d_in, a.ddown, dR);
-        snprintf(label, sizeof label, "%s %dx%d dup", adapter_method_name(method), d_out, d_in);
-        fd_check(label, &L, dup, d_out * r, a.dup, dR);
-    }
-    if (a.magnitude) {
-        snprintf(label, sizeof label, "%s %dx%d dmagnitude", adapter_method_name(method), d_out, d_in);
-        fd_check(label, &L, dm, d_out, a.dmagnitude, dR);
-    }
+    adapter_grads_fd_check("", &a, &L, dR);
+
+    // the merged weight's backward (how convolutions train): L = Σ R ⊙ (x·Wᵀ + b) has
+    // dL/dW = Rᵀ·x, and adapter_merged_backward must turn it into the same adapter gradients
+    float *dW = calloc((size_t)d_out * d_in, sizeof(float));
+    for (int o = 0; o < d_out; o++)
+        for (int i = 0; i < d_in; i++)
+            for (int t = 0; t < M; t++) dW[o * d_in + i] += R[t * d_out + o] * x[t * d_in + i];
+    adapter_zero_grads(&a);
+    adapter_merged_backward(&a, dW, w0, u, 1.0f);
+    adapter_grads_fd_check("merged ", &a, &L, dR);
+    free(dW);
 
     // merged weights give the same output as the unmerged adapter
     float *wm = malloc(sizeof(float) * (size_t)d_out * d_in), *ym = malloc(sizeof(float) * (size_t)M * d_out);

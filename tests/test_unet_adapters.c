@@ -17,7 +17,7 @@
 // ---------------------------------------------------------------- enumeration
 
 typedef struct {
-    int n, n_conv;
+    int n, n_conv, n_kernel;
     unet_model *m;
     const char *names[4096];
     int64_t shapes[4096][4];
@@ -43,12 +43,18 @@ static int check_linear(void *vp, const unet_linear *l) {
     for (int i = 0; i < e->nn; i++)
         if (!strcmp(e->names[i], w)) {
             found = 1;
-            CHECK_MSG(e->shapes[i][0] == l->d_out && e->shapes[i][1] == l->d_in, "%s: shape differs", w);
-            if (e->ndims[i] == 4) e->n_conv++;   // SD 1.x's 1×1 proj_in/proj_out
+            // a conv's (C_out, C_in, k, k) is the matrix (C_out, C_in·k·k); kernel 0 runs as a Linear
+            int64_t k = l->kernel ? l->kernel : 1, cols = e->ndims[i] == 4 ? e->shapes[i][1] * k * k : e->shapes[i][1];
+            CHECK_MSG(e->shapes[i][0] == l->d_out && cols == l->d_in, "%s: shape differs", w);
+            CHECK_MSG(e->ndims[i] == 4 ? (e->shapes[i][2] == k && e->shapes[i][3] == k) : l->kernel == 0, "%s: kernel", w);
+            if (e->ndims[i] == 4 && !l->kernel) e->n_conv++;   // SD 1.x's 1×1 proj_in/proj_out
+            if (l->kernel) e->n_kernel++;
         }
     CHECK_MSG(found, "%s has no parameter %s", l->path, w);
     CHECK(l->weight && *l->weight && l->adapter && *l->adapter == NULL);
     int has_bias = strstr(l->path, ".to_q") || strstr(l->path, ".to_k") || strstr(l->path, ".to_v");
+    CHECK_MSG(!l->kernel == !adapter_target_matches("conv1,conv2,conv_shortcut,conv", l->path), "%s: kernel %d", l->path,
+              l->kernel);
     CHECK_MSG((l->bias == NULL) == (has_bias != 0), "%s: bias", l->path);
     return 0;
 }
@@ -63,9 +69,18 @@ TEST(unet_linear_enumeration) {
         // SD 1.x layout: 16 transformers (7 down/mid... here 3·2 down + 1 mid + 3·3 up), one block each:
         // 10 Linears per block + proj_in + proj_out
         int transformers = 3 * 2 + 1 + 3 * 3;
-        CHECK_EQ_INT(e->n, transformers * 12);
+        // convolutions: conv1 and conv2 of 4 levels × 2 down resnets + 2 mid + 4 × 3 up resnets, a
+        // conv_shortcut in each resnet whose channels change, 3 downsamplers and 3 upsamplers
+        int resnets = 4 * 2 + 2 + 4 * 3, shortcuts = 0;
+        for (int i = 0; i < m->cfg.n_levels; i++) {
+            for (int j = 0; j < m->down[i].n_res; j++) shortcuts += m->down[i].res[j].C_in != m->down[i].res[j].C_out;
+            for (int j = 0; j < m->up[i].n_res; j++) shortcuts += m->up[i].res[j].C_in != m->up[i].res[j].C_out;
+        }
+        CHECK_EQ_INT(e->n, transformers * 12 + e->n_kernel);
+        CHECK_EQ_INT(e->n_kernel, 2 * resnets + shortcuts + 3 + 3);
         CHECK_EQ_INT(e->n_conv, k ? 0 : 2 * transformers);
-        fprintf(stderr, "    %s: %d Linear modules (%d are 1x1 convs)\n", k ? "sd2" : "sd1", e->n, e->n_conv);
+        fprintf(stderr, "    %s: %d modules: %d Linears (%d are 1x1 convs), %d convolutions (%d shortcuts)\n",
+                k ? "sd2" : "sd1", e->n, e->n - e->n_kernel, e->n_conv, e->n_kernel, shortcuts);
         for (int i = 0; i < e->nn; i++) free((char *)e->names[i]);
         free(e);
         unet_free(m);
@@ -84,6 +99,7 @@ static int add_matching(void *vp, const unet_linear *l) {
     make_ctx *c = vp;
     if (!adapter_target_matches(c->targets, l->path)) return 0;
     adapter *a = adapter_set_add(c->s, l->path, l->d_in, l->d_out);
+    a->kernel = l->kernel;
     if (a->method == ADAPTER_SINGLORA) {
         fill_uniform(a->A, (size_t)adapter_rows(a) * a->rank, c->seed++, -0.4f, 0.4f);
     } else {
@@ -118,6 +134,7 @@ static adapter_set *make_set(unet_model *m, adapter_method method, const char *t
 }
 
 #define ALL_TARGETS "attn1.to_q,attn1.to_k,attn1.to_v,attn1.to_out.0,attn2.to_q,attn2.to_k,attn2.to_v,attn2.to_out.0,ff.net.0.proj,ff.net.2,proj_in,proj_out"
+#define CONV_TARGETS "conv1,conv2,conv_shortcut,conv"
 
 // ---------------------------------------------------------------- attach
 
@@ -164,7 +181,7 @@ TEST(unet_adapter_u0_is_base_model) {
         tiny_io io;
         tiny_io_new(&io, m, 8);
         float *base = forward_out(m, &io);
-        adapter_set *s = make_set(m, ADAPTER_SINGLORA, ALL_TARGETS, 0, 100, 9);   // step 0: u = 0
+        adapter_set *s = make_set(m, ADAPTER_SINGLORA, ALL_TARGETS "," CONV_TARGETS, 0, 100, 9);   // step 0: u = 0
         REQUIRE(unet_attach_adapters(m, s, 1.0f, NULL) == 0);
         float *with = forward_out(m, &io);
         CHECK(memcmp(base, with, sizeof(float) * (size_t)tiny_out_n(&io)) == 0);
@@ -195,7 +212,7 @@ TEST(unet_adapter_merged_equals_unmerged) {
         REQUIRE(m && merged);
         tiny_io io;
         tiny_io_new(&io, m, 12);
-        adapter_set *s = make_set(m, methods[k], ALL_TARGETS, 3, 10, 13);   // u = 0.3
+        adapter_set *s = make_set(m, methods[k], ALL_TARGETS "," CONV_TARGETS, 3, 10, 13);   // u = 0.3
         REQUIRE(unet_attach_adapters(m, s, 0.7f, NULL) == 0);
         unet_walk_linears(merged, merge_visitor, s);
         float *a = forward_out(m, &io), *b = forward_out(merged, &io), *base = NULL;
@@ -215,13 +232,13 @@ TEST(unet_adapter_merged_equals_unmerged) {
 
 // ---------------------------------------------------------------- gradients through the UNet
 
-static void adapter_fd(adapter_method method, int lp) {
+static void adapter_fd(adapter_method method, int lp, const char *targets, float scale) {
     unet_model *m = tiny_unet(lp, 21 + (uint64_t)lp);
     REQUIRE(m != NULL);
     tiny_io io;
     tiny_io_new(&io, m, 22);
-    adapter_set *s = make_set(m, method, ALL_TARGETS, 6, 10, 23);   // u = 0.6
-    REQUIRE(unet_attach_adapters(m, s, 1.0f, NULL) == 0);
+    adapter_set *s = make_set(m, method, targets, 6, 10, 23);   // u = 0.6
+    REQUIRE(unet_attach_adapters(m, s, scale, NULL) == 0);
     for (int i = 0; i < s->n_slots; i++) adapter_alloc_grads(&s->slots[i].a);
     CHECK(tiny_backward(m, &io, NULL, NULL, NULL, 1) == tiny_forward_loss(m, &io));
     double worst = 0;
@@ -239,11 +256,12 @@ static void adapter_fd(adapter_method method, int lp) {
             checked++;
         }
     }
-    fprintf(stderr, "    %s (%s proj): %d adapter tensors, directional derivative worst rel err %.2g; %d below the floor\n",
-            adapter_method_name(method), lp ? "linear" : "conv", checked, worst, directional_below_floor);
+    fprintf(stderr, "    %s (%s proj, %s, strength %g): %d adapter tensors, directional derivative worst rel err %.2g; %d below the floor\n",
+            adapter_method_name(method), lp ? "linear" : "conv", strcmp(targets, ALL_TARGETS) ? "convolutions" : "Linears",
+            (double)scale, checked, worst, directional_below_floor);
     directional_below_floor = 0;
 
-    if (method == ADAPTER_SINGLORA) {
+    if (method == ADAPTER_SINGLORA && !strcmp(targets, ALL_TARGETS)) {
         // single entries of one non-square A (attn2.to_k: d_in 6 < d_out 16 at the deepest level):
         // the 4 largest gradients, central differences with step 1e-2
         adapter *a = adapter_set_find(s, "down_blocks.2.attentions.0.transformer_blocks.0.attn2.to_k");
@@ -272,10 +290,19 @@ static void adapter_fd(adapter_method method, int lp) {
 }
 
 TEST(unet_adapter_grads_fd) {
-    adapter_fd(ADAPTER_SINGLORA, 0);
-    adapter_fd(ADAPTER_SINGLORA, 1);
-    adapter_fd(ADAPTER_LORA, 0);
-    adapter_fd(ADAPTER_DORA, 1);
+    adapter_fd(ADAPTER_SINGLORA, 0, ALL_TARGETS, 1.0f);
+    adapter_fd(ADAPTER_SINGLORA, 1, ALL_TARGETS, 1.0f);
+    adapter_fd(ADAPTER_LORA, 0, ALL_TARGETS, 1.0f);
+    adapter_fd(ADAPTER_DORA, 1, ALL_TARGETS, 1.0f);
+}
+
+// Adapters on the ResNet and resample convolutions (the kernel merged, then one conv): every
+// adapter tensor through the whole UNet, at strength 1 and (DoRA's interpolation) 0.7.
+TEST(unet_conv_adapter_grads_fd) {
+    adapter_fd(ADAPTER_SINGLORA, 0, CONV_TARGETS, 1.0f);
+    adapter_fd(ADAPTER_LORA, 1, CONV_TARGETS, 0.7f);
+    adapter_fd(ADAPTER_DORA, 0, CONV_TARGETS, 1.0f);
+    adapter_fd(ADAPTER_DORA, 1, CONV_TARGETS, 0.7f);
 }
 
 // u(t) is read from the set's optimizer step: forwards, training forwards and checkpoint
@@ -285,7 +312,7 @@ TEST(unet_adapter_ramp_not_advanced_checkpoint_identical) {
     REQUIRE(m != NULL);
     tiny_io io;
     tiny_io_new(&io, m, 32);
-    adapter_set *s = make_set(m, ADAPTER_SINGLORA, ALL_TARGETS, 2, 8, 33);   // u = 0.25
+    adapter_set *s = make_set(m, ADAPTER_SINGLORA, ALL_TARGETS "," CONV_TARGETS, 2, 8, 33);   // u = 0.25
     REQUIRE(unet_attach_adapters(m, s, 1.0f, NULL) == 0);
     for (int i = 0; i < s->n_slots; i++) adapter_alloc_grads(&s->slots[i].a);
     float *o1 = forward_out(m, &io);

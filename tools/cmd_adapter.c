@@ -12,14 +12,16 @@ static const char *HELP =
     "usage: singlora adapter init --model M [--config DIR] [--variant fp16] --method singlora|lora|dora\n"
     "                             --rank R --alpha A [--ramp-steps T] [--init kaiming|normal:STD]\n"
     "                             [--targets LIST] [--seed S] --out FILE\n\n"
-    "Writes an adapter over the UNet's Linear layers that match --targets, initialized as training\n"
+    "Writes an adapter over the UNet's layers that match --targets, initialized as training\n"
     "starts from it (step 0):\n"
     "  singlora  A (max(d_in, d_out), r); u(t) = min(t/T, 1) with T = --ramp-steps (default 100; 0\n"
     "            disables the ramp); --init kaiming = U(±1/sqrt(r)) (PyTorch's kaiming_uniform_(a=√5))\n"
     "  lora      down (r, d_in) kaiming, up (d_out, r) zeros\n"
     "  dora      lora plus a magnitude per output row, initialized to the row norms of W0\n"
     "--targets: comma-separated module-path suffixes and shorthands: cross-attn (the default:\n"
-    "attn2.to_q, attn2.to_k, attn2.to_v, attn2.to_out.0), self-attn, attn, ff, proj, all.\n"
+    "attn2.to_q, attn2.to_k, attn2.to_v, attn2.to_out.0), self-attn, attn, ff, proj, all (every\n"
+    "Linear of the transformers), resnets (the ResNet blocks' conv1, conv2, conv_shortcut), conv (those\n"
+    "and the down/up samplers' conv); a k x k conv (C_out, C_in, k, k) is the matrix (C_out, C_in*k*k).\n"
     "--alpha defaults to the rank (scale alpha/r = 1).\n";
 
 static int adapter_init_main(int argc, char **argv) {

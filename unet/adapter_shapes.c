@@ -1,5 +1,6 @@
 // SingLoRA adapter files store only max(d_in, d_out) rows per layer; without a model at hand the
-// (d_out, d_in) of each slot follows from the SD UNet transformer layout (unet.h).
+// (d_out, d_in) of each slot follows from the SD UNet transformer layout (unet.h). Convolutions
+// need the model (their kernel size is in no adapter file).
 #include <string.h>
 
 #include "engine/adapters/adapter_set.h"
@@ -23,7 +24,17 @@ static int attention_width(const adapter_set *s, const char *mod) {
     return 0;
 }
 
+// conv1, conv2, conv_shortcut of a ResNet block or a down/up sampler's conv
+static int is_conv(const char *module) {
+    return ends_with_part(module, "conv1") || ends_with_part(module, "conv2") || ends_with_part(module, "conv_shortcut") ||
+           ends_with_part(module, "conv");
+}
+
 int unet_infer_adapter_shapes(adapter_set *s, const char *path) {
+    for (int i = 0; i < s->n_slots; i++)
+        if (is_conv(s->slots[i].module))
+            return sl_error(path, "'%s' is a convolution: its kernel size is not in the adapter file; pass --model",
+                            s->slots[i].module);
     if (s->method != ADAPTER_SINGLORA) return 0;   // LoRA/DoRA files carry both dimensions
     // the context width D: rows of a cross-attention to_k/to_v wider than its attention (D > C)
     int D = 0;

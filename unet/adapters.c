@@ -1,11 +1,13 @@
-// Adapters on the UNet's Linear modules: attaching an adapter_set by module path, and the
-// Linear forward/backward that routes through an attached adapter (never forming ΔW).
+// Adapters on the UNet's modules: attaching an adapter_set by module path, the Linear
+// forward/backward that routes through an attached adapter (never forming ΔW), and the merged
+// kernel of an adapted convolution (where ΔW is formed: a conv's GEMM then runs it).
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/core/error.h"
 #include "engine/kernels/linear.h"
 #include "engine/core/tensor.h"
+#include "unet/internal.h"
 #include "unet/unet.h"
 
 typedef struct {
@@ -22,6 +24,7 @@ static int attach_visitor(void *ctx, const unet_linear *l) {
         adapter_slot *s = &a->set->slots[i];
         if (strcmp(s->module, l->path) != 0) continue;
         if (adapter_bind_shape(&s->a, s->module, l->d_in, l->d_out, a->path) != 0) return -1;
+        s->a.kernel = l->kernel;
         a->bound[i] = 1;
         *l->adapter = &s->a;
         return 0;
@@ -34,7 +37,7 @@ int unet_attach_adapters(unet_model *m, adapter_set *s, float scale, const char 
     int rc = unet_walk_linears(m, attach_visitor, &a);
     for (int i = 0; rc == 0 && s && i < s->n_slots; i++)
         if (!a.bound[i])
-            rc = sl_error(path, "adapter module '%s' is not a Linear layer of this UNet's transformers",
+            rc = sl_error(path, "adapter module '%s' is not a layer of this UNet adapters can target",
                           s->slots[i].module);
     free(a.bound);
     if (rc != 0) {   // leave the model as it was: no adapters
@@ -120,5 +123,49 @@ void unet_linear_backward(float *dx, float *dw, float *db, const float *dy, cons
         for (int64_t i = 0; i < n; i++) g[i] = (1.0f - sc) * dy[i];
         linear_backward(dx, NULL, db, g, x, w, M, d_in, d_out);
         sl_free_aligned(g);
+    }
+}
+
+float *unet_conv_weight(const float *w0, const adapter *a, const unet_adapt *ua, int d_in, int d_out) {
+    if (!a) return NULL;
+    int64_t n = (int64_t)d_out * d_in;
+    float *w = sl_alloc_f32(n);
+    memcpy(w, w0, sizeof(float) * (size_t)n);
+    adapter_merge_into(w, a, ua ? ua->u : 1.0f, ua ? ua->scale : 1.0f);
+    return w;
+}
+
+void unet_conv_weight_backward(float *dw0, const float *dw, const float *w0, adapter *a, const unet_adapt *ua, int d_in,
+                               int d_out) {
+    if (dw0) unet_add_inplace(dw0, dw, (int64_t)d_out * d_in);
+    if (a) adapter_merged_backward(a, dw, w0, ua ? ua->u : 1.0f, ua ? ua->scale : 1.0f);
+}
+
+float **unet_resnet_conv(resnet_block *rb, int k, int *d_in, int *d_out) {
+    *d_out = rb->C_out;
+    *d_in = k == RES_CONV1 ? rb->C_in * 9 : k == RES_CONV2 ? rb->C_out * 9 : rb->C_in;
+    return k == RES_CONV1 ? &rb->conv1_w : k == RES_CONV2 ? &rb->conv2_w : &rb->skip_w;
+}
+
+const resnet_block *unet_resnet_merged(resnet_block *merged, const resnet_block *rb, const unet_resnet_adapters *ad,
+                                       const unet_adapt *ua) {
+    *merged = *rb;
+    int any = 0;
+    for (int k = 0; ad && k < RES_N_CONVS; k++) {
+        if (!ad->conv[k]) continue;
+        int di, dout;
+        float **w = unet_resnet_conv(merged, k, &di, &dout);
+        *w = unet_conv_weight(*w, ad->conv[k], ua, di, dout);
+        any = 1;
+    }
+    return any ? merged : rb;
+}
+
+void unet_resnet_merged_free(resnet_block *merged, const resnet_block *rb) {
+    for (int k = 0; k < RES_N_CONVS; k++) {
+        int di, dout;
+        float **w = unet_resnet_conv(merged, k, &di, &dout), **w0 = unet_resnet_conv((resnet_block *)rb, k, &di, &dout);
+        if (*w != *w0) sl_free_aligned(*w);
+        *w = *w0;
     }
 }

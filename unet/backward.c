@@ -90,6 +90,50 @@ static void ops_that_train(char *trains, const unet_tape *T, const unet_model *m
     free(t.module);
 }
 
+// resnet_backward through the block's adapted convolutions: the merged kernels again (the
+// forward's values, bit for bit), their gradients into scratch, then to the adapters and to
+// W0's buffer in gr. A conv whose adapter is frozen and whose W0 is frozen gets no dW GEMM.
+static void resnet_backward_adapted(float *dx, float *dtemb_silu, resnet_block *gr, const float *dout, const float *x,
+                                    const float *temb_silu, const resnet_block *rb, const unet_resnet_adapters *ad,
+                                    const unet_adapt *ua, const resnet_acts *acts, int N, int H, int W) {
+    resnet_block merged, g = {0};
+    const resnet_block *rm = unet_resnet_merged(&merged, rb, ad, ua);
+    if (rm == rb) {
+        resnet_backward(dx, dtemb_silu, gr, dout, x, temb_silu, rb, acts, N, H, W);
+        return;
+    }
+    if (gr) g = *gr;
+    float *dw[RES_N_CONVS] = {0};
+    for (int k = 0; k < RES_N_CONVS; k++) {
+        int di, dout_;
+        float **slot = unet_resnet_conv(&g, k, &di, &dout_);
+        unet_resnet_conv(&merged, k, &di, &dout_);   // the shape (g may be all NULL)
+        if (ad->conv[k] && (adapter_trains(ad->conv[k]) || *slot)) *slot = dw[k] = sl_zeros_f32((int64_t)dout_ * di);
+    }
+    resnet_backward(dx, dtemb_silu, &g, dout, x, temb_silu, rm, acts, N, H, W);
+    for (int k = 0; k < RES_N_CONVS; k++) {
+        if (!dw[k]) continue;
+        int di, dout_;
+        float **w0 = unet_resnet_conv((resnet_block *)rb, k, &di, &dout_);
+        float **g0 = gr ? unet_resnet_conv(gr, k, &di, &dout_) : NULL;
+        unet_conv_weight_backward(g0 ? *g0 : NULL, dw[k], *w0, ad->conv[k], ua, di, dout_);
+        sl_free_aligned(dw[k]);
+    }
+    unet_resnet_merged_free(&merged, rb);
+}
+
+// A resample conv's backward through its adapter (as resnet_backward_adapted).
+static void resample_backward(float *din, unet_block *gb, const float *dout, const float *in, const unet_block *b,
+                              const unet_adapt *ua, conv2d_shape cs) {
+    float *wm = unet_conv_weight(b->resample_w, b->resample_ad, ua, cs.C_in * 9, cs.C_out);
+    float *gw = gb ? gb->resample_w : NULL, *dw = NULL;
+    if (wm && (adapter_trains(b->resample_ad) || gw)) dw = sl_zeros_f32((int64_t)cs.C_out * cs.C_in * 9);
+    conv2d_backward(din, dw ? dw : gw, gb ? gb->resample_b : NULL, dout, in, wm ? wm : b->resample_w, cs);
+    if (dw) unet_conv_weight_backward(gw, dw, b->resample_w, b->resample_ad, ua, cs.C_in * 9, cs.C_out);
+    sl_free_aligned(dw);
+    sl_free_aligned(wm);
+}
+
 // One op's backward: din (N, C_in, H, W) += dL/d(input) (din NULL: not needed); an up resnet
 // also sends dL/d(skip) into dskip (allocated on first use); dtemb_silu, dctx and g accumulate.
 static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const float *in, const float *skip,
@@ -99,17 +143,19 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
     case OP_RESNET: {
         const resnet_block *rb = unet_op_resnet(m, op);
         resnet_block *gr = g ? unet_op_resnet(g, op) : NULL;
-        if (!skip || !din) {
-            resnet_backward(din, dtemb_silu, gr, dout, in, T->temb_silu, rb, &op->ra, N, op->H, op->W);
+        const unet_resnet_adapters *ad = unet_op_resnet_adapters(m, op);
+        if (!skip) {
+            resnet_backward_adapted(din, dtemb_silu, gr, dout, in, T->temb_silu, rb, ad, &T->ua, &op->ra, N, op->H, op->W);
             break;
         }
-        // the input was [in, skip] along channels: split its gradient
+        // the input was [in, skip] along channels: split its gradient (none is wanted when nothing
+        // before this op needs one, din == NULL: the skip comes from an earlier op too)
         const int Ca = op->C_in, Cb = op->Cs;
-        float *cat = sl_alloc_f32((int64_t)N * (Ca + Cb) * HW), *dcat = sl_zeros_f32((int64_t)N * (Ca + Cb) * HW);
+        float *cat = sl_alloc_f32((int64_t)N * (Ca + Cb) * HW), *dcat = din ? sl_zeros_f32((int64_t)N * (Ca + Cb) * HW) : NULL;
         unet_concat_channels(cat, in, Ca, skip, Cb, N, HW);
-        resnet_backward(dcat, dtemb_silu, gr, dout, cat, T->temb_silu, rb, &op->ra, N, op->H, op->W);
-        if (!*dskip) *dskip = sl_zeros_f32((int64_t)N * Cb * HW);
-        for (int n = 0; n < N; n++) {
+        resnet_backward_adapted(dcat, dtemb_silu, gr, dout, cat, T->temb_silu, rb, ad, &T->ua, &op->ra, N, op->H, op->W);
+        if (din && !*dskip) *dskip = sl_zeros_f32((int64_t)N * Cb * HW);
+        for (int n = 0; din && n < N; n++) {
             unet_add_inplace(din + (int64_t)n * Ca * HW, dcat + (int64_t)n * (Ca + Cb) * HW, (int64_t)Ca * HW);
             unet_add_inplace(*dskip + (int64_t)n * Cb * HW, dcat + ((int64_t)n * (Ca + Cb) + Ca) * HW, (int64_t)Cb * HW);
         }
@@ -124,8 +170,7 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
     case OP_DOWNSAMPLE: {
         const unet_block *b = unet_op_block(m, op);
         unet_block *gb = g ? unet_op_block(g, op) : NULL;
-        conv2d_backward(din, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, in, b->resample_w,
-                        (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
+        resample_backward(din, gb, dout, in, b, &T->ua, (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
         break;
     }
     case OP_UPSAMPLE: {
@@ -135,8 +180,7 @@ static void op_backward(unet_op *op, const unet_model *m, unet_model *g, const f
         const int C = op->C_in, Ho = op->Ho, Wo = op->Wo, H = op->H, W = op->W;
         float *u = sl_alloc_f32((int64_t)N * C * Ho * Wo), *du = sl_zeros_f32((int64_t)N * C * Ho * Wo);
         unet_upsample_to(u, in, N, C, H, W, Ho, Wo);
-        conv2d_backward(din ? du : NULL, gb ? gb->resample_w : NULL, gb ? gb->resample_b : NULL, dout, u, b->resample_w,
-                        (conv2d_shape){N, C, Ho, Wo, op->C_out, 3, 1, 1});
+        resample_backward(din ? du : NULL, gb, dout, u, b, &T->ua, (conv2d_shape){N, C, Ho, Wo, op->C_out, 3, 1, 1});
         sl_free_aligned(u);
         if (!din) {
         } else if (Ho == 2 * H && Wo == 2 * W) {

@@ -120,7 +120,9 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
     op->out = sl_alloc_f32((int64_t)N * op->C_out * op->Ho * op->Wo);
     switch (op->kind) {
     case OP_RESNET: {
-        const resnet_block *rb = unet_op_resnet(m, op);
+        resnet_block merged;
+        const resnet_block *rb0 = unet_op_resnet(m, op);
+        const resnet_block *rb = unet_resnet_merged(&merged, rb0, unet_op_resnet_adapters(m, op), ua);
         const float *x = in;
         float *cat = NULL;
         if (skip) {
@@ -131,6 +133,7 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
         if (keep != UNET_KEEP_NONE) resnet_forward_train(op->out, x, temb_silu, rb, N, op->H, op->W, &op->ra);
         else resnet_forward(op->out, x, temb_silu, rb, N, op->H, op->W);
         sl_free_aligned(cat);
+        if (rb != rb0) unet_resnet_merged_free(&merged, rb0);
         break;
     }
     case OP_TRANSFORMER: {
@@ -143,16 +146,20 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
     }
     case OP_DOWNSAMPLE: {
         const unet_block *b = unet_op_block(m, op);
-        conv2d_forward(op->out, in, b->resample_w, b->resample_b,
+        float *wm = unet_conv_weight(b->resample_w, b->resample_ad, ua, op->C_in * 9, op->C_out);
+        conv2d_forward(op->out, in, wm ? wm : b->resample_w, b->resample_b,
                        (conv2d_shape){N, op->C_in, op->H, op->W, op->C_out, 3, 2, 1});
+        sl_free_aligned(wm);
         break;
     }
     case OP_UPSAMPLE: {
         const unet_block *b = unet_op_block(m, op);
         float *u = sl_alloc_f32((int64_t)N * op->C_in * op->Ho * op->Wo);
         unet_upsample_to(u, in, N, op->C_in, op->H, op->W, op->Ho, op->Wo);
-        conv2d_forward(op->out, u, b->resample_w, b->resample_b,
+        float *wm = unet_conv_weight(b->resample_w, b->resample_ad, ua, op->C_in * 9, op->C_out);
+        conv2d_forward(op->out, u, wm ? wm : b->resample_w, b->resample_b,
                        (conv2d_shape){N, op->C_in, op->Ho, op->Wo, op->C_out, 3, 1, 1});
+        sl_free_aligned(wm);
         sl_free_aligned(u);
         break;
     }

@@ -56,6 +56,10 @@ static inline unet_transformer *unet_op_transformer(const unet_model *m, const u
     unet_model *mm = (unet_model *)m;
     return op->part == 1 ? &mm->mid_attn : &(op->part == 0 ? mm->down : mm->up)[op->i].attn[op->j];
 }
+static inline unet_resnet_adapters *unet_op_resnet_adapters(const unet_model *m, const unet_op *op) {
+    unet_model *mm = (unet_model *)m;
+    return op->part == 1 ? &mm->mid_res_ad[op->j] : &(op->part == 0 ? mm->down : mm->up)[op->i].res_ad[op->j];
+}
 static inline unet_block *unet_op_block(const unet_model *m, const unet_op *op) {
     unet_model *mm = (unet_model *)m;
     return &(op->part == 0 ? mm->down : mm->up)[op->i];
@@ -78,3 +82,13 @@ void unet_op_forward(unet_op *op, const unet_model *m, const float *in, const fl
 void unet_concat_channels(float *out, const float *a, int Ca, const float *b, int Cb, int N, int HW);
 // out (N, C, Ho, Wo) = the top-left Ho×Wo of nearest-2×(x (N, C, H, W)), Ho ≤ 2H, Wo ≤ 2W
 void unet_upsample_to(float *out, const float *x, int N, int C, int H, int W, int Ho, int Wo);
+
+// ResNet convolutions by index (RES_CONV1, ...): where the weight lives and its matrix shape
+// (C_out, C_in·k·k).
+float **unet_resnet_conv(resnet_block *rb, int k, int *d_in, int *d_out);
+// rb with the kernels of its adapted convolutions merged (unet_conv_weight) into *merged, which
+// otherwise shares rb's weights; rb itself when no conv has an adapter (ad may be NULL).
+// unet_resnet_merged_free(merged, rb) frees what it allocated.
+const resnet_block *unet_resnet_merged(resnet_block *merged, const resnet_block *rb, const unet_resnet_adapters *ad,
+                                       const unet_adapt *ua);
+void unet_resnet_merged_free(resnet_block *merged, const resnet_block *rb);

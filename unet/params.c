@@ -43,6 +43,7 @@ static void block_init(unet_block *b, const unet_config *cfg, int lv, int n_res,
     b->C_out = cfg->block_out_channels[lv];
     b->heads = cfg->heads[lv];
     b->res = sl_calloc((size_t)n_res, sizeof *b->res);
+    b->res_ad = sl_calloc((size_t)n_res, sizeof *b->res_ad);
     if (has_attn) {
         b->attn = sl_calloc((size_t)n_res, sizeof *b->attn);
         for (int j = 0; j < n_res; j++) transformer_init(&b->attn[j], cfg, b->C_out, b->heads, cfg->transformer_layers[lv]);
@@ -80,7 +81,7 @@ unet_model *unet_model_new(const unet_config *cfg) {
 
 // ---------------------------------------------------------------- the walk
 
-// One walk serves both enumerations: parameters (fn) and Linear modules (lfn).
+// One walk serves both enumerations: parameters (fn) and adaptable modules (lfn).
 typedef struct {
     param_visitor fn;
     unet_linear_visitor lfn;
@@ -119,15 +120,27 @@ static void conv_params(walker *w, float **wt, float **b, int C_out, int C_in, i
     visit(w, b, PARAM_BIAS, fan, 1, C_out, 0, 0, 0, "%s%s%s.bias", pre, *pre ? "." : "", layer);
 }
 
+static void visit_module(walker *w, float **wt, float **b, adapter **ad, int d_out, int d_in, int kernel, const char *pre,
+                         const char *layer) {
+    if (w->rc || !w->lfn) return;
+    char path[320];
+    snprintf(path, sizeof path, "%.280s.%.32s", pre, layer);
+    unet_linear l = {.path = path, .d_in = d_in, .d_out = d_out, .kernel = kernel, .weight = wt, .bias = b, .adapter = ad};
+    w->rc = w->lfn(w->ctx, &l);
+}
+
 static void module_linear(walker *w, float **wt, float **b, adapter **ad, int d_out, int d_in, int conv, const char *pre,
                           const char *layer) {
     if (conv) conv_params(w, wt, b, d_out, d_in, 1, pre, layer);
     else linear_params(w, wt, b, d_out, d_in, pre, layer);
-    if (w->rc || !w->lfn) return;
-    char path[320];
-    snprintf(path, sizeof path, "%.280s.%.32s", pre, layer);
-    unet_linear l = {.path = path, .d_in = d_in, .d_out = d_out, .weight = wt, .bias = b, .adapter = ad};
-    w->rc = w->lfn(w->ctx, &l);
+    visit_module(w, wt, b, ad, d_out, d_in, 0, pre, layer);
+}
+
+// A convolution adapters can target (LoCon): its parameters and the module, W (C_out, C_in·k·k).
+static void module_conv(walker *w, float **wt, float **b, adapter **ad, int C_out, int C_in, int k, const char *pre,
+                        const char *layer) {
+    conv_params(w, wt, b, C_out, C_in, k, pre, layer);
+    visit_module(w, wt, b, ad, C_out, C_in * k * k, k, pre, layer);
 }
 
 static void norm_params(walker *w, float **g, float **b, int C, const char *pre, const char *layer) {
@@ -135,13 +148,14 @@ static void norm_params(walker *w, float **g, float **b, int C, const char *pre,
     visit(w, b, PARAM_NORM_BIAS, 0, 1, C, 0, 0, 0, "%s%s%s.bias", pre, *pre ? "." : "", layer);
 }
 
-static void resnet_params(walker *w, resnet_block *r, const char *pre) {
+static void resnet_params(walker *w, resnet_block *r, unet_resnet_adapters *ad, const char *pre) {
     norm_params(w, &r->norm1_w, &r->norm1_b, r->C_in, pre, "norm1");
-    conv_params(w, &r->conv1_w, &r->conv1_b, r->C_out, r->C_in, 3, pre, "conv1");
+    module_conv(w, &r->conv1_w, &r->conv1_b, &ad->conv[RES_CONV1], r->C_out, r->C_in, 3, pre, "conv1");
     linear_params(w, &r->temb_w, &r->temb_b, r->C_out, r->temb_dim, pre, "time_emb_proj");
     norm_params(w, &r->norm2_w, &r->norm2_b, r->C_out, pre, "norm2");
-    conv_params(w, &r->conv2_w, &r->conv2_b, r->C_out, r->C_out, 3, pre, "conv2");
-    if (r->C_in != r->C_out) conv_params(w, &r->skip_w, &r->skip_b, r->C_out, r->C_in, 1, pre, "conv_shortcut");
+    module_conv(w, &r->conv2_w, &r->conv2_b, &ad->conv[RES_CONV2], r->C_out, r->C_out, 3, pre, "conv2");
+    if (r->C_in != r->C_out)
+        module_conv(w, &r->skip_w, &r->skip_b, &ad->conv[RES_CONV_SHORTCUT], r->C_out, r->C_in, 1, pre, "conv_shortcut");
 }
 
 static void tblock_params(walker *w, unet_tblock *t, const char *pre) {
@@ -181,7 +195,7 @@ static void block_params(walker *w, unet_block *b, const char *kind, int i) {
     char pre[128];
     for (int j = 0; j < b->n_res; j++) {
         snprintf(pre, sizeof pre, "%s_blocks.%d.resnets.%d", kind, i, j);
-        resnet_params(w, &b->res[j], pre);
+        resnet_params(w, &b->res[j], &b->res_ad[j], pre);
         if (b->has_attn) {
             snprintf(pre, sizeof pre, "%s_blocks.%d.attentions.%d", kind, i, j);
             transformer_params(w, &b->attn[j], pre);
@@ -189,7 +203,7 @@ static void block_params(walker *w, unet_block *b, const char *kind, int i) {
     }
     if (b->has_resample) {
         snprintf(pre, sizeof pre, "%s_blocks.%d.%s.0", kind, i, kind[0] == 'd' ? "downsamplers" : "upsamplers");
-        conv_params(w, &b->resample_w, &b->resample_b, b->C_out, b->C_out, 3, pre, "conv");
+        module_conv(w, &b->resample_w, &b->resample_b, &b->resample_ad, b->C_out, b->C_out, 3, pre, "conv");
     }
 }
 
@@ -200,9 +214,9 @@ static int walk(unet_model *m, walker w) {
     linear_params(&w, &m->time_w2, &m->time_b2, T, T, "time_embedding", "linear_2");
     conv_params(&w, &m->conv_in_w, &m->conv_in_b, C0, c->in_channels, c->conv_in_kernel, "", "conv_in");
     for (int i = 0; i < c->n_levels; i++) block_params(&w, &m->down[i], "down", i);
-    resnet_params(&w, &m->mid_res[0], "mid_block.resnets.0");
+    resnet_params(&w, &m->mid_res[0], &m->mid_res_ad[0], "mid_block.resnets.0");
     transformer_params(&w, &m->mid_attn, "mid_block.attentions.0");
-    resnet_params(&w, &m->mid_res[1], "mid_block.resnets.1");
+    resnet_params(&w, &m->mid_res[1], &m->mid_res_ad[1], "mid_block.resnets.1");
     for (int i = 0; i < c->n_levels; i++) block_params(&w, &m->up[i], "up", i);
     norm_params(&w, &m->norm_out_w, &m->norm_out_b, C0, "", "conv_norm_out");
     conv_params(&w, &m->conv_out_w, &m->conv_out_b, c->out_channels, C0, c->conv_out_kernel, "", "conv_out");
@@ -222,6 +236,7 @@ static void block_free(unet_block *b) {
         for (int j = 0; j < b->n_res; j++) transformer_free(&b->attn[j]);
     free(b->attn);
     free(b->res);
+    free(b->res_ad);
 }
 
 void unet_free(unet_model *m) {

@@ -49,14 +49,22 @@ typedef struct {
     adapter *proj_in_ad, *proj_out_ad;          // attached adapters (not owned) or NULL
 } unet_transformer;
 
+// The convolutions of a ResNet block adapters can target, in resnet_block field order.
+enum { RES_CONV1, RES_CONV2, RES_CONV_SHORTCUT, RES_N_CONVS };
+typedef struct {
+    adapter *conv[RES_N_CONVS];                 // attached adapters (not owned), NULL: plain conv
+} unet_resnet_adapters;
+
 // One down or up block: n_res resnets, each followed by a transformer when has_attn, then an
 // optional stride-2 conv (down) or nearest 2× upsample + conv (up).
 typedef struct {
     int n_res, has_attn, has_resample;
     int C_out, heads;
     resnet_block *res;                          // (n_res)
+    unet_resnet_adapters *res_ad;               // (n_res)
     unet_transformer *attn;                     // (n_res) or NULL
     float *resample_w, *resample_b;             // (C_out, C_out, 3, 3), (C_out)
+    adapter *resample_ad;                       // attached adapter of the resample conv, or NULL
 } unet_block;
 
 typedef struct {
@@ -66,6 +74,7 @@ typedef struct {
     float *conv_in_w, *conv_in_b;               // (C0, C_in, k, k), (C0)
     unet_block down[UNET_MAX_LEVELS];
     resnet_block mid_res[2];
+    unet_resnet_adapters mid_res_ad[2];
     unet_transformer mid_attn;
     unet_block up[UNET_MAX_LEVELS];             // up[0] is the deepest
     float *norm_out_w, *norm_out_b;             // (C0)
@@ -98,27 +107,30 @@ int unet_weight_name_map(const char *diffusers_name, char *out, size_t len, cons
 // detection from shapes. F32/F16/BF16 files are widened to f32. NULL with sl_error.
 unet_model *unet_load(const char *path, const char *config_dir, const char *variant);
 
-// ---- Linear modules and adapters (unet/params.c, unet/adapters.c)
-// The Linear layers of the transformers (every module adapters and LoRA files can target):
-// attn1/attn2 to_q, to_k, to_v, to_out.0, ff.net.0.proj, ff.net.2 of every BasicTransformerBlock
-// and proj_in/proj_out of every Transformer2DModel (SD 1.x's 1×1 convs are Linears over channels:
-// their (C, C, 1, 1) weight is the (C, C) matrix).
+// ---- adaptable modules and adapters (unet/params.c, unet/adapters.c)
+// Every module adapters and LoRA files can target, each a weight matrix W (d_out, d_in):
+// - the Linear layers of the transformers: attn1/attn2 to_q, to_k, to_v, to_out.0, ff.net.0.proj,
+//   ff.net.2 of every BasicTransformerBlock and proj_in/proj_out of every Transformer2DModel
+//   (SD 1.x's 1×1 convs are Linears over channels: their (C, C, 1, 1) weight is the (C, C) matrix);
+// - the convolutions of the ResNet blocks (conv1, conv2, conv_shortcut) and of the down/up
+//   samplers (conv), LoCon-style: a (C_out, C_in, k, k) kernel is the (C_out, C_in·k·k) matrix.
 typedef struct {
     const char *path;       // diffusers module path, e.g. down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k
     int d_in, d_out;
+    int kernel;             // 0: applied as a Linear; k ≥ 1: a k×k convolution, d_in = C_in·k·k
     float **weight;         // where the model keeps W (d_out, d_in)
     float **bias;           // (d_out), or NULL when the layer has none (to_q, to_k, to_v)
     adapter **adapter;      // the layer's adapter slot (unet_attach_adapters sets it)
 } unet_linear;
-// Called once per Linear module in a fixed order; l->path is valid during the call only.
+// Called once per module in a fixed order; l->path is valid during the call only.
 // A nonzero return stops the walk and is returned by it.
 typedef int (*unet_linear_visitor)(void *ctx, const unet_linear *l);
-// The one enumeration of Linear modules (built by the same walk as unet_walk's names).
+// The one enumeration of adaptable modules (built by the same walk as unet_walk's names).
 int unet_walk_linears(unet_model *m, unet_linear_visitor fn, void *ctx);
 // 16 hex digits: model_hash over the diffusers names and shapes of every UNet parameter.
 void unet_model_hash(unet_model *m, char out[17]);
 
-// Binds every slot of `s` to its Linear module (by module path): fixes and checks each adapter's
+// Binds every slot of `s` to its module (by module path): fixes and checks each adapter's
 // layer shape (adapter_bind_shape) and sets the module's adapter pointer. A slot that names no
 // Linear of this UNet is an error naming it (and `path`, the adapter file). A base-model hash
 // that differs from this UNet's is only a warning. scale multiplies the adapters' effect (1 =
@@ -143,6 +155,15 @@ void unet_linear_forward(float *y, const float *x, const float *w, const float *
 // W0's gradient under a DoRA adapter is not defined here (unet_backward refuses it).
 void unet_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                           adapter *a, const unet_adapt *ua, int M, int d_in, int d_out);
+
+// A convolution's kernel with its adapter merged, in a new buffer: W0 (d_out, d_in) plus ΔW at
+// the forward's u and strength (adapter_merge_into; exactly what merging the adapter into the
+// model computes), so the adapted conv is one ordinary conv. NULL a: NULL (use W0).
+float *unet_conv_weight(const float *w0, const adapter *a, const unet_adapt *ua, int d_in, int d_out);
+// From dw (d_out, d_in) = dL/d(merged kernel): the adapter's gradients (when it has gradient
+// buffers) and W0's (dw0 += dw when dw0 is not NULL).
+void unet_conv_weight_backward(float *dw0, const float *dw, const float *w0, adapter *a, const unet_adapt *ua, int d_in,
+                               int d_out);
 
 // ---- forward (unet/unet.c, unet/transformer.c)
 // Optional hook that sees intermediate outputs by diffusers module name ("conv_in",
@@ -256,5 +277,6 @@ void unet_tape_free(unet_tape *tape);
 // Without a model, fixes the (d_out, d_in) of SingLoRA slots from the SD transformer layout:
 // attention projections other than attn2.to_k/to_v and proj_in/out are square, ff.net.0.proj
 // is (8C, C) (GEGLU), ff.net.2 is (C, 4C), and attn2.to_k/to_v are (C, D) with C taken from a
-// square sibling in the same block. 0, or -1 with sl_error naming a slot it cannot place.
+// square sibling in the same block. 0, or -1 with sl_error naming a slot it cannot place
+// (a convolution's slot, of any method: its kernel size is not in the file).
 int unet_infer_adapter_shapes(adapter_set *s, const char *path);

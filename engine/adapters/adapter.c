@@ -287,3 +287,44 @@ void adapter_merge_into(float *w0, const adapter *a, float u, float scale) {
     sl_free_aligned(v);
     sl_free_aligned(n);
 }
+
+void adapter_merged_backward(adapter *a, const float *dw, const float *w0, float u, float scale) {
+    int r = a->rank, di = a->d_in, dout = a->d_out;
+    float s = a->alpha / (float)r;
+    if (a->method == ADAPTER_SINGLORA) {
+        // ΔW = c·A[:d_out]·A[:d_in]ᵀ, c = scale·s·u: dA[:d_out] += c·dW·A[:d_in], dA[:d_in] += c·dWᵀ·A[:d_out]
+        float c = scale * s * u;
+        if (!a->dA || c == 0.0f) return;
+        gemm(GEMM_N, GEMM_N, dout, r, di, c, dw, di, a->A, r, 1.0f, a->dA, r);
+        gemm(GEMM_T, GEMM_N, di, r, dout, c, dw, di, a->A, r, 1.0f, a->dA, r);
+        return;
+    }
+    const float *gv = dw;   // dL/dV with V = W0 + s·up·down
+    float *dv = NULL;
+    if (a->method == ADAPTER_LORA) {
+        s *= scale;   // ΔW = scale·s·up·down
+    } else {
+        // DoRA: W = W0 + scale·(W' − W0), W'_o = m_o·V_o / n_o, n_o = ‖V_o‖. With G = scale·dW:
+        // dm_o = G_o·V_o / n_o;  dV_o = (m_o / n_o)·G_o − (m_o·(G_o·V_o) / n_o³)·V_o
+        float *v = sl_alloc_f32((int64_t)dout * di);
+        dv = sl_alloc_f32((int64_t)dout * di);
+        memcpy(v, w0, sizeof(float) * (size_t)dout * di);
+        gemm(GEMM_N, GEMM_N, dout, di, r, s, a->up, r, a->down, di, 1.0f, v, di);
+        for (int o = 0; o < dout; o++) {
+            const float *vo = v + (size_t)o * di, *go = dw + (size_t)o * di;
+            double nn = 0, gvd = 0;
+            for (int i = 0; i < di; i++) nn += (double)vo[i] * vo[i], gvd += (double)go[i] * vo[i];
+            double n = sqrt(nn), mo = a->magnitude[o];
+            gvd *= scale;
+            if (a->dmagnitude) a->dmagnitude[o] += (float)(gvd / n);
+            double f = scale * mo / n, q = mo * gvd / (n * n * n);
+            for (int i = 0; i < di; i++) dv[(size_t)o * di + i] = (float)(f * go[i] - q * vo[i]);
+        }
+        sl_free_aligned(v);
+        gv = dv;
+    }
+    // V = W0 + s·up·down: dup += s·dV·downᵀ, ddown += s·upᵀ·dV
+    if (a->dup) gemm(GEMM_N, GEMM_T, dout, r, di, s, gv, di, a->down, di, 1.0f, a->dup, r);
+    if (a->ddown) gemm(GEMM_T, GEMM_N, r, di, dout, s, a->up, r, gv, di, 1.0f, a->ddown, di);
+    sl_free_aligned(dv);
+}

@@ -16,6 +16,7 @@ typedef enum { ADAPTER_SINGLORA, ADAPTER_LORA, ADAPTER_DORA, ADAPTER_N_METHODS }
 typedef struct {
     adapter_method method;
     int d_in, d_out, rank;
+    int kernel;                  // 0: a Linear; k ≥ 1: a k×k conv, d_in = C_in·k·k (set when bound to a model)
     float alpha;                 // s = alpha / rank
     float *A;                    // singlora: (max(d_in, d_out), rank)
     float *down, *up;            // lora, dora: (rank, d_in), (d_out, rank)
@@ -67,3 +68,7 @@ void adapter_linear_backward(float *dx, float *db, const float *dy, const float 
 // W0 (d_out, d_in) += the adapter's ΔW times `scale` (merging for inference). DoRA rewrites
 // the rows as W' = m ⊙ V / ‖V‖ and a scale interpolates, W0 += scale·(W' − W0).
 void adapter_merge_into(float *w0, const adapter *a, float u, float scale);
+// The backward of W = adapter_merge_into(W0, a, u, scale) (layers that run on the merged weight,
+// e.g. convolutions): accumulates the adapter's gradients (those with buffers) from
+// dw (d_out, d_in) = dL/dW. w0 is the unmerged W0.
+void adapter_merged_backward(adapter *a, const float *dw, const float *w0, float u, float scale);

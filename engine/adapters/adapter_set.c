@@ -33,6 +33,8 @@ const char *adapter_targets_expand(const char *spec, char *buf, size_t len) {
         {"ff", "ff.net.0.proj,ff.net.2"},
         {"proj", "proj_in,proj_out"},
         {"all", "attn1.to_q,attn1.to_k,attn1.to_v,attn1.to_out.0," ADAPTER_DEFAULT_TARGETS ",ff.net.0.proj,ff.net.2"},
+        {"resnets", "conv1,conv2,conv_shortcut"},
+        {"conv", "conv1,conv2,conv_shortcut,conv"},
     };
     buf[0] = 0;
     const char *p = spec;

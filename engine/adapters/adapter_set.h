@@ -38,7 +38,9 @@ float adapter_set_ramp(const adapter_set *s);
 // Does module path match one of the comma-separated target patterns? A pattern matches a
 // path that equals it or ends with "." + pattern ("attn2.to_k" matches "...blocks.0.attn2.to_k").
 int adapter_target_matches(const char *targets, const char *module);
-// Expands the shorthands: cross-attn (default), self-attn, attn, ff, proj, all.
+// Expands the shorthands: cross-attn (default), self-attn, attn, ff, proj, all (every Linear of the
+// transformers), resnets (conv1, conv2, conv_shortcut of the ResNet blocks), conv (those and the
+// down/up samplers' conv).
 const char *adapter_targets_expand(const char *spec, char *buf, size_t len);
 
 // Adds a slot (allocated, zero-initialized) for a module of shape (d_out, d_in).

@@ -53,24 +53,27 @@ int lora_export_meta(const adapter_set *s, lora_format fmt, const char *path, co
         if (fmt == LORA_FORMAT_DIFFUSERS) scale *= *alpha / (float)r;   // no alpha in this format
         for (int o = 0; o < dout; o++)
             for (int j = 0; j < r; j++) up[(size_t)o * r + j] = scale * src_up[(size_t)o * r + j];
+        // a k×k conv's factors as convs (LoCon): down (r, C_in, k, k), up (d_out, r, 1, 1)
+        const int k = a->kernel, nd = k > 0 ? 4 : 2;
+        const int64_t down_shape[4] = {r, k > 0 ? di / (k * k) : di, k, k}, up_shape[4] = {dout, r, 1, 1};
         char base[600], name[700];
         if (fmt == LORA_FORMAT_KOHYA) {
             kohya_key(base, sizeof base, s->slots[i].module);
             snprintf(name, sizeof name, "%s.lora_down.weight", base);
-            st_writer_add(w, name, DT_F32, 2, (int64_t[]){r, di}, down);
+            st_writer_add(w, name, DT_F32, nd, down_shape, down);
             snprintf(name, sizeof name, "%s.lora_up.weight", base);
-            st_writer_add(w, name, DT_F32, 2, (int64_t[]){dout, r}, up);
+            st_writer_add(w, name, DT_F32, nd, up_shape, up);
             snprintf(name, sizeof name, "%s.alpha", base);
             st_writer_add(w, name, DT_F32, 0, NULL, alpha);
             if (a->method == ADAPTER_DORA) {
                 snprintf(name, sizeof name, "%s.dora_scale", base);
-                st_writer_add(w, name, DT_F32, 2, (int64_t[]){dout, 1}, a->magnitude);
+                st_writer_add(w, name, DT_F32, nd, (int64_t[]){dout, 1, 1, 1}, a->magnitude);
             }
         } else {
             snprintf(name, sizeof name, "unet.%s.lora.down.weight", s->slots[i].module);
-            st_writer_add(w, name, DT_F32, 2, (int64_t[]){r, di}, down);
+            st_writer_add(w, name, DT_F32, nd, down_shape, down);
             snprintf(name, sizeof name, "unet.%s.lora.up.weight", s->slots[i].module);
-            st_writer_add(w, name, DT_F32, 2, (int64_t[]){dout, r}, up);
+            st_writer_add(w, name, DT_F32, nd, up_shape, up);
         }
     }
     char buf[128];
@@ -167,9 +170,11 @@ static int values_finite(const char *path, const st_entry *e, const float *x, in
 }
 
 static float *entry_matrix(const char *path, const st_entry *e, int rows, int cols) {
-    // (rows, cols) or a 1×1 conv's (rows, cols, 1, 1)
-    int ok = e->ndim >= 2 && e->shape[0] == rows && e->shape[1] == cols;
-    for (int d = 2; ok && d < e->ndim; d++) ok = e->shape[d] == 1;
+    // (rows, cols), a 1×1 conv's (rows, cols, 1, 1) or a k×k conv's (rows, C_in, k, k) with C_in·k·k = cols
+    int ok = e->ndim >= 2 && e->shape[0] == rows;
+    int64_t inner = 1;
+    for (int d = 1; ok && d < e->ndim; d++) inner *= e->shape[d];
+    ok = ok && inner == cols && (e->ndim != 4 || e->shape[2] == e->shape[3]) && e->ndim <= 4;
     if (!ok || !dtype_is_float(e->dt)) {
         char a[128];
         sl_error(path, "LoRA tensor '%s' has shape %s %s, the model needs [%d, %d]", e->name,
