@@ -712,6 +712,16 @@ TEST(unet_frozen_params_no_buffers_same_input_grads) {
         if (!strcmp(pm.names[i], late))
             CHECK(memcmp(g1->up[0].attn[0].blocks[1].attn2_v, b.grads[i], sizeof(float) * (size_t)pm.sizes[i]) == 0);
     unet_free(g1);
+    // the same for an up resnet, whose input is [h, skip]: its weight gradient needs the whole
+    // concatenation even though no gradient goes back to h or the skip
+    const char *up_res = "up_blocks.1.resnets.0.conv1.weight";
+    unet_model *g2 = unet_grads_new(m, up_res);
+    REQUIRE(g2 != NULL);
+    tiny_backward(m, &io, g2, NULL, NULL, 0);
+    for (int i = 0; i < pm.n; i++)
+        if (!strcmp(pm.names[i], up_res))
+            CHECK(memcmp(g2->up[1].res[0].conv1_w, b.grads[i], sizeof(float) * (size_t)pm.sizes[i]) == 0);
+    unet_free(g2);
     run_free(&a), run_free(&b), run_free(&c);
     slot_list_free(&pm);
     unet_free(none), unet_free(empty), unet_free(all);
