@@ -105,6 +105,22 @@ static const char *jpeg_problem(const uint8_t *p, size_t n, size_t i) {   // i: 
     return "corrupt JPEG: the file is truncated (no end-of-image marker)";
 }
 
+// stb_image 2.27 copies each IDAT chunk to the end of a buffer it allocates on the first one; an
+// empty IDAT before any image data makes it offset a null pointer (undefined behaviour, found by
+// fuzz_image). PNG allows empty IDAT chunks but no encoder writes one first: such a file is
+// refused rather than handed to stb. NULL when the chunks before the first data are fine.
+static const char *png_problem(const uint8_t *p, size_t n) {
+    size_t i = 8;   // after the signature
+    while (i + 8 <= n) {
+        size_t len = ((size_t)p[i] << 24) | ((size_t)p[i + 1] << 16) | ((size_t)p[i + 2] << 8) | p[i + 3];
+        if (!memcmp(p + i + 4, "IDAT", 4))
+            return len == 0 ? "corrupt PNG: an empty IDAT chunk before the image data (not supported)" : NULL;
+        if (!memcmp(p + i + 4, "IEND", 4) || len > n - i - 8) return NULL;   // stb reports these itself
+        i += 12 + len;
+    }
+    return NULL;
+}
+
 int image_check_bytes(const char *path, const uint8_t *buf, size_t n) {
     if (n == 0) return sl_error(path, "empty file, not an image");
     if (n > 0x7fffffff) return sl_error(path, "image file too large");
@@ -114,6 +130,9 @@ int image_check_bytes(const char *path, const uint8_t *buf, size_t n) {
     while (soi < n && buf[soi] == 0xFF) soi++;
     const char *jpeg_why = soi >= 1 && soi < n && buf[soi] == 0xD8 ? jpeg_problem(buf, n, soi + 1) : NULL;
     if (jpeg_why) return sl_error(path, "%s", jpeg_why);
+    static const uint8_t PNG_SIGNATURE[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    const char *png_why = n >= 8 && !memcmp(buf, PNG_SIGNATURE, 8) ? png_problem(buf, n) : NULL;
+    if (png_why) return sl_error(path, "%s", png_why);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();

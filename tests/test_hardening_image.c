@@ -132,3 +132,41 @@ TEST(hardening_image_jpeg_undefined_huffman_table) {
     free(b);
     free(f);
 }
+
+// The first IDAT of a PNG is empty (PNG allows it, no encoder writes it): stb_image 2.27 would
+// offset its null data buffer (undefined behaviour, found by fuzz_image). Both decode paths
+// refuse it with one error naming the file; the same image without the empty chunk decodes, and
+// an empty IDAT after the first data chunk stays accepted.
+TEST(hardening_image_png_empty_first_idat) {
+    enum { W = 12, H = 9 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 29);
+    const char *good = tmp_path("idat-good.png"), *bad = tmp_path("idat-bad.png"), *late = tmp_path("idat-late.png");
+    REQUIRE(stbi_write_png(good, W, H, 3, px, W * 3));
+    size_t n = 0;
+    uint8_t *f = (uint8_t *)read_file(good, &n, 1 << 20, "test PNG");
+    REQUIRE(f && n > 33 + 8 && !memcmp(f + 33 + 4, "IDAT", 4));   // signature 8 + IHDR chunk 25
+    size_t idat_len = ((size_t)f[33] << 24) | ((size_t)f[34] << 16) | ((size_t)f[35] << 8) | f[36];
+    static const uint8_t EMPTY_IDAT[12] = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};   // crc32("IDAT")
+    const void *parts[3] = {f, EMPTY_IDAT, f + 33};
+    size_t lens[3] = {33, 12, n - 33};
+    REQUIRE(atomic_write(bad, parts, lens, 3) == 0);
+    size_t after = 33 + 12 + idat_len;   // behind the first IDAT
+    const void *parts2[3] = {f, EMPTY_IDAT, f + after};
+    size_t lens2[3] = {after, 12, n - after};
+    REQUIRE(atomic_write(late, parts2, lens2, 3) == 0);
+    int h, w;
+    uint8_t *a = image_load_u8(good, &h, &w);
+    CHECK_MSG(a && h == H && w == W, "%s", sl_error_msg());
+    free(a);
+    a = image_load_u8(late, &h, &w);
+    CHECK_MSG(a && h == H && w == W, "an empty IDAT after the data: %s", sl_error_msg());
+    free(a);
+    a = image_load_u8(bad, &h, &w);
+    CHECK_MSG(!a && strstr(sl_error_msg(), "empty IDAT") && strstr(sl_error_msg(), bad), "%s", sl_error_msg());
+    uint8_t *b = image_decode_rgb(bad, &h, &w);
+    CHECK_MSG(!b && strstr(sl_error_msg(), "empty IDAT"), "%s", sl_error_msg());
+    free(a);
+    free(b);
+    free(f);
+}
