@@ -311,6 +311,28 @@ TEST(pretrain_text_encoder_trains_and_resumes_exactly) {
     CHECK(cont < 0.8 * fresh);
     CHECK_EQ_INT(last, 5);
     CHECK(isnan(log_mean(log2, "vae", 0, 1 << 30, NULL)));   // the VAE was taken as trained
+    char va[1200], vb[1200], vc[1200];
+    snprintf(va, sizeof va, "%s/vae/diffusion_pytorch_model.safetensors", out[1]);
+    snprintf(vb, sizeof vb, "%s/vae/diffusion_pytorch_model.safetensors", out2);
+    CHECK_MSG(same_bytes(va, vb) == 1, "the VAE taken as trained was rewritten differently");
+    // --vae-continue: the VAE trains on from the loaded weights (its log has the VAE's steps,
+    // its losses start at the trained VAE's) and the written VAE differs from the one it read
+    char out3[1024], ck3[1024], log3[1100];
+    snprintf(out3, sizeof out3, "%s-model", tmp_path("vae-continued"));
+    snprintf(ck3, sizeof ck3, "%s-ckpt", tmp_path("vae-continued"));
+    pretrain_opts o3 = o;
+    o3.out = out3, o3.ckpt = ck3, o3.vae_continue = 1, o3.vae_steps = 6, o3.vae_batch = 4, o3.vae_kl_start = 0;
+    o3.unet_steps = 2;
+    REQUIRE(pretrain_run(&o3, &d) == 0);
+    snprintf(log3, sizeof log3, "%s/log.csv", ck3);
+    snprintf(vc, sizeof vc, "%s/vae/diffusion_pytorch_model.safetensors", out3);
+    int vlast = 0;
+    double vfresh = log_mean(log1, "vae", 1, 1, NULL), vend = log_mean(log1, "vae", 18, 20, NULL);
+    double vcont = log_mean(log3, "vae", 1, 1, &vlast);
+    fprintf(stderr, "    VAE loss: fresh step 1 %.4f, steps 18-20 %.4f; continued step 1 %.4f\n", vfresh, vend, vcont);
+    CHECK_EQ_INT(vlast, 6);
+    CHECK(vcont < vfresh && fabs(vcont - vend) < fabs(vcont - vfresh));
+    CHECK(same_bytes(va, vc) == 0);
     o.out = out[1];   // rewriting the folder it reads from is refused
     CHECK(pretrain_run(&o, &d) != 0);
     CHECK(strstr(sl_error_msg(), "must differ") != NULL);

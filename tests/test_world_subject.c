@@ -89,3 +89,51 @@ TEST(world_subject_photos_show_their_features) {
     CHECK(longest_run(rgb, 32, COL_ORANGE) >= 7);   // the eye: 2u = 8 px
     CHECK(longest_run(rgb, 25, COL_WHITE) >= 4);    // a check
 }
+
+// What the VAE trains on (pretrain --vae-subjects): random subjects are valid, cover every shape,
+// pattern and accent, and are never a named subject; world_vae_example's even examples are the
+// world's own scenes, its odd ones photos of such subjects, all pure functions of (seed, index).
+TEST(world_vae_examples_and_random_subjects) {
+    sl_rng r;
+    sl_rng_seed(&r, 11);
+    int shapes[N_SHAPES] = {0}, patterns[N_PATTERNS] = {0}, accents[N_ACCENTS] = {0}, named = 0, bad = 0;
+    for (int k = 0; k < 3000; k++) {
+        world_subject s;
+        subject_random(&s, &r);
+        bad += s.shape < 0 || s.shape >= N_SHAPES || s.body < 0 || s.body >= N_COLOURS || s.pattern_colour == s.body ||
+               s.accent_colour == s.body || s.pattern_colour < 0 || s.pattern_colour >= N_COLOURS ||
+               s.accent_colour < 0 || s.accent_colour >= N_COLOURS;
+        shapes[s.shape]++, patterns[s.pattern]++, accents[s.accent]++;
+        for (int i = 0; i < subject_named_count(); i++) {
+            world_subject n;
+            REQUIRE(subject_parse(subject_named_spec(i), &n, "named") == 0);
+            named += !memcmp(&n, &s, sizeof n);
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(named, 0);
+    for (int i = 0; i < N_SHAPES; i++) CHECK_MSG(shapes[i] > 400, "shape %d drawn %d times of 3000", i, shapes[i]);
+    for (int i = 0; i < N_PATTERNS; i++) CHECK(patterns[i] > 700);
+    for (int i = 0; i < N_ACCENTS; i++) CHECK(accents[i] > 1200);
+
+    enum { S = 64 };
+    static uint8_t a[S * S * 3], b[S * S * 3], w[S * S * 3];
+    char cap[CAPTION_MAX];
+    world_scene sa, sw;
+    world_vae_example(5, 8, S, a, &sa);
+    world_example(5, 4, S, w, cap, &sw);
+    CHECK(memcmp(a, w, sizeof a) == 0 && !sa.has_subject);   // even: the world's example index / 2
+    world_vae_example(5, 9, S, a, &sa);
+    world_vae_example(5, 9, S, b, NULL);
+    CHECK(memcmp(a, b, sizeof a) == 0);   // deterministic
+    CHECK(sa.has_subject && sa.n_objects == 1 && sa.obj[0].is_subject);
+    // the image shows the subject's three colours (the palette's exact values, as rendered)
+    for (int c = 0; c < 3; c++) {
+        int col = c == 0 ? sa.subject.body : c == 1 ? sa.subject.pattern_colour : sa.subject.accent_colour, found = 0;
+        const uint8_t *want = palette_rgb(col);
+        for (int i = 0; i < S * S && !found; i++) found = !memcmp(a + 3 * i, want, 3);
+        CHECK_MSG(found, "colour %d of the subject is not in the image", col);
+    }
+    world_vae_example(5, 11, S, b, NULL);
+    CHECK(memcmp(a, b, sizeof a) != 0);
+}

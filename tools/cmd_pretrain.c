@@ -24,14 +24,18 @@ static const char *HELP =
     "  --lr LR          UNet learning rate (1e-3)       --text-lr LR   text encoder's (1e-3; 0: frozen)\n"
     "  --latents N      examples encoded once (16384)   --config DIR   model configs (configs/toyworld)\n"
     "  --data world     the toy world (default; data/world), or squares: the stand-in coloured squares\n"
+    "  --vae-subjects   half the VAE's images are photos of random subjects (patterns, outlines), so\n"
+    "                   the codec keeps their detail; the UNet and text encoder see only the world\n"
     "  --init-from MODEL  continue from a diffusers folder: its configs and VAE (no VAE phase), its UNet\n"
     "                   and text encoder weights as the start (fresh AdamW states; --steps counts anew)\n"
+    "  --vae-continue   with --init-from: train its VAE on for --vae-steps first (KL from --kl-start,\n"
+    "                   default 0), then re-encode the latents with it\n"
     "  --lr-schedule NAME  constant_with_warmup (default), constant, linear or cosine (200 warm-up steps)\n";
 
 int cmd_pretrain(int argc, char **argv) {
     pretrain_opts o = pretrain_defaults();
     const char *v, *data = "world";
-    int kl_set = 0, size = 64;
+    int kl_set = 0, size = 64, vae_subjects = 0;
     for (int i = 1; i < argc; i++) {
         if (arg_is_help(argv[i])) { fputs(HELP, stdout); return 0; }
         else if (arg_value(argc, argv, &i, "--out", &o.out)) {}
@@ -60,13 +64,17 @@ int cmd_pretrain(int argc, char **argv) {
             o.unet_lr_schedule = (lr_schedule_kind)k;
         }
         else if (arg_flag(argv, i, "--resume")) o.resume = 1;
+        else if (arg_flag(argv, i, "--vae-subjects")) vae_subjects = 1;
+        else if (arg_flag(argv, i, "--vae-continue")) o.vae_continue = 1;
         else arg_unknown("pretrain", argv[i]);
     }
     if (!o.out) sl_die(NULL, "pretrain: --out DIR is required (see --help)");
-    if (!kl_set) o.vae_kl_start = o.vae_steps * 3 / 4;
+    if (o.vae_continue && !o.init_from) sl_die(NULL, "pretrain: --vae-continue needs --init-from MODEL (the VAE to continue)");
+    if (!kl_set) o.vae_kl_start = o.vae_continue ? 0 : o.vae_steps * 3 / 4;
     pretrain_source sq = {o.seed, size};
     pretrain_data d;
-    if (!strcmp(data, "world")) d = pretrain_data_world(&sq);
+    if (!strcmp(data, "world")) d = vae_subjects ? pretrain_data_world_vae_subjects(&sq) : pretrain_data_world(&sq);
+    else if (vae_subjects) sl_die(NULL, "pretrain: --vae-subjects needs --data world");
     else if (!strcmp(data, "squares")) d = pretrain_data_squares(&sq);
     else sl_die(NULL, "pretrain: --data '%s': expected world or squares", data);
     if (pretrain_run(&o, &d) != 0) sl_fail();

@@ -40,6 +40,22 @@ void world_subject_example(const world_subject *sub, const char *token, uint64_t
     if (scene) *scene = s;
 }
 
+void world_vae_example(uint64_t seed, uint64_t index, int size, uint8_t *rgb, world_scene *scene) {
+    if (index % 2 == 0) {
+        char cap[CAPTION_MAX];
+        world_example(seed, index / 2, size, rgb, cap, scene);
+        return;
+    }
+    sl_rng r;
+    world_rng(&r, seed, index / 2, WORLD_STREAM_VAE);
+    world_subject sub;
+    subject_random(&sub, &r);
+    world_scene s;
+    scene_random_subject(&s, &sub, &r);
+    scene_render(&s, size, rgb);
+    if (scene) *scene = s;
+}
+
 int world_caption_example(const char *caption, uint64_t seed, uint64_t index, int size, uint8_t *rgb,
                           world_scene *scene, const char *what) {
     world_scene s;

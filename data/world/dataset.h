@@ -9,7 +9,7 @@
 #include "data/world/caption.h"
 #include "data/world/scene.h"
 
-typedef enum { WORLD_STREAM_WORLD = 1, WORLD_STREAM_SUBJECT = 2, WORLD_STREAM_CAPTION = 3 } world_stream;
+typedef enum { WORLD_STREAM_WORLD = 1, WORLD_STREAM_SUBJECT = 2, WORLD_STREAM_CAPTION = 3, WORLD_STREAM_VAE = 4 } world_stream;
 
 // The generator for example `index` of `seed` in a stream (seeded from a 64-bit mix of the three).
 void world_rng(sl_rng *r, uint64_t seed, uint64_t index, world_stream stream);
@@ -19,6 +19,11 @@ void world_example(uint64_t seed, uint64_t index, int size, uint8_t *rgb, char *
 // A photo of the subject on a varied background, captioned "a photo of TOKEN SHAPE on a C background".
 void world_subject_example(const world_subject *sub, const char *token, uint64_t seed, uint64_t index, int size,
                            uint8_t *rgb, char *caption, world_scene *scene);
+// An image for the VAE, which sees no captions: even indices are world_example's scenes, odd
+// ones a photo of a random subject (any shape, colours, pattern and accent; the subject drawn
+// from the index) — the image codec has to carry the stripes, dots and outlines subjects have,
+// though no world caption names one.
+void world_vae_example(uint64_t seed, uint64_t index, int size, uint8_t *rgb, world_scene *scene);   // scene may be NULL
 // An image matching a caption (a world caption: no subject), objects placed at random.
 // -1 with sl_error(what, ...) when the caption does not parse.
 int world_caption_example(const char *caption, uint64_t seed, uint64_t index, int size, uint8_t *rgb,

@@ -131,3 +131,19 @@ int subject_paint(const void *ctx, int64_t x, int64_t y) {
     }
     return in_pattern(c, dx, dy) ? c->s.pattern_colour : c->s.body;
 }
+
+void subject_random(world_subject *s, sl_rng *r) {
+    for (int named = 1; named;) {
+        s->shape = (int)sl_rng_randint(r, N_SHAPES);
+        s->body = (int)sl_rng_randint(r, N_COLOURS);
+        s->pattern = (int)sl_rng_randint(r, N_PATTERNS);
+        s->pattern_colour = (s->body + 1 + (int)sl_rng_randint(r, N_COLOURS - 1)) % N_COLOURS;   // != body
+        s->accent = (int)sl_rng_randint(r, N_ACCENTS);
+        s->accent_colour = (s->body + 1 + (int)sl_rng_randint(r, N_COLOURS - 1)) % N_COLOURS;
+        named = 0;
+        for (int i = 0; i < N_NAMED; i++) {
+            world_subject n;
+            if (subject_parse(NAMED[i][1], &n, NULL) == 0 && !memcmp(&n, s, sizeof n)) named = 1;
+        }
+    }
+}

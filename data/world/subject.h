@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "data/world/shapes.h"
+#include "engine/core/rng.h"
 
 typedef enum { PATTERN_STRIPES, PATTERN_DOTS, PATTERN_CHECKS, N_PATTERNS } world_pattern;
 typedef enum { ACCENT_OUTLINE, ACCENT_EYE, N_ACCENTS } world_accent;
@@ -34,6 +35,10 @@ int subject_parse(const char *spec, world_subject *s, const char *what);
 void subject_format(const world_subject *s, char *buf, size_t n);
 // 1 when colour c is one of the subject's three colours.
 int subject_uses_colour(const world_subject *s, int c);
+
+// A random subject: any shape, body colour, pattern and accent (their colours differ from the
+// body's), never one of the named subjects below.
+void subject_random(world_subject *s, sl_rng *r);
 
 // The named subjects `singlora world subjects` lists.
 int subject_named_count(void);

@@ -65,7 +65,7 @@ static void squares_example(void *ctx, uint64_t index, uint8_t *rgb, char *capti
 }
 
 pretrain_data pretrain_data_squares(pretrain_source *sq) {
-    return (pretrain_data){"squares", sq->size, squares_example, sq};
+    return (pretrain_data){"squares", sq->size, squares_example, NULL, sq};
 }
 
 static void world_source(void *ctx, uint64_t index, uint8_t *rgb, char *caption) {
@@ -75,7 +75,16 @@ static void world_source(void *ctx, uint64_t index, uint8_t *rgb, char *caption)
     snprintf(caption, PRETRAIN_CAPTION_MAX, "%s", cap);
 }
 
-pretrain_data pretrain_data_world(pretrain_source *src) { return (pretrain_data){"world", src->size, world_source, src}; }
+pretrain_data pretrain_data_world(pretrain_source *src) { return (pretrain_data){"world", src->size, world_source, NULL, src}; }
+
+static void world_vae_source(void *ctx, uint64_t index, uint8_t *rgb) {
+    const pretrain_source *w = ctx;
+    world_vae_example(w->seed, index, w->size, rgb, NULL);
+}
+
+pretrain_data pretrain_data_world_vae_subjects(pretrain_source *src) {
+    return (pretrain_data){"world (VAE: and subjects)", src->size, world_source, world_vae_source, src};
+}
 
 // ---------------------------------------------------------------- defaults
 
@@ -284,7 +293,7 @@ static void step_rng(sl_rng *r, uint64_t seed, int phase, int64_t k) {
     sl_rng_seed(r, mix64(seed ^ mix64(((uint64_t)phase << 48) ^ (uint64_t)k)));
 }
 
-// images (B, 3, S, S) in [-1, 1] and captions of examples idx[0..B-1]
+// images (B, 3, S, S) in [-1, 1] and captions of examples idx[0..B-1]; caps NULL: the VAE's images
 static void load_batch(const pretrain_data *d, const uint64_t *idx, int B, float *img, char (*caps)[PRETRAIN_CAPTION_MAX]) {
     const int S = d->size;
     const int64_t HW = (int64_t)S * S;
@@ -292,7 +301,8 @@ static void load_batch(const pretrain_data *d, const uint64_t *idx, int B, float
     for (int b = 0; b < B; b++) {
         uint8_t *rgb = malloc((size_t)HW * 3);
         char cap[PRETRAIN_CAPTION_MAX];
-        d->example(d->ctx, idx[b], rgb, cap);
+        if (!caps && d->vae_example) d->vae_example(d->ctx, idx[b], rgb);
+        else d->example(d->ctx, idx[b], rgb, cap);
         for (int64_t i = 0; i < HW; i++)
             for (int ch = 0; ch < 3; ch++) img[((int64_t)b * 3 + ch) * HW + i] = rgb[i * 3 + ch] / 127.5f - 1.0f;
         if (caps) memcpy(caps[b], cap, PRETRAIN_CAPTION_MAX);
@@ -758,7 +768,7 @@ int pretrain_run(const pretrain_opts *o_in, const pretrain_data *d) {
                                  : vae_random(&vc, VAE_BOTH, o.seed ^ 0x7661650000000000ull);
     latent_cache cache = {0};
     if (!vae) rc = -1;
-    if (!rc && !o.init_from) rc = train_vae(&o, d, vae, log);
+    if (!rc && (!o.init_from || o.vae_continue)) rc = train_vae(&o, d, vae, log);
     if (!rc) rc = build_cache(&o, d, vae, tok, &cache);
     if (!rc) rc = write_skeleton(&o, cache.scaling) || write_component(&o, "vae", vae, vae_walk_cb);
     unet_model *u = NULL;

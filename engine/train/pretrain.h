@@ -21,6 +21,7 @@ typedef struct {
     const char *name;
     int size;                                                          // images are size × size
     void (*example)(void *ctx, uint64_t index, uint8_t *rgb, char *caption);   // rgb (size, size, 3)
+    void (*vae_example)(void *ctx, uint64_t index, uint8_t *rgb);   // what the VAE trains on (NULL: example's images)
     void *ctx;
 } pretrain_data;
 
@@ -35,6 +36,9 @@ pretrain_data pretrain_data_squares(pretrain_source *sq);   // sq must outlive t
 // The toy world (data/world/dataset.h): world_example(seed, index, size): one or two shapes in
 // named colours on a textured background, with its caption.
 pretrain_data pretrain_data_world(pretrain_source *src);
+// The same, with a VAE that also learns the detail subjects have: half its images are photos of
+// random subjects (world_vae_example). The UNet and text encoder still see only the world.
+pretrain_data pretrain_data_world_vae_subjects(pretrain_source *src);
 
 typedef struct {
     const char *out;          // the diffusers folder written
@@ -47,6 +51,8 @@ typedef struct {
     // VAE is taken as trained (no VAE phase), and the UNet and text encoder start from its weights
     // with fresh AdamW states, as diffusers' train_text_to_image starts from a pretrained model
     const char *init_from;
+    int vae_continue;         // with init_from: its VAE trains on for vae_steps (from its weights, KL on
+                              // from vae_kl_start) instead of being taken as trained
     // VAE
     int vae_steps, vae_batch;
     int vae_crop;             // the VAE trains on random crops of this side (0: whole images)
