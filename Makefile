@@ -134,18 +134,22 @@ $(BUILD)/fuzz_image: $(BUILD)/tests/fuzz/fuzz_image.o $(BUILD)/tests/fuzz/stb_im
 bench: $(BIN) $(BENCH_BIN) $(MPI_DEPS)
 	sh tools/bench.sh
 
-# the shipped toy-world base model, from seed 0, in three runs: 6000 steps at constant lr, 6000
-# more from its EMA weights on a cosine decay, then 3000 at lr 6e-4 on a cosine decay with new
-# noise draws (seed 1); each resumes from its build/pretrain-ckpt* folder when interrupted
-# (remove those folders for a fresh run)
+# the shipped toy-world base model, from seed 0, in five runs: 6000 steps at constant lr, 6000
+# more from its EMA weights on a cosine decay, then twice 3000 at lr 6e-4 on a cosine decay with
+# new noise draws (seeds 1, 2), then the VAE trained on with photos of random subjects in its data
+# (so it keeps their stripes, dots and outlines) and 1500 UNet steps on the re-encoded latents;
+# each resumes from its build/pretrain-ckpt* folder when interrupted (remove those for a fresh run)
 pretrain: $(BIN)
 	./$(BIN) pretrain --out build/toyworld-6000 --ckpt build/pretrain-ckpt --seed 0 --threads 2 --resume
 	./$(BIN) pretrain --init-from build/toyworld-6000 --out build/toyworld-stage2 --ckpt build/pretrain-ckpt2 \
 		--steps 6000 --lr-schedule cosine --seed 0 --threads 2 --resume
 	./$(BIN) pretrain --init-from build/toyworld-stage2 --out build/toyworld-stage3 --ckpt build/pretrain-ckpt3 \
 		--steps 3000 --lr 6e-4 --lr-schedule cosine --seed 1 --threads 2 --resume
-	./$(BIN) pretrain --init-from build/toyworld-stage3 --out models/toyworld --ckpt build/pretrain-ckpt4 \
+	./$(BIN) pretrain --init-from build/toyworld-stage3 --out build/toyworld-stage4 --ckpt build/pretrain-ckpt4 \
 		--steps 3000 --lr 6e-4 --lr-schedule cosine --seed 2 --threads 2 --resume
+	./$(BIN) pretrain --init-from build/toyworld-stage4 --out models/toyworld --ckpt build/pretrain-ckpt5 \
+		--vae-continue --vae-subjects --vae-steps 1200 --vae-lr 3e-4 \
+		--steps 1500 --lr 3e-4 --lr-schedule cosine --seed 5 --threads 2 --resume
 	cp clip/vocab/LICENSE models/toyworld/tokenizer/LICENSE
 
 clean:
