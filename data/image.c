@@ -121,6 +121,27 @@ static const char *png_problem(const uint8_t *p, size_t n) {
     return NULL;
 }
 
+// stb_image 2.27 reads a binary PNM header's width, height and maximum value into an int with
+// no overflow check (signed overflow, undefined behaviour: found by fuzz_image). The header is
+// walked the way stb walks it (whitespace and # comments between the numbers) and a number over
+// INT_MAX is refused first. NULL when the header's numbers fit.
+static const char *pnm_problem(const uint8_t *p, size_t n) {
+    size_t i = 2;   // after "P5" / "P6"
+    for (int field = 0; field < 3; field++) {
+        for (;;) {   // whitespace, then a comment to the end of its line, again
+            while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) i++;
+            if (i >= n || p[i] != '#') break;
+            while (i < n && p[i] != '\n' && p[i] != '\r') i++;
+        }
+        unsigned long long value = 0;
+        for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+            value = value * 10 + (unsigned)(p[i] - '0');
+            if (value > 0x7fffffffull) return "corrupt PNM: a header number (width, height or maximum value) is too large";
+        }
+    }
+    return NULL;
+}
+
 int image_check_bytes(const char *path, const uint8_t *buf, size_t n) {
     if (n == 0) return sl_error(path, "empty file, not an image");
     if (n > 0x7fffffff) return sl_error(path, "image file too large");
@@ -133,6 +154,8 @@ int image_check_bytes(const char *path, const uint8_t *buf, size_t n) {
     static const uint8_t PNG_SIGNATURE[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
     const char *png_why = n >= 8 && !memcmp(buf, PNG_SIGNATURE, 8) ? png_problem(buf, n) : NULL;
     if (png_why) return sl_error(path, "%s", png_why);
+    const char *pnm_why = n >= 2 && buf[0] == 'P' && (buf[1] == '5' || buf[1] == '6') ? pnm_problem(buf, n) : NULL;
+    if (pnm_why) return sl_error(path, "%s", pnm_why);
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(buf, (int)n, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();
