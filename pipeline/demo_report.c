@@ -11,6 +11,7 @@
 #include "engine/core/error.h"
 #include "engine/core/tensor.h"
 #include "engine/io/atomic_file.h"
+#include "engine/kernels/gemm.h"
 
 // A grid of n interleaved 8-bit images (n, S, S, 3) as OUT/name.
 static int write_grid(const char *out, const char *name, const uint8_t *rgb, int n, int S) {
@@ -63,6 +64,7 @@ static int write_result_json(const demo_report_data *d) {
     cJSON_AddNumberToObject(j, "trainable_params", (double)r->trainable_params);
     cJSON_AddNumberToObject(j, "train_steps", (double)r->train_steps);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    cJSON_AddStringToObject(j, "precision", gemm_precision_name(gemm_active_precision()));
     cJSON *opts = cJSON_AddArrayToObject(j, "train_options");
     for (int k = 0; k < o->n_train_set; k++) cJSON_AddItemToArray(opts, cJSON_CreateString(o->train_set[k]));
     cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
@@ -98,9 +100,9 @@ int demo_write_report(const demo_report_data *d) {
     if (!t) return sl_error(o->out, "cannot build the report: out of memory");
     fprintf(t, "# singlora demo: `%s`\n\n", d->spec);
     fprintf(t, "Base model `%s`; %s adapter, rank %d, %lld trainable parameters, trained %lld steps with `%s` "
-            "(%.0f s); the whole demo took %.0f s.\n\n",
+            "(%.0f s, %s GEMMs); the whole demo took %.0f s.\n\n",
         o->model, r->method, r->rank, (long long)r->trainable_params, (long long)r->train_steps, o->recipe,
-        r->train_seconds, r->total_seconds);
+        r->train_seconds, gemm_precision_name(gemm_active_precision()), r->total_seconds);
     fprintf(t, "Every image is scored by `singlora world score` against its prompt (the same prompts and seeds "
             "for the base and the adapter, DDIM %d steps, guidance %g).\n\n", o->sample_steps, (double)o->cfg);
     fprintf(t, "| | base | with the adapter | target | |\n|---|---|---|---|---|\n");

@@ -50,5 +50,6 @@ void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 // offset, so typed loads straight from the mapping are undefined behaviour (UBSan: misaligned).
 int64_t raw_i64(const void *data, int64_t i);
 double raw_f64(const void *data, int64_t i);
+float raw_f32(const void *data, int64_t i);
 // An aligned copy of n raw bytes (free with free()).
 void *raw_copy(const void *data, size_t n);

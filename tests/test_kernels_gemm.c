@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "engine/core/dtype.h"
+#include "engine/core/error.h"
+#include "engine/core/tensor.h"
 #include "engine/kernels/gemm.h"
 #include "tests/kernel_check.h"
 
@@ -241,4 +243,43 @@ TEST(gemm_bf16_error_vs_f32_operands) {
         CHECK_MSG(worst <= 1.0, "bf16 %dx%dx%d: error %.3g × the bound", M, N, K, worst);
         free(A), free(B), free(C), free(want), free(mag);
     }
+}
+
+// --precision: gemm() computes what gemm_bf16 computes (bit for bit) while the precision is bf16,
+// and what the f32 kernel computes again after fp32; the names parse; a CPU without
+// AVX512_BF16 refuses bf16 and keeps fp32.
+TEST(gemm_precision_switches_every_gemm) {
+    gemm_precision p;
+    CHECK(gemm_precision_parse("bf16", &p) == 0 && p == GEMM_BF16);
+    CHECK(gemm_precision_parse("bfloat16", &p) == 0 && p == GEMM_BF16);
+    CHECK(gemm_precision_parse("fp32", &p) == 0 && p == GEMM_FP32);
+    CHECK(gemm_precision_parse("f32", &p) == 0 && p == GEMM_FP32);
+    CHECK(gemm_precision_parse("fp16", &p) == -1);
+    CHECK(gemm_precision_parse("", &p) == -1);
+    CHECK_EQ_INT(gemm_active_precision(), GEMM_FP32);
+    if (!gemm_bf16_supported()) {
+        CHECK_EQ_INT(gemm_set_precision(GEMM_BF16), -1);
+        CHECK_EQ_INT(gemm_active_precision(), GEMM_FP32);
+        CHECK(gemm_select_precision("--precision", "bf16") == -1 && strstr(sl_error_msg(), "AVX512_BF16"));
+        printf("    no AVX512_BF16 on this CPU: bf16 refused\n");
+        return;
+    }
+    enum { M = 37, N = 53, K = 71 };
+    float *A = sl_alloc_f32(M * K), *B = sl_alloc_f32(N * K), *C0 = sl_alloc_f32(M * N), *C1 = sl_alloc_f32(M * N);
+    float *C2 = sl_alloc_f32(M * N);
+    fill_uniform(A, M * K, 1, -1, 1);
+    fill_uniform(B, N * K, 2, -1, 1);
+    gemm(GEMM_N, GEMM_T, M, N, K, 1.0f, A, K, B, K, 0.0f, C0, N);   // fp32
+    CHECK(gemm_select_precision("--precision", "bf16") == 0);
+    CHECK_EQ_INT(gemm_active_precision(), GEMM_BF16);
+    gemm(GEMM_N, GEMM_T, M, N, K, 1.0f, A, K, B, K, 0.0f, C1, N);
+    gemm_bf16(GEMM_N, GEMM_T, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+    CHECK(memcmp(C1, C2, sizeof(float) * M * N) == 0);
+    err_stats e = compare_f32(C1, C0, M * N);
+    CHECK_MSG(e.max_abs > 1e-5 && e.max_abs < 5e-2 * e.max_ref, "bf16 vs f32: max abs %g (max|ref| %g)", e.max_abs, e.max_ref);
+    CHECK(gemm_select_precision("--precision", "fp32") == 0);
+    gemm(GEMM_N, GEMM_T, M, N, K, 1.0f, A, K, B, K, 0.0f, C2, N);
+    CHECK(memcmp(C0, C2, sizeof(float) * M * N) == 0);
+    CHECK(gemm_select_precision("--precision", "half") == -1 && strstr(sl_error_msg(), "'half' is not a precision"));
+    sl_free_aligned(A), sl_free_aligned(B), sl_free_aligned(C0), sl_free_aligned(C1), sl_free_aligned(C2);
 }

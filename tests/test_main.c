@@ -131,6 +131,12 @@ double raw_f64(const void *data, int64_t i) {
     return v;
 }
 
+float raw_f32(const void *data, int64_t i) {
+    float v;
+    memcpy(&v, (const char *)data + 4 * i, 4);
+    return v;
+}
+
 void *raw_copy(const void *data, size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) abort();

@@ -90,4 +90,9 @@ TEST(train_cli_options_one_error_line) {
     CHECK_MSG(strstr(out, "--max-train-steps needs a value"), "%s", out);
     CHECK(run_cmd(out, sizeof out, "%s train --bogus 1", singlora_bin()) == 1);
     CHECK_MSG(strstr(out, "unknown option or extra argument '--bogus'"), "%s", out);
+    // --precision (and a recipe's "precision"): checked before any folder is read
+    CHECK(run_cmd(out, sizeof out, "%s train --model m --instance-data-dir d --instance-prompt 'a sks dog' --output-dir o "
+                  "--precision fp8", singlora_bin()) == 1);
+    CHECK_MSG(strstr(out, "train: --precision: 'fp8' is not a precision (fp32 or bf16)") && !strchr(strchr(out, '\n') + 1, '\n'),
+              "%s", out);
 }

@@ -11,6 +11,7 @@
 #include "engine/adapters/adapter_set.h"
 #include "engine/core/error.h"
 #include "engine/io/safetensors.h"
+#include "engine/kernels/gemm.h"
 #include "engine/diffusion/schedule.h"
 #include "engine/core/tensor.h"
 #include "engine/train/adamw.h"
@@ -70,7 +71,17 @@ static float scalar(st_file *f, const char *fmt, int K, int j) {
 
 // poison > 0: step `poison` gets a nan in its latents and must stop before the update, naming
 // the step, with the parameters and the step count unchanged.
-static void run_case(const char *rel, int poison) {
+// Tolerances against the fixture: each micro-batch loss and each step's gradient norm (relative),
+// the final adapter tensors (max abs over max|tensor|, and ‖got − want‖₂ / ‖want‖₂).
+typedef struct { double loss_rel, grad_norm_rel, adapter_scaled, adapter_l2; } case_tol;
+// Adam divides each gradient by its own rms, so a near-zero gradient entry whose float sum
+// order differs (OpenBLAS's SkylakeX kernels on AVX-512 machines: 1.22e-3 on a LoRA up of
+// this fixture; Haswell kernels < 1e-3) moves by a full lr-sized step: 2.5e-3 of the
+// tensor's scale, while the loss (1e-5) and gradient norm (1e-4) stay tight.
+static const case_tol F32_TOL = {1e-5, 1e-4, 2.5e-3, 2.5e-3};
+
+// *loss_rel_out (when not NULL): the worst loss relative error.
+static void run_case_tol(const char *rel, int poison, const case_tol *tol, double *loss_rel_out) {
     st_file *f = st_open(shared_path(rel));
     REQUIRE(f);
     cJSON *cfg = cJSON_Parse(st_meta(f, "config"));
@@ -156,12 +167,12 @@ static void run_case(const char *rel, int poison) {
             double want = scalar(f, "expected.step.%d.%d.loss", K, j);
             double lrel = fabs(losses[j] - want) / fabs(want);
             if (lrel > max_loss_rel) max_loss_rel = lrel;
-            CHECK_MSG(lrel <= 1e-5, "%s step %d micro %d: loss %.9g, reference %.9g (rel %.3g)", rel, K, j, losses[j], want,
+            CHECK_MSG(lrel <= tol->loss_rel, "%s step %d micro %d: loss %.9g, reference %.9g (rel %.3g)", rel, K, j, losses[j], want,
                       lrel);
         }
         double gn = scalar(f, "expected.step.%d.grad_norm", K, 0), gn_rel = fabs(info.grad_norm - gn) / gn;
         if (gn_rel > max_gn_rel) max_gn_rel = gn_rel;
-        CHECK_MSG(gn_rel <= 1e-4, "%s step %d: grad norm %.9g, reference %.9g", rel, K, info.grad_norm, gn);
+        CHECK_MSG(gn_rel <= tol->grad_norm_rel, "%s step %d: grad norm %.9g, reference %.9g", rel, K, info.grad_norm, gn);
         double u = scalar(f, "expected.step.%d.u", K, 0);
         if (fabs(info.u - u) > max_u_abs) max_u_abs = fabs(info.u - u);
         CHECK_MSG(fabs(info.u - u) <= 1e-7, "%s step %d: u %.9g, reference %.9g", rel, K, info.u, u);
@@ -170,7 +181,8 @@ static void run_case(const char *rel, int poison) {
         CHECK_MSG(lr_err <= 1e-6, "%s step %d: lr %.9g, fixture %.9g", rel, K, info.lr, lr);
     }
     if (!poison) CHECK_EQ_INT(s->step, N);
-    double worst_abs = 0, worst_scaled = 0;
+    if (loss_rel_out) *loss_rel_out = max_loss_rel;
+    double worst_abs = 0, worst_scaled = 0, worst_l2 = 0;
     for (int e = 0; e < pb->n_entries && !test_failures && !poison; e++) {
         const param_entry *pe = &pb->entries[e];
         char key[700];
@@ -183,15 +195,19 @@ static void run_case(const char *rel, int poison) {
         double scaled = st.max_abs / (st.max_ref > 0 ? st.max_ref : 1.0);
         if (st.max_abs > worst_abs) worst_abs = st.max_abs;
         if (scaled > worst_scaled) worst_scaled = scaled;
-        // Adam divides each gradient by its own rms, so a near-zero gradient entry whose float sum
-        // order differs (OpenBLAS's SkylakeX kernels on AVX-512 machines: 1.22e-3 on a LoRA up of
-        // this fixture; Haswell kernels < 1e-3) moves by a full lr-sized step: 2.5e-3 of the
-        // tensor's scale, while the loss (1e-5) and gradient norm (1e-4) above stay tight.
-        CHECK_MSG(scaled <= 2.5e-3, "%s: %s max abs %.3g = %.3g x max|tensor|", rel, pe->name, st.max_abs, scaled);
+        double d2 = 0, r2 = 0;
+        for (int64_t q = 0; q < pe->count; q++) {
+            double w = raw_f32(x->data, q), d = pb->params[pe->offset + q] - w;
+            d2 += d * d, r2 += w * w;
+        }
+        double l2 = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
+        if (l2 > worst_l2) worst_l2 = l2;
+        CHECK_MSG(scaled <= tol->adapter_scaled, "%s: %s max abs %.3g = %.3g x max|tensor|", rel, pe->name, st.max_abs, scaled);
+        CHECK_MSG(l2 <= tol->adapter_l2, "%s: %s relative L2 error %.3g", rel, pe->name, l2);
     }
-    if (!poison) printf("%s: %d steps x %d micro: loss max rel %.3g, grad norm max rel %.3g, u max abs %.3g, lr max rel %.3g, "
-           "final adapter max abs %.3g (%.3g x max|tensor|)\n",
-           rel, N, accum, max_loss_rel, max_gn_rel, max_u_abs, max_lr_rel, worst_abs, worst_scaled);
+    if (!poison) printf("%s (%s): %d steps x %d micro: loss max rel %.3g, grad norm max rel %.3g, u max abs %.3g, lr max rel %.3g, "
+           "final adapter max abs %.3g (%.3g x max|tensor|, relative L2 %.3g)\n",
+           rel, gemm_precision_name(gemm_active_precision()), N, accum, max_loss_rel, max_gn_rel, max_u_abs, max_lr_rel, worst_abs, worst_scaled, worst_l2);
     for (int q = 0; q < 5 * accum; q++) free(held[q]);
     free(held);
     free(mbs);
@@ -204,6 +220,33 @@ static void run_case(const char *rel, int poison) {
     cJSON_Delete(cfg);
     st_close(f);
 }
+
+static void run_case(const char *rel, int poison) { run_case_tol(rel, poison, &F32_TOL, NULL); }
+
+// --precision bf16: the same fixture runs with every GEMM's operands rounded to bf16 (f32
+// accumulation; adapters, gradients, AdamW state in f32). Stated tolerances (README, "Precision"):
+// each loss within 1e-2 and each gradient norm within 5e-2 (relative); the final adapter within
+// 1e-2 relative L2 for SingLoRA (measured 7.4e-4), but only 0.25 for LoRA/DoRA (measured 0.149
+// and 0.083): their up matrix starts at zero and Adam moves each entry by ~lr whatever its
+// gradient's size, so a near-zero gradient whose sign bf16 flips differs by 2·lr in a tensor
+// only a few lr large after 3 steps.
+static const case_tol BF16_TOL_SINGLORA = {1e-2, 5e-2, 2e-2, 1e-2};
+static const case_tol BF16_TOL_ZERO_INIT_UP = {1e-2, 5e-2, 0.5, 0.25};
+static void run_case_bf16(const char *rel, const case_tol *tol) {
+    if (!gemm_bf16_supported()) {
+        fprintf(stderr, "    skipped: this CPU has no AVX512_BF16\n");
+        return;
+    }
+    REQUIRE(gemm_set_precision(GEMM_BF16) == 0);
+    double loss_rel = 0;
+    run_case_tol(rel, 0, tol, &loss_rel);
+    gemm_set_precision(GEMM_FP32);
+    CHECK_MSG(loss_rel > 1e-6, "%s: bf16 losses equal the f32 fixture's (rel %g): the bf16 kernel did not run", rel, loss_rel);
+}
+
+TEST(train_step_bf16_sd1_singlora) { run_case_bf16("fixtures/train/train_sd1_singlora.safetensors", &BF16_TOL_SINGLORA); }
+TEST(train_step_bf16_sd2_dora_v) { run_case_bf16("fixtures/train/train_sd2_dora_v.safetensors", &BF16_TOL_ZERO_INIT_UP); }
+TEST(train_step_bf16_sd1_lora) { run_case_bf16("fixtures/train/train_sd1_lora.safetensors", &BF16_TOL_ZERO_INIT_UP); }
 
 TEST(train_step_sd1_singlora) { run_case("fixtures/train/train_sd1_singlora.safetensors", 0); }
 TEST(train_step_nonfinite_loss_stops) { run_case("fixtures/train/train_sd1_lora.safetensors", 2); }

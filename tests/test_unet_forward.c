@@ -6,6 +6,7 @@
 
 #include "engine/core/error.h"
 #include "engine/io/safetensors.h"
+#include "engine/kernels/gemm.h"
 #include "engine/core/tensor.h"
 #include "tests/test.h"
 #include "unet/unet.h"
@@ -116,6 +117,39 @@ TEST(unet_sd2_original_parity) {
 }
 TEST(unet_sd1_fp16_variant_parity) { parity("sd1", shared_path("fixtures/sd1_tiny"), NULL, "fp16", 1, 0); }
 
+// --precision bf16: every GEMM's operands rounded to bf16, f32 accumulation. The error against
+// diffusers' f32 output must stay within BF16_TOL of max|ref| (README, "Precision") and be far
+// above f32 round-off (else the bf16 path did not run).
+#define BF16_TOL 3e-2
+static void parity_bf16(const char *model) {
+    if (!gemm_bf16_supported()) {
+        fprintf(stderr, "    skipped: this CPU has no AVX512_BF16\n");
+        return;
+    }
+    unet_io io;
+    REQUIRE(io_load(&io, model) == 0);
+    char rel[64];
+    snprintf(rel, sizeof rel, "fixtures/%s_tiny", model);
+    unet_model *m = unet_load(shared_path(rel), NULL, NULL);
+    REQUIRE(m != NULL);
+    size_t n = (size_t)io.N * m->cfg.out_channels * io.h * io.w;
+    float *out = sl_alloc_f32((int64_t)n);
+    REQUIRE(gemm_set_precision(GEMM_BF16) == 0);
+    int rc = unet_forward(out, io.x, io.t, io.ctx, io.N, io.h, io.w, io.L, m, NULL);
+    gemm_set_precision(GEMM_FP32);
+    CHECK(rc == 0);
+    err_stats e = compare_f32(out, io.eps, n);
+    fprintf(stderr, "    %s bf16: max abs %.3g = %.3g of max|ref| %.3g\n", model, e.max_abs, e.max_abs / e.max_ref, e.max_ref);
+    CHECK_MSG(e.max_abs <= BF16_TOL * e.max_ref, "%s bf16: max abs %g > %g x max|ref| %g", model, e.max_abs, BF16_TOL, e.max_ref);
+    CHECK_MSG(e.max_abs > 1e-4 * e.max_ref, "%s bf16: max abs %g is f32 round-off: the bf16 kernel did not run", model, e.max_abs);
+    sl_free_aligned(out);
+    unet_free(m);
+    io_free(&io);
+}
+
+TEST(unet_sd1_bf16_parity) { parity_bf16("sd1"); }
+TEST(unet_sd2_bf16_parity) { parity_bf16("sd2"); }
+
 // ---------------------------------------------------------------- through the command line
 
 static float *read_out(const char *path, int64_t n) {
@@ -161,6 +195,33 @@ TEST(unet_cli_parity_sd2) {
     cli_parity("sd2", shared_path("fixtures/sd2_tiny.original.safetensors"), cfg, 0);
     // the component file itself, config.json next to it
     cli_parity("sd2", shared_path("fixtures/sd2_tiny/unet/diffusion_pytorch_model.safetensors"), "", 0);
+}
+
+// --precision on the command line: bf16 within BF16_TOL of max|ref|; an unknown value is one error line.
+TEST(unet_cli_precision) {
+    char out[4096];
+    int rc = run_cmd(out, sizeof out, "%s forward unet --model %s --in %s --out %s --precision fp8", singlora_bin(),
+                     shared_path("fixtures/sd1_tiny"), io_path("sd1"), tmp_path("bad.safetensors"));
+    CHECK_EQ_INT(rc, 1);
+    CHECK_MSG(strstr(out, "--precision: 'fp8' is not a precision (fp32 or bf16)") != NULL, "%s", out);
+    rc = run_cmd(out, sizeof out, "%s forward unet --model %s --in %s --out %s --precision bf16 --threads 1",
+                 singlora_bin(), shared_path("fixtures/sd1_tiny"), io_path("sd1"), tmp_path("out.safetensors"));
+    if (!gemm_bf16_supported()) {
+        CHECK_EQ_INT(rc, 1);
+        CHECK_MSG(strstr(out, "AVX512_BF16") != NULL, "%s", out);
+        return;
+    }
+    REQUIRE(rc == 0);
+    unet_io io;
+    REQUIRE(io_load(&io, "sd1") == 0);
+    int64_t n = (int64_t)io.N * 4 * io.h * io.w;
+    float *got = read_out(tmp_path("out.safetensors"), n);
+    REQUIRE(got != NULL);
+    err_stats e = compare_f32(got, io.eps, (size_t)n);
+    fprintf(stderr, "    cli sd1 --precision bf16: max abs %.3g = %.3g of max|ref|\n", e.max_abs, e.max_abs / e.max_ref);
+    CHECK(e.max_abs <= BF16_TOL * e.max_ref && e.max_abs > 1e-4 * e.max_ref);
+    sl_free_aligned(got);
+    io_free(&io);
 }
 
 // ---------------------------------------------------------------- one transformer block, kept activations

@@ -6,6 +6,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/parse_num.h"
+#include "engine/kernels/gemm.h"
 
 // Length of `name` when a starts with it, '_' and '-' being the same after the leading dashes
 // (diffusers' scripts spell options --a_b, ours --a-b); else 0.
@@ -70,6 +71,13 @@ uint64_t arg_seed(const char *opt, const char *s) {
 }
 
 int arg_threads(const char *opt, const char *s) { return (int)arg_int_range(opt, s, 1, ARG_MAX_THREADS); }
+
+int arg_precision(int argc, char **argv, int *i) {
+    const char *v;
+    if (!arg_value(argc, argv, i, "--precision", &v)) return 0;
+    if (gemm_select_precision("--precision", v) != 0) sl_fail();
+    return 1;
+}
 
 _Noreturn void arg_unknown(const char *cmd, const char *a) {
     sl_die(NULL, "%s: unknown option or extra argument '%s' (see singlora %s --help)", cmd, a, cmd);

@@ -23,6 +23,10 @@ uint64_t arg_seed(const char *opt, const char *s);
 #define ARG_MAX_THREADS 1024
 // --threads N, N in 1..ARG_MAX_THREADS.
 int arg_threads(const char *opt, const char *s);
+// If argv[*i] is --precision fp32|bf16 (or --precision=V), sets the precision every GEMM runs in
+// (engine/kernels/gemm.h) and returns 1. An unknown value, or bf16 on a CPU without
+// AVX512_BF16, is a fatal error naming the option.
+int arg_precision(int argc, char **argv, int *i);
 // Dies with "unknown option" for argv[i].
 _Noreturn void arg_unknown(const char *cmd, const char *a);
 // Sets OpenMP (and so OpenBLAS) threads when n > 0.

@@ -23,7 +23,7 @@ static const char *HELP =
     "           [--learning-rate 1e-4] [--lr-scheduler constant|constant_with_warmup|linear|cosine]\n"
     "           [--lr-warmup-steps 0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-weight-decay 1e-2]\n"
     "           [--adam-epsilon 1e-8] [--max-grad-norm 1.0] [--snr-gamma G] [--seed S] [--gradient-checkpointing]\n"
-    "           [--threads N] [--prediction-type epsilon|v_prediction]\n"
+    "           [--threads N] [--precision fp32|bf16] [--prediction-type epsilon|v_prediction]\n"
     "  saving:  [--checkpointing-steps 500] [--checkpoints-total-limit K] [--resume-from-checkpoint latest|DIR]\n"
     "           [--validation-prompt P --num-validation-images 4 --validation-steps 100] [--trace FILE]\n"
     "  model:   [--config-dir DIR] [--variant fp16] [--tokenizer DIR]   [--config recipe.json] [--quiet]\n"

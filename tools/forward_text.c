@@ -30,7 +30,8 @@ static const char *HELP =
     "  --variant V      a diffusers folder's model.V.safetensors (e.g. fp16; widened to f32)\n"
     "  --clip-skip N    A1111's clip skip for SD 1.x: condition on layer L-N+1 (2 = penultimate)\n"
     "  --in-name NAME   the ids tensor in IN (default input_ids)\n"
-    "  --threads N      OpenMP/OpenBLAS threads\n";
+    "  --threads N      OpenMP/OpenBLAS threads\n"
+    "  --precision P    fp32 (default) or bf16 GEMMs\n";
 
 int forward_text_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *in_name = "input_ids", *v;
@@ -42,6 +43,7 @@ int forward_text_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in-name", &in_name)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_int_range("--clip-skip", v, 1, 64);
+        else if (arg_precision(argc, argv, &i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward text", argv[i]);
     }

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/error.h"
+
 void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta == GEMM_T ? CblasTrans : CblasNoTrans, tb == GEMM_T ? CblasTrans : CblasNoTrans, M, N,
@@ -55,9 +57,43 @@ int gemm_set_kernel(gemm_kernel k) {
 
 const char *gemm_kernel_name(gemm_kernel k) { return k == GEMM_KERNEL_AVX512 ? "avx512" : "openblas"; }
 
+static _Atomic int active_precision = GEMM_FP32;
+
+gemm_precision gemm_active_precision(void) { return (gemm_precision)active_precision; }
+
+int gemm_set_precision(gemm_precision p) {
+    if (p == GEMM_BF16 && !gemm_bf16_supported()) return -1;
+    if (p != GEMM_BF16 && p != GEMM_FP32) return -1;
+    active_precision = (int)p;
+    return 0;
+}
+
+const char *gemm_precision_name(gemm_precision p) { return p == GEMM_BF16 ? "bf16" : "fp32"; }
+
+int gemm_precision_parse(const char *s, gemm_precision *p) {
+    static const struct { const char *name; gemm_precision p; } names[] = {
+        {"fp32", GEMM_FP32}, {"f32", GEMM_FP32}, {"float32", GEMM_FP32},
+        {"bf16", GEMM_BF16}, {"bfloat16", GEMM_BF16},
+    };
+    for (unsigned i = 0; s && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].name)) return *p = names[i].p, 0;
+    return -1;
+}
+
+int gemm_select_precision(const char *what, const char *name) {
+    gemm_precision p;
+    if (gemm_precision_parse(name, &p) != 0)
+        return sl_error(NULL, "%s: '%s' is not a precision (fp32 or bf16)", what, name);
+    if (gemm_set_precision(p) != 0)
+        return sl_error(NULL, "%s bf16: this CPU has no AVX512_BF16 (the bf16 GEMM kernel needs it); use fp32", what);
+    return 0;
+}
+
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
-    if (gemm_active_kernel() == GEMM_KERNEL_AVX512)
+    if (active_precision == GEMM_BF16)
+        gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (gemm_active_kernel() == GEMM_KERNEL_AVX512)
         gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else
         gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

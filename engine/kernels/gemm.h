@@ -16,10 +16,16 @@
 //             OMP_NUM_THREADS threads outside them). Its summation order is its own.
 // The default is openblas; SINGLORA_GEMM=avx512 (where cpuid reports AVX-512F) or =openblas in
 // the environment picks one at first use; the kernel tests run both on any CPU that has them.
+//
+// Precision (--precision on every command that computes): fp32 (the default) runs the kernel
+// above; bf16 sends every gemm() to gemm_bf16 below — operands rounded to bf16, products
+// accumulated in f32, C in f32 — so what is not a GEMM (norms, softmax, activations, adapter
+// and optimizer state, gradients) stays f32 as before.
 #pragma once
 
 typedef enum { GEMM_N, GEMM_T } gemm_op;
 typedef enum { GEMM_KERNEL_OPENBLAS, GEMM_KERNEL_AVX512 } gemm_kernel;
+typedef enum { GEMM_FP32, GEMM_BF16 } gemm_precision;
 
 void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc);
@@ -29,6 +35,18 @@ void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float 
 gemm_kernel gemm_active_kernel(void);
 int gemm_set_kernel(gemm_kernel k);
 const char *gemm_kernel_name(gemm_kernel k);
+
+// The precision gemm() computes in (process-wide, like the kernel; fp32 until set). Setting
+// GEMM_BF16 returns -1 (and changes nothing) on a CPU without AVX512_BF16. Not thread-safe
+// against concurrent gemm() calls: set it before computing.
+gemm_precision gemm_active_precision(void);
+int gemm_set_precision(gemm_precision p);
+const char *gemm_precision_name(gemm_precision p);   // "fp32", "bf16"
+// "fp32" / "bf16" (also "f32", "float32", "bfloat16") -> 0 and *p; -1 for anything else.
+int gemm_precision_parse(const char *s, gemm_precision *p);
+// Parses and sets in one: 0, or -1 after one error line naming `what` (an option or file) for an
+// unknown name or bf16 on a CPU without AVX512_BF16.
+int gemm_select_precision(const char *what, const char *name);
 
 // The two f32 kernels directly, same contract as gemm().
 void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,

@@ -64,6 +64,7 @@ static const train_option OPTIONS[] = {
     {"seed", O_U64, F(seed), 0, 0},
     {"gradient-checkpointing", O_FLAG, F(gradient_checkpointing), 0, 1},
     {"threads", O_INT, F(threads), 0, 1024},
+    {"precision", O_STR, F(precision), 0, 0},
     {"checkpointing-steps", O_I64, F(checkpointing_steps), 0, BIG},
     {"checkpoints-total-limit", O_INT, F(checkpoints_total_limit), 0, 1000000},
     {"resume-from-checkpoint", O_STR, F(resume_from_checkpoint), 0, 0},

@@ -13,6 +13,7 @@
 
 #include "data/image.h"
 #include "engine/adapters/adapter_set.h"
+#include "engine/kernels/gemm.h"
 #include "engine/io/atomic_file.h"
 #include "engine/core/error.h"
 #include "engine/adapters/lora_files.h"
@@ -81,6 +82,7 @@ static cJSON *config_json(const train_config *c, int64_t steps, int64_t ramp, do
     N("adam_weight_decay", c->adam_weight_decay); N("adam_epsilon", c->adam_epsilon); N("max_grad_norm", c->max_grad_norm);
     N("snr_gamma", c->snr_gamma); N("seed", c->seed); S("prediction_type", prediction);
     cJSON_AddBoolToObject(j, "gradient_checkpointing", c->gradient_checkpointing); N("threads", c->threads);
+    S("precision", gemm_precision_name(gemm_active_precision()));
     N("checkpointing_steps", c->checkpointing_steps); N("checkpoints_total_limit", c->checkpoints_total_limit);
     S("resume_from_checkpoint", c->resume_from_checkpoint); S("validation_prompt", c->validation_prompt);
     N("num_validation_images", c->num_validation_images); N("validation_steps", c->validation_steps);
@@ -317,6 +319,7 @@ int train_run(const train_config *c) {
     if (sched_kind < 0)
         return sl_error(NULL, "train: --lr-scheduler '%s' is not constant, constant_with_warmup, linear or cosine", c->lr_scheduler);
     if (c->rank < 1) return sl_error(NULL, "train: --rank must be >= 1");
+    if (c->precision && gemm_select_precision("train: --precision", c->precision) != 0) return -1;
     const int prior = c->with_prior_preservation;
     if (prior && (!c->class_data_dir || !c->class_prompt))
         return sl_error(NULL, "train: --with-prior-preservation needs --class-data-dir and --class-prompt");

@@ -37,6 +37,8 @@ typedef struct {
     double adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm, snr_gamma;
     uint64_t seed;
     int gradient_checkpointing, threads;
+    const char *precision;           // fp32 | bf16 (every GEMM; engine/kernels/gemm.h); NULL: leave the
+                                     // process's precision as it is (fp32 unless a caller set it)
     // checkpoints, validation, outputs
     int64_t checkpointing_steps;
     int checkpoints_total_limit;     // 0: keep all
