@@ -6,6 +6,7 @@
 
 #include "engine/core/error.h"
 #include "engine/core/parse_num.h"
+#include "engine/core/profile.h"
 #include "engine/kernels/gemm.h"
 
 // Length of `name` when a starts with it, '_' and '-' being the same after the leading dashes
@@ -76,6 +77,12 @@ int arg_precision(int argc, char **argv, int *i) {
     const char *v;
     if (!arg_value(argc, argv, i, "--precision", &v)) return 0;
     if (gemm_select_precision("--precision", v) != 0) sl_fail();
+    return 1;
+}
+
+int arg_profile(char **argv, int i) {
+    if (!arg_flag(argv, i, "--profile")) return 0;
+    profile_enable();
     return 1;
 }
 

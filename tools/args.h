@@ -27,6 +27,9 @@ int arg_threads(const char *opt, const char *s);
 // (engine/kernels/gemm.h) and returns 1. An unknown value, or bf16 on a CPU without
 // AVX512_BF16, is a fatal error naming the option.
 int arg_precision(int argc, char **argv, int *i);
+// If argv[i] is --profile, turns on the per-op profile (engine/core/profile.h: a table of time
+// and GFLOP/s per op kind on stderr when the command ends) and returns 1.
+int arg_profile(char **argv, int i);
 // Dies with "unknown option" for argv[i].
 _Noreturn void arg_unknown(const char *cmd, const char *a);
 // Sets OpenMP (and so OpenBLAS) threads when n > 0.

@@ -19,7 +19,7 @@ static const char *HELP =
     "usage: singlora backward unet --model PATH [--config DIR] [--variant V] --in IN.safetensors\n"
     "                              --out OUT.safetensors [--params NAME,NAME,...|all|none]\n"
     "                              [--grad-checkpointing] [--adapter FILE [--adapter-scale S]]\n"
-    "                              [--threads N] [--precision fp32|bf16] [--repeat K]\n\n"
+    "                              [--threads N] [--precision fp32|bf16] [--profile] [--repeat K]\n\n"
     "One forward and backward of the UNet with loss = mean((unet(x, t, context) - target)^2) over all\n"
     "elements.\n"
     "  IN:  x (N, C_in, h, w) F32, t (N) F32/I64/I32, context (N, L, D) F32, target (N, C_out, h, w) F32\n"
@@ -34,6 +34,7 @@ static const char *HELP =
     "  --adapter FILE  attach a singlora adapter file (u(t) from its step); --adapter-scale S (1)\n"
     "  --threads N     OpenMP/OpenBLAS threads\n"
     "  --precision P   fp32 (default) or bf16: GEMM operands rounded to bf16, f32 accumulation\n"
+    "  --profile       time and GFLOP/s per op kind (stderr, at the end)\n"
     "  --repeat K      run K times and print the seconds of each forward+backward (benchmarking)\n"
     "PATH is a diffusers folder, a diffusers UNet file, or an original single-file checkpoint (as for\n"
     "singlora forward unet).\n";
@@ -73,6 +74,7 @@ int backward_unet_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double_range("--adapter-scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_flag(argv, i, "--grad-checkpointing")) ckpt = 1;
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_int_range("--repeat", v, 1, 1000000); timing = 1; }
         else arg_unknown("backward unet", argv[i]);

@@ -25,6 +25,7 @@ static const char *HELP =
     "  --photos N (5)  --class-images N (50)  --prompts N (20)  --drift-prompts N (20)\n"
     "  --sample-steps N (25)  --cfg G (5)  --seed S (0)  --token sks  --threads N  --quiet\n"
     "  --precision fp32|bf16   GEMM precision (bf16: operands rounded, f32 accumulation; AVX512_BF16)\n"
+    "  --profile          time and GFLOP/s per op kind (stderr, at the end)\n"
     "  --train-option OPTION=VALUE   overrides the recipe (singlora train's names: learning-rate=5e-4,\n"
     "                     rank=4, targets=cross-attn, init=normal:0.01, ramp-steps=0, ...); repeatable\n"
     "  --dino DIR / --clip DIR   also DINO / CLIP-I / CLIP-T against the photos (singlora eval's models)\n"
@@ -74,6 +75,7 @@ int cmd_demo(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--drift-prompts", &v)) o.n_drift = count("--drift-prompts", v, 10000);
         else if (arg_value(argc, argv, &i, "--sample-steps", &v)) o.sample_steps = count("--sample-steps", v, 1000);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
         else if (arg_value(argc, argv, &i, "--cfg", &v)) o.cfg = (float)arg_double_range("--cfg", v, 0, 100);

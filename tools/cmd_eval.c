@@ -11,7 +11,7 @@
 
 static const char *HELP =
     "usage: singlora eval --real DIR --generated DIR [--dino PATH] [--clip PATH] [--identifier sks]\n"
-    "                     [--prompts FILE] --out report.json [--markdown report.md] [--grid grid.png] [--threads N] [--precision fp32|bf16]\n\n"
+    "                     [--prompts FILE] --out report.json [--markdown report.md] [--grid grid.png] [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "The DreamBooth fidelity metrics, raw cosine similarities:\n"
     "  DINO   mean over all (generated, real) pairs of cos(DINO CLS features)   (--dino: DINO ViT)\n"
     "  CLIP-I the same with CLIP image embeddings                              (--clip: CLIPModel)\n"
@@ -40,6 +40,7 @@ int cmd_eval(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--markdown", &md)) {}
         else if (arg_value(argc, argv, &i, "--grid", &grid)) {}
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("eval", argv[i]);
     }

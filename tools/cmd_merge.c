@@ -18,7 +18,7 @@
 
 static const char *HELP =
     "usage: singlora merge --model M [--config DIR] [--variant fp16] --adapter A [--scale S] --out FILE\n"
-    "                      [--threads N] [--precision fp32|bf16]\n\n"
+    "                      [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "Writes M with the adapter A (singlora, lora or dora; u(t) from its step) folded into the UNet's\n"
     "weights, W0 += S·ΔW (DoRA: interpolated by S between the base and the adapted layer), as one\n"
     "single-file checkpoint FILE in the original layout (model.diffusion_model., first_stage_model.,\n"
@@ -36,6 +36,7 @@ static const char *HELP =
     "  --scale S      strength of the adapter (default 1)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --precision P  fp32 (default) or bf16 GEMMs\n"
+    "  --profile      time and GFLOP/s per op kind (stderr, at the end)\n"
     "FILE's __metadata__ records the merge: singlora.merge.adapter (file name), .method, .rank, .alpha,\n"
     ".step, .scale (appended to M's own values when M is itself a merge). An adapter made for another\n"
     "base model (hash) is only a warning; an adapter module the UNet lacks is an error.\n";
@@ -257,6 +258,7 @@ int cmd_merge(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--scale", &v)) scale = (float)arg_double_range("--scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("merge", argv[i]);
     }

@@ -8,7 +8,7 @@
 #include "tools/commands.h"
 
 static const char *HELP =
-    "usage: singlora pretrain --out DIR [--steps N] [--seed S] [--threads N] [--precision fp32|bf16] [--resume]\n"
+    "usage: singlora pretrain --out DIR [--steps N] [--seed S] [--threads N] [--precision fp32|bf16] [--profile] [--resume]\n"
     "                         [--config DIR] [--ckpt DIR] [--vae-steps N] [--vae-batch N] [--latents N]\n"
     "                         [--batch N] [--lr LR] [--text-lr LR] [--ckpt-every SECONDS]\n"
     "                         [--data world|squares] [--size 64] [--init-from MODEL] [--lr-schedule NAME]\n"
@@ -52,6 +52,7 @@ int cmd_pretrain(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--latents", &v)) o.n_latents = (int)arg_int_range("--latents", v, 1, 100000000);
         else if (arg_value(argc, argv, &i, "--seed", &v)) o.seed = arg_seed("--seed", v);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) o.threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--ckpt-every", &v)) o.ckpt_every_s = arg_double_range("--ckpt-every", v, 0, 1e9);
         else if (arg_value(argc, argv, &i, "--log-every", &v)) o.log_every = (int)arg_int_range("--log-every", v, 1, 100000000);

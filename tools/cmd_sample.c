@@ -61,6 +61,7 @@ static const char *HELP =
     "                         given as well override them; --model, adapters and LoRA files are given again\n"
     "  -t, --threads N        OpenMP/OpenBLAS threads\n"
     "  --precision P          fp32 (default) or bf16: GEMM operands rounded to bf16, f32 accumulation\n"
+    "  --profile              time and GFLOP/s per op kind (stderr, at the end)\n"
     "  --out DIR              output folder (created); files NNNNN-SEED.png + .json\n"
     "  -o, --output PATH      PATH ending in .png: that file (as sd.cpp; image k > 0 is PATH_<k+1>.png,\n"
     "                         sidecars PATH.json, no grid); any other PATH: the same as --out\n\n"
@@ -132,6 +133,7 @@ int cmd_sample(int argc, char **argv) {
         else if (arg_flag(argv, i, "--long-prompts")) rp.gen.long_prompts = 1;
         else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_int_range("--clip-skip", v, 1, SD_MAX_CLIP_SKIP);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_any(argc, argv, &i, NAMES("--threads", "-t"), &v)) threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--out", &out_dir)) {}
         else if (arg_any(argc, argv, &i, NAMES("--output", "-o"), &v)) {

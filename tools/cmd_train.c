@@ -23,7 +23,7 @@ static const char *HELP =
     "           [--learning-rate 1e-4] [--lr-scheduler constant|constant_with_warmup|linear|cosine]\n"
     "           [--lr-warmup-steps 0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-weight-decay 1e-2]\n"
     "           [--adam-epsilon 1e-8] [--max-grad-norm 1.0] [--snr-gamma G] [--seed S] [--gradient-checkpointing]\n"
-    "           [--threads N] [--precision fp32|bf16] [--prediction-type epsilon|v_prediction]\n"
+    "           [--threads N] [--precision fp32|bf16] [--profile] [--prediction-type epsilon|v_prediction]\n"
     "  saving:  [--checkpointing-steps 500] [--checkpoints-total-limit K] [--resume-from-checkpoint latest|DIR]\n"
     "           [--validation-prompt P --num-validation-images 4 --validation-steps 100] [--trace FILE]\n"
     "  model:   [--config-dir DIR] [--variant fp16] [--tokenizer DIR]   [--config recipe.json] [--quiet]\n"
@@ -50,6 +50,7 @@ int cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         char name[128], flag[140];
         if (strncmp(argv[i], "--", 2) != 0) arg_unknown("train", argv[i]);
+        if (arg_profile(argv, i)) continue;
         train_option_normalize(argv[i], name, sizeof name);
         snprintf(flag, sizeof flag, "--%s", name);
         const char *eq = strchr(argv[i], '=');

@@ -16,7 +16,7 @@
 #include "tools/io.h"
 
 static const char *HELP_IMAGE =
-    "usage: singlora forward %s --model PATH --in IN [--in IN2 ...] --out OUT.safetensors [--threads N] [--precision fp32|bf16]\n\n"
+    "usage: singlora forward %s --model PATH --in IN [--in IN2 ...] --out OUT.safetensors [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "IN: a .safetensors with pixel_values (N, 3, S, S), already normalised, or image files (PNG, JPEG,\n"
     "...), preprocessed as torchvision on PIL does (%s); OUT then also holds the\n"
     "pixel_values used. S is the model's image_size.\n"
@@ -40,6 +40,7 @@ static void parse_image_args(int argc, char **argv, const char *target, const ch
         }
         else if (arg_value(argc, argv, &i, "--out", &a->out)) {}
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) a->threads = arg_threads("--threads", v);
         else arg_unknown(target, argv[i]);
     }
@@ -165,7 +166,7 @@ int forward_clip_image_main(int argc, char **argv) {
 }
 
 static const char *HELP_TEXT =
-    "usage: singlora forward clip-text --model PATH --in IN.safetensors --out OUT.safetensors [--threads N] [--precision fp32|bf16]\n\n"
+    "usage: singlora forward clip-text --model PATH --in IN.safetensors --out OUT.safetensors [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "IN: input_ids (N, L) I32 or I64 (L <= 77). OUT: text_embeds (N, P) = text_projection of the final-LN\n"
     "state at each row's first EOS (the CLIP-T feature), pooler_output (N, D), last_hidden_state (N, L, D)\n"
     "after the final LayerNorm, hidden_states.i (N, L, D).\n"
@@ -180,6 +181,7 @@ int forward_clip_text_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--in", &in)) {}
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward clip-text", argv[i]);
     }

@@ -31,7 +31,8 @@ static const char *HELP =
     "  --clip-skip N    A1111's clip skip for SD 1.x: condition on layer L-N+1 (2 = penultimate)\n"
     "  --in-name NAME   the ids tensor in IN (default input_ids)\n"
     "  --threads N      OpenMP/OpenBLAS threads\n"
-    "  --precision P    fp32 (default) or bf16 GEMMs\n";
+    "  --precision P    fp32 (default) or bf16 GEMMs\n"
+    "  --profile        time and GFLOP/s per op kind (stderr, at the end)\n";
 
 int forward_text_main(int argc, char **argv) {
     const char *model = NULL, *config = NULL, *variant = NULL, *in = NULL, *outp = NULL, *in_name = "input_ids", *v;
@@ -44,6 +45,7 @@ int forward_text_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--out", &outp)) {}
         else if (arg_value(argc, argv, &i, "--clip-skip", &v)) clip_skip = (int)arg_int_range("--clip-skip", v, 1, 64);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward text", argv[i]);
     }

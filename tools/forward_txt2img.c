@@ -16,7 +16,7 @@
 static const char *HELP =
     "usage: singlora forward txt2img --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
     "                                [--sampler S] [--scheduler normal|karras] [--steps N] [--cfg G] [--eta E]\n"
-    "                                [--timestep-spacing leading|linspace|trailing] [--seed S] [--threads N] [--precision fp32|bf16]\n\n"
+    "                                [--timestep-spacing leading|linspace|trailing] [--seed S] [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "  IN:  input_ids (2, 77) I32/I64 - row 0 the prompt, row 1 the unconditional (empty/negative)\n"
     "       prompt - and latents_init (1, C, h, w) F32, the unscaled initial noise\n"
     "  OUT: latents (n_evals, 1, C, h, w) after each step, image (1, 3, 8h, 8w) (VAE output, unclamped)\n"
@@ -64,6 +64,7 @@ int forward_txt2img_main(int argc, char **argv) {
         else if (arg_value(argc, argv, &i, "--eta", &v)) o.sampler.eta = (float)arg_double_range("--eta", v, 0, 10);
         else if (arg_value(argc, argv, &i, "--seed", &v)) seed = arg_seed("--seed", v);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else arg_unknown("forward txt2img", argv[i]);
     }

@@ -30,6 +30,7 @@ static const char *HELP =
     "  --lora FILE[:SCALE]  fold a kohya / diffusers / PEFT LoRA file into the weights (repeatable)\n"
     "  --threads N    OpenMP/OpenBLAS threads\n"
     "  --precision P  fp32 (default) or bf16: GEMM operands rounded to bf16, f32 accumulation\n"
+    "  --profile      time and GFLOP/s per op kind (stderr, at the end)\n"
     "  --trace FILE   also write intermediate outputs as trace.<diffusers module> (debugging)\n"
     "  --repeat K     run the forward K times and print the load and forward seconds (benchmarking)\n"
     "Any latent size works (as in diffusers). 16-bit weights are widened to f32 once at load.\n";
@@ -72,6 +73,7 @@ int forward_unet_main(int argc, char **argv) {
         }
         else if (arg_value(argc, argv, &i, "--adapter-scale", &v)) adapter_scale = (float)arg_double_range("--adapter-scale", v, -ADAPTER_SCALE_MAX, ADAPTER_SCALE_MAX);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) threads = arg_threads("--threads", v);
         else if (arg_value(argc, argv, &i, "--repeat", &v)) { repeat = (int)arg_int_range("--repeat", v, 1, 1000000); timing = 1; }
         else arg_unknown("forward unet", argv[i]);

@@ -17,7 +17,7 @@
 
 static const char *HELP_ENCODE =
     "usage: singlora forward vae-encode --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
-    "                                   [--tile N] [--overlap N] [--context N] [--threads N] [--precision fp32|bf16]\n\n"
+    "                                   [--tile N] [--overlap N] [--context N] [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "IN is an image file (PNG, JPEG, BMP, ...; mapped to [-1, 1]) or a .safetensors file with\n"
     "`image` (N, 3, H, W) in [-1, 1] and optionally `noise` (N, 4, H/8, W/8). OUT (.safetensors) gets\n"
     "`moments` (the quant_conv output), `mean`, `logvar` (clamped to [-30, 20]), `std`, and with a\n"
@@ -34,7 +34,7 @@ static const char *HELP_ENCODE =
 
 static const char *HELP_DECODE =
     "usage: singlora forward vae-decode --model PATH [--config DIR] [--variant fp16] --in IN --out OUT\n"
-    "                                   [--tile N] [--overlap N] [--context N] [--threads N] [--precision fp32|bf16]\n\n"
+    "                                   [--tile N] [--overlap N] [--context N] [--threads N] [--precision fp32|bf16] [--profile]\n\n"
     "IN is a .safetensors file with `latent` (N, 4, h, w): the raw decoder input, i.e. already\n"
     "divided by the scaling factor. OUT is a .safetensors file (gets `image` (N, 3, 8h, 8w),\n"
     "unclamped) or a .png (one image; N > 1 writes OUT with _0, _1, ... before .png).\n\n"
@@ -89,6 +89,7 @@ static void parse(vae_args *a, int argc, char **argv, const char *help) {
         else if (arg_value(argc, argv, &i, "--context", &v)) a->tiling.context = (int)arg_int_range("--context", v, 0, 4096);
         else if (arg_value(argc, argv, &i, "--seed", &v)) a->seed = arg_int_range("--seed", v, 0, INT64_MAX);
         else if (arg_precision(argc, argv, &i)) {}
+        else if (arg_profile(argv, i)) {}
         else if (arg_value(argc, argv, &i, "--threads", &v)) set_threads(arg_threads("--threads", v));
         else arg_unknown("forward", argv[i]);
     }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "engine/core/profile.h"
 #include "engine/kernels/fast_exp.h"
 
 #define INV_SQRT2 0.70710678118654752440f
@@ -15,13 +16,13 @@ static inline float gelu1_grad(float x) {
     return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
 }
 
-void silu_forward(float *out, const float *x, int64_t n) {
+static void silu_forward_run(float *out, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(x[i]);
 }
 
 // d/dx [x·σ(x)] = σ(x)·(1 + x·(1 − σ(x)))
-void silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static void silu_backward_run(float *dx, const float *dout, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = sigmoidf(x[i]);
@@ -29,23 +30,23 @@ void silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
     }
 }
 
-void gelu_forward(float *out, const float *x, int64_t n) {
+static void gelu_forward_run(float *out, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = gelu1(x[i]);
 }
 
-void gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static void gelu_backward_run(float *dx, const float *dout, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) dx[i] += dout[i] * gelu1_grad(x[i]);
 }
 
-void quick_gelu_forward(float *out, const float *x, int64_t n) {
+static void quick_gelu_forward_run(float *out, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * sigmoidf(1.702f * x[i]);
 }
 
 // d/dx [x·σ(a·x)] = σ(a·x) + a·x·σ(a·x)·(1 − σ(a·x))
-void quick_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+static void quick_gelu_backward_run(float *dx, const float *dout, const float *x, int64_t n) {
 #pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float s = sigmoidf(1.702f * x[i]);
@@ -53,7 +54,7 @@ void quick_gelu_backward(float *dx, const float *dout, const float *x, int64_t n
     }
 }
 
-void geglu_forward(float *out, const float *h, int M, int F) {
+static void geglu_forward_run(float *out, const float *h, int M, int F) {
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *a = h + (int64_t)m * 2 * F;   // (F) value half
@@ -64,7 +65,7 @@ void geglu_forward(float *out, const float *h, int M, int F) {
     }
 }
 
-void geglu_backward(float *dh, const float *dout, const float *h, int M, int F) {
+static void geglu_backward_run(float *dh, const float *dout, const float *h, int M, int F) {
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *a = h + (int64_t)m * 2 * F, *g = a + F;
@@ -76,4 +77,38 @@ void geglu_backward(float *dh, const float *dout, const float *h, int M, int F) 
             dg[f] += d[f] * a[f] * gelu1_grad(g[f]);
         }
     }
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+void silu_forward(float *out, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 0, 0, silu_forward_run(out, x, n));
+}
+
+void silu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 1, 0, silu_backward_run(dx, dout, x, n));
+}
+
+void gelu_forward(float *out, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 0, 0, gelu_forward_run(out, x, n));
+}
+
+void gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 1, 0, gelu_backward_run(dx, dout, x, n));
+}
+
+void quick_gelu_forward(float *out, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 0, 0, quick_gelu_forward_run(out, x, n));
+}
+
+void quick_gelu_backward(float *dx, const float *dout, const float *x, int64_t n) {
+    PROFILED(PROF_ACTIVATION, 1, 0, quick_gelu_backward_run(dx, dout, x, n));
+}
+
+void geglu_forward(float *out, const float *h, int M, int F) {
+    PROFILED(PROF_ACTIVATION, 0, 0, geglu_forward_run(out, h, M, F));
+}
+
+void geglu_backward(float *dh, const float *dout, const float *h, int M, int F) {
+    PROFILED(PROF_ACTIVATION, 1, 0, geglu_backward_run(dh, dout, h, M, F));
 }

@@ -6,6 +6,7 @@
 // Work items (b, h, tile) run in an OpenMP loop; the GEMMs inside are then single-threaded.
 #include "engine/kernels/attention.h"
 
+#include "engine/core/profile.h"
 #include "engine/kernels/gemm.h"
 #include <math.h>
 #include <omp.h>
@@ -61,7 +62,7 @@ static void softmax_rows(float *S, float *rowsum, int tq, int lk, int i0, int ca
     }
 }
 
-void attention_forward(float *out, const float *q, const float *k, const float *v, int B, int Lq, int Lk, int H,
+static void attention_forward_run(float *out, const float *q, const float *k, const float *v, int B, int Lq, int Lk, int H,
                        int Dh, float scale, int causal) {
     if (B <= 0 || Lq <= 0 || H <= 0 || Dh <= 0) return;
     const int C = H * Dh;
@@ -136,7 +137,7 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+static void attention_backward_run(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                         const float *v, int B, int Lq, int Lk, int H, int Dh, float scale, int causal) {
     if (B <= 0 || Lq <= 0 || Lk <= 0 || H <= 0 || Dh <= 0) return;
     if (!dq && !dk && !dv) return;
@@ -161,4 +162,16 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
         sl_free_aligned(S);
         sl_free_aligned(dP);
     }
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+void attention_forward(float *out, const float *q, const float *k, const float *v, int B, int Lq, int Lk, int H,
+                       int Dh, float scale, int causal) {
+    PROFILED(PROF_ATTENTION, 0, 4.0 * B * H * (double)Lq * Lk * Dh / (causal ? 2 : 1), attention_forward_run(out, q, k, v, B, Lq, Lk, H, Dh, scale, causal));
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                        const float *v, int B, int Lq, int Lk, int H, int Dh, float scale, int causal) {
+    PROFILED(PROF_ATTENTION, 1, 10.0 * B * H * (double)Lq * Lk * Dh / (causal ? 2 : 1), attention_backward_run(dq, dk, dv, dout, q, k, v, B, Lq, Lk, H, Dh, scale, causal));
 }

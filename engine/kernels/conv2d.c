@@ -9,6 +9,7 @@
 // conv2d_release_workspace() frees it.
 #include "engine/kernels/conv2d.h"
 
+#include "engine/core/profile.h"
 #include "engine/kernels/gemm.h"
 #include <omp.h>
 #include <stdint.h>
@@ -152,7 +153,7 @@ static void forward_one(float *out, const float *x, const float *w, const float 
 // than one multi-threaded GEMM per image.
 #define SMALL_IMAGE_FLOPS 2e7
 
-void conv2d_forward(float *out, const float *inp, const float *w, const float *b, conv2d_shape s) {
+static void conv2d_forward_run(float *out, const float *inp, const float *w, const float *b, conv2d_shape s) {
     int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
     if (s.N <= 0 || s.C_out <= 0 || Ho <= 0 || Wo <= 0) return;
     int64_t in_sz = (int64_t)s.C_in * s.H * s.W, out_sz = (int64_t)s.C_out * Ho * Wo;
@@ -195,7 +196,7 @@ static void backward_one(float *dx, float *dw, const float *dout, const float *x
     }
 }
 
-void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+static void conv2d_backward_run(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                      conv2d_shape s) {
     int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
     if (s.N <= 0 || s.C_out <= 0 || Ho <= 0 || Wo <= 0) return;
@@ -217,4 +218,20 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
     // with dw == NULL small images could run per thread, but one path keeps results identical.
     for (int n = 0; n < s.N; n++)
         backward_one(dinp ? dinp + n * in_sz : NULL, dw, dout + n * out_sz, inp + n * in_sz, w, s, 1);
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+// FLOPs of `passes` GEMMs of the convolution's size (forward: 1; backward: dinp and/or dw).
+static double conv_flops(conv2d_shape s, int passes) {
+    return 2.0 * s.N * s.C_out * (double)s.C_in * s.k * s.k * conv2d_out_h(s) * conv2d_out_w(s) * passes;
+}
+
+void conv2d_forward(float *out, const float *inp, const float *w, const float *b, conv2d_shape s) {
+    PROFILED(PROF_CONV, 0, conv_flops(s, 1), conv2d_forward_run(out, inp, w, b, s));
+}
+
+void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                     conv2d_shape s) {
+    PROFILED(PROF_CONV, 1, conv_flops(s, (dinp != NULL) + (dw != NULL)), conv2d_backward_run(dinp, dw, db, dout, inp, w, s));
 }

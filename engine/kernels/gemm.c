@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/core/error.h"
+#include "engine/core/profile.h"
 
 void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc) {
@@ -89,12 +90,18 @@ int gemm_select_precision(const char *what, const char *name) {
     return 0;
 }
 
-void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
-          float beta, float *C, int ldc) {
+static void gemm_run(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                     int ldb, float beta, float *C, int ldc) {
     if (active_precision == GEMM_BF16)
         gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (gemm_active_kernel() == GEMM_KERNEL_AVX512)
         gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else
         gemm_openblas(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// A GEMM inside another op (a convolution, a Linear) counts as that op in --profile.
+void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+          float beta, float *C, int ldc) {
+    PROFILED(PROF_GEMM, 0, 2.0 * M * (double)N * K, gemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }

@@ -1,10 +1,11 @@
 // Linear layer: y = x·Wᵀ + b with W (d_out, d_in) row-major (PyTorch layout). All work is GEMM.
 #include "engine/kernels/linear.h"
 
+#include "engine/core/profile.h"
 #include "engine/kernels/gemm.h"
 #include <stdint.h>
 
-void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int d_in, int d_out) {
+static void linear_forward_run(float *y, const float *x, const float *w, const float *b, int M, int d_in, int d_out) {
     if (M <= 0 || d_out <= 0) return;
     // y (M, d_out) starts as the bias rows so the GEMM can accumulate into it (beta = 1).
     if (b) {
@@ -22,7 +23,7 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, in
     gemm(GEMM_N, GEMM_T, M, d_out, d_in, 1.0f, x, d_in, w, d_in, b ? 1.0f : 0.0f, y, d_out);
 }
 
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int M,
+static void linear_backward_run(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int M,
                      int d_in, int d_out) {
     if (M <= 0 || d_out <= 0) return;
     // dx (M, d_in) += dy (M, d_out) · W (d_out, d_in)
@@ -47,4 +48,15 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
             for (int o = o0; o < o1; o++) db[o] += (float)acc[o - o0];
         }
     }
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+void linear_forward(float *y, const float *x, const float *w, const float *b, int M, int d_in, int d_out) {
+    PROFILED(PROF_LINEAR, 0, 2.0 * M * (double)d_in * d_out, linear_forward_run(y, x, w, b, M, d_in, d_out));
+}
+
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int M,
+                     int d_in, int d_out) {
+    PROFILED(PROF_LINEAR, 1, 2.0 * M * (double)d_in * d_out * ((dx != NULL) + (dw != NULL)), linear_backward_run(dx, dw, db, dy, x, w, M, d_in, d_out));
 }

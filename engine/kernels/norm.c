@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "engine/core/profile.h"
 #include "engine/kernels/fast_exp.h"
 
 // mean and biased variance of x[0..n) in double, two passes.
@@ -24,7 +25,7 @@ static void moments(const float *x, int64_t n, double *mean, double *var) {
     *var = v / (double)n;
 }
 
-void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
+static void groupnorm_forward_run(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
                        int N, int C, int HW, int G, float eps, int silu) {
     int cg = C / G;   // channels per group; a group is cg·HW contiguous floats in NCHW
 #pragma omp parallel for schedule(static)
@@ -62,7 +63,7 @@ void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, con
 //   dx = r · (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)),  dγ_c = Σ dout·x̂,  dβ_c = Σ dout.
 // Parallel over groups; each thread owns its group's channels of dγ/dβ and loops over the batch
 // in order, so there are no races and the sums do not depend on the thread count.
-void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+static void groupnorm_backward_run(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                         const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int G) {
     int cg = C / G;
     int64_t n_el = (int64_t)cg * HW;
@@ -106,7 +107,7 @@ void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
     }
 }
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
+static void layernorm_forward_run(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
                        int M, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
@@ -124,7 +125,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, con
     }
 }
 
-void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+static void layernorm_backward_run(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                         const float *mean, const float *rstd, const float *gamma, int M, int C) {
     if (dx) {
 #pragma omp parallel for schedule(static)
@@ -167,4 +168,26 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
+                       int N, int C, int HW, int G, float eps, int silu) {
+    PROFILED(PROF_NORM, 0, 0, groupnorm_forward_run(out, mean, rstd, x, gamma, beta, N, C, HW, G, eps, silu));
+}
+
+void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int G) {
+    PROFILED(PROF_NORM, 1, 0, groupnorm_backward_run(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, N, C, HW, G));
+}
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma, const float *beta,
+                       int M, int C, float eps) {
+    PROFILED(PROF_NORM, 0, 0, layernorm_forward_run(out, mean, rstd, x, gamma, beta, M, C, eps));
+}
+
+void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int M, int C) {
+    PROFILED(PROF_NORM, 1, 0, layernorm_backward_run(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, M, C));
 }

@@ -3,7 +3,9 @@
 
 #include <stdint.h>
 
-void upsample_nearest2x_forward(float *out, const float *x, int N, int C, int H, int W) {
+#include "engine/core/profile.h"
+
+static void upsample_nearest2x_forward_run(float *out, const float *x, int N, int C, int H, int W) {
     int64_t planes = (int64_t)N * C;
     int W2 = 2 * W;
 #pragma omp parallel for schedule(static)
@@ -22,7 +24,7 @@ void upsample_nearest2x_forward(float *out, const float *x, int N, int C, int H,
     }
 }
 
-void upsample_nearest2x_backward(float *dx, const float *dout, int N, int C, int H, int W) {
+static void upsample_nearest2x_backward_run(float *dx, const float *dout, int N, int C, int H, int W) {
     int64_t planes = (int64_t)N * C;
     int W2 = 2 * W;
 #pragma omp parallel for schedule(static)
@@ -35,4 +37,14 @@ void upsample_nearest2x_backward(float *dx, const float *dout, int N, int C, int
                 xp[(int64_t)y * W + xx] += (r0[2 * xx] + r0[2 * xx + 1]) + (r1[2 * xx] + r1[2 * xx + 1]);
         }
     }
+}
+
+// ---------------------------------------------------------------- entry points (counted by --profile)
+
+void upsample_nearest2x_forward(float *out, const float *x, int N, int C, int H, int W) {
+    PROFILED(PROF_RESAMPLE, 0, 0, upsample_nearest2x_forward_run(out, x, N, C, H, W));
+}
+
+void upsample_nearest2x_backward(float *dx, const float *dout, int N, int C, int H, int W) {
+    PROFILED(PROF_RESAMPLE, 1, 0, upsample_nearest2x_backward_run(dx, dout, N, C, H, W));
 }
