@@ -18,8 +18,10 @@ typedef void (*gemm_fn)(gemm_op, gemm_op, int, int, int, float, const float *, i
 typedef struct { int M, N, K; } shape3;
 // 1×1×1, below one tile, one exact tile, tile edges in M and N, K across 2 and 3 f32 K blocks
 // (256 deep) and across bf16 blocks (512), tall-thin and short-wide.
+// AMX's 32 × 32 blocks and 32-deep chunks: {32, 32, 32} exact, {33, 65, 97} one past each.
 static const shape3 shapes[] = {{1, 1, 1},    {3, 5, 7},     {12, 32, 16},  {13, 33, 17}, {25, 47, 300},
-                                {37, 70, 513}, {5, 100, 1030}, {130, 20, 33}, {11, 17, 64}, {24, 64, 255}};
+                                {37, 70, 513}, {5, 100, 1030}, {130, 20, 33}, {11, 17, 64}, {24, 64, 255},
+                                {32, 32, 32},  {33, 65, 97}};
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
 static float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
@@ -211,8 +213,14 @@ TEST(gemm_bf16_matches_rounded_naive) {
         printf("    no AVX512_BF16 on this CPU: skipped\n");
         return;
     }
-    sweep("bf16", gemm_bf16, 1);
-    check_deterministic("bf16", gemm_bf16);
+    sweep("bf16 (vdpbf16ps)", gemm_bf16_avx512, 1);
+    check_deterministic("bf16 (vdpbf16ps)", gemm_bf16_avx512);
+    if (!gemm_amx_supported()) {
+        printf("    no AMX-BF16 here: its kernel skipped\n");
+        return;
+    }
+    sweep("bf16 (amx)", gemm_bf16_amx, 1);
+    check_deterministic("bf16 (amx)", gemm_bf16_amx);
 }
 
 // bf16 against the exact f32 operands: each rounded operand is off by ≤ 2⁻⁹ relative (8

@@ -60,6 +60,15 @@ void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const
 // accumulated in f32: S_b = Σ over K pairs of (a₂ₚ·b₂ₚ + a₂ₚ₊₁·b₂ₚ₊₁) per vdpbf16ps (products exact,
 // each addition rounded to f32 nearest even, subnormal inputs and results flushed to zero).
 // Bit-identical for any thread count. Only on CPUs where gemm_bf16_supported() (dies otherwise).
+// Two kernels compute it: AMX (tdpbf16ps on 16 × 16 tiles, 32 × 32 C blocks; where cpuid has
+// AMX-TILE/AMX-BF16 and Linux grants the process tile state) and AVX512_BF16 (vdpbf16ps);
+// gemm_bf16 runs AMX where it can (SINGLORA_BF16=avx512 forces vdpbf16ps). Their accumulation
+// orders differ (each is bit-identical for any thread count).
 int gemm_bf16_supported(void);   // cpuid: AVX-512F and AVX512_BF16
+int gemm_amx_supported(void);    // AMX-BF16 usable (and AVX512_BF16)
 void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc);
+void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
+void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc);

@@ -18,21 +18,25 @@
 // it only runs where gemm_avx512_supported() / gemm_bf16_supported() say so.
 #include "engine/kernels/gemm.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "engine/core/error.h"
 
 // Every function below is compiled for AVX-512 (callers check the CPU first): GCC's pragma, or
 // clang's equivalent (clang ignores `#pragma GCC target`).
 #ifdef __clang__
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")
 #endif
 
 #define MR 12     // rows of C per micro-tile (broadcasts of A)
@@ -41,7 +45,9 @@
 #define NC 1024   // columns of C per packed B block: KC·NC·4 bytes = 1 MiB, in L2
 #define DIRECT_A_MAX_N 64   // N blocks up to this wide read op(A) unpacked (f32)
 
-typedef enum { PREC_F32, PREC_BF16 } precision;
+#define MR_AMX 32   // rows of C per AMX micro-tile: two 16-row A tiles (× two 16-column B tiles)
+
+typedef enum { PREC_F32, PREC_BF16, PREC_AMX } precision;
 
 typedef struct {
     precision prec;
@@ -58,6 +64,31 @@ typedef struct {
 
 int gemm_avx512_supported(void) { return __builtin_cpu_supports("avx512f"); }
 int gemm_bf16_supported(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"); }
+
+// AMX: cpuid's AMX-TILE and AMX-BF16 (leaf 7, EDX bits 24 and 22), the OS saving tile state
+// (XCR0 bits 17 and 18), and Linux granting this process the tile data (arch_prctl
+// ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 18; a process must ask before its first tile
+// instruction). Asked once.
+static int amx_probe(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 22))) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;   // OSXSAVE: xgetbv works
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 0x60000u) != 0x60000u) return 0;
+#ifdef __linux__
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+    return 0;
+#endif
+}
+
+int gemm_amx_supported(void) {
+    static _Atomic int state = -1;
+    int s = state;
+    if (s < 0) state = s = amx_probe() && gemm_bf16_supported();
+    return s;
+}
 
 static inline __mmask16 first_lanes(int n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
@@ -164,10 +195,13 @@ static void pack_a_f32(float *dst, const gemm_problem *p, int i0, int mr, int k0
     }
 }
 
-// bf16 B block: kc k's (kp = ⌈kc/2⌉ pairs) → panels dst[p][kp][0..NR) of 32-bit pairs.
-static void pack_b_bf16(uint32_t *dst, const gemm_problem *p, int k0, int kc, int j0, int nc) {
+// bf16 B block: kc k's (kp = ⌈kc/2⌉ pairs) → panels dst[p][rows][0..NR) of 32-bit pairs, rows ≥ kp
+// (pairs past kp zero: the AMX kernel runs whole 16-pair chunks).
+static void pack_b_bf16(uint32_t *dst, const gemm_problem *p, int k0, int kc, int j0, int nc, int rows) {
     int kp = (kc + 1) / 2;
-    for (int jp = 0; jp < nc; jp += NR, dst += (int64_t)kp * NR) {
+    for (int jp = 0; jp < nc; jp += NR, dst += (int64_t)rows * NR) {
+        for (int q = kp; q < rows; q++) _mm512_store_si512(dst + q * NR, _mm512_setzero_si512()),
+                                        _mm512_store_si512(dst + q * NR + 16, _mm512_setzero_si512());
         int w = nc - jp < NR ? nc - jp : NR;
         if (p->tb == GEMM_N) {
             for (int q = 0; q < kp; q++) {
@@ -211,6 +245,35 @@ static void pack_a_bf16(uint32_t *dst, const gemm_problem *p, int i0, int mr, in
         int nq = kp - qq < 16 ? kp - qq : 16;
         for (int t = 0; t < nq; t++) _mm512_mask_storeu_epi32(dst + (qq + t) * MR, mr_lanes, r[t]);
     }
+}
+
+// AMX A strip: rows i0 .. i0+mr of op(A), k0 .. k0+kc → dst[r][0..kpp) of 32-bit pairs
+// (bf16(k even) | bf16(k odd) << 16), row-major with row stride kpp (a multiple of 16: one tile
+// row is 16 pairs), rows past mr and pairs past ⌈kc/2⌉ zero.
+static void pack_a_amx(uint32_t *dst, const gemm_problem *p, int i0, int mr, int k0, int kc, int kpp) {
+    if (p->ta == GEMM_N) {   // each row of op(A) holds consecutive k's: whole pairs
+        for (int r = 0; r < MR_AMX; r++) {
+            uint32_t *d = dst + (int64_t)r * kpp;
+            for (int q = 0; q < kpp; q += 16)
+                _mm512_store_si512(d + q, r < mr ? bf16_pairs_of_row(a_at(p, i0 + r, k0 + 2 * q), kc - 2 * q)
+                                                 : _mm512_setzero_si512());
+        }
+        return;
+    }
+    // A stored (K, M): row k holds consecutive i's; pairs of rows give 16 i's per vector, which a
+    // 16 × 16 transpose turns into 16 pairs of one i
+    for (int rr = 0; rr < MR_AMX; rr += 16)
+        for (int qq = 0; qq < kpp; qq += 16) {
+            __m512i t[16];
+            for (int u = 0; u < 16; u++) {
+                int k = 2 * (qq + u);
+                t[u] = k < kc && rr < mr ? bf16_pairs_of_rows(a_at(p, i0 + rr, k0 + k),
+                                                             k + 1 < kc ? a_at(p, i0 + rr, k0 + k + 1) : NULL, mr - rr)
+                                         : _mm512_setzero_si512();
+            }
+            transpose16(t);
+            for (int v = 0; v < 16; v++) _mm512_store_si512(dst + (int64_t)(rr + v) * kpp + qq, t[v]);
+        }
 }
 
 // ---- micro-kernels --------------------------------------------------------------------------
@@ -322,16 +385,68 @@ TILE_BF16(4, 1)
 static const tile_bf16_fn tiles_bf16[3][2] = {
     {tile_bf16_4x1, tile_bf16_4x2}, {tile_bf16_8x1, tile_bf16_8x2}, {tile_bf16_MRx1, tile_bf16_MRx2}};
 
+// AMX: the 32 × 32 C tile as four 16 × 16 f32 accumulator tiles (tmm0..3), per 16 pairs (32 k's)
+// two A tiles (tmm4, 5: rows 0..15, 16..31) and two B tiles (tmm6, 7: columns 0..15, 16..31),
+// four tdpbf16ps. a: pack_a_amx's strip (row stride kpp pairs); b: a B panel (NR pairs a row).
+static void tile_amx(int kpp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int mr, int nr, float alpha,
+                     float beta) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    const int a_stride = kpp * 4, b_stride = NR * 4;   // bytes
+    for (int q = 0; q < kpp; q += 16) {
+        _tile_loadd(4, a + q, a_stride);
+        _tile_loadd(5, a + (int64_t)16 * kpp + q, a_stride);
+        _tile_loadd(6, b + (int64_t)q * NR, b_stride);
+        _tile_loadd(7, b + (int64_t)q * NR + 16, b_stride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    float acc[MR_AMX * NR] __attribute__((aligned(64)));
+    _tile_stored(0, acc, b_stride);
+    _tile_stored(1, acc + 16, b_stride);
+    _tile_stored(2, acc + 16 * NR, b_stride);
+    _tile_stored(3, acc + 16 * NR + 16, b_stride);
+    __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr - 16);
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (int64_t)r * ldc;
+        __m512 x0 = _mm512_mul_ps(va, _mm512_load_ps(acc + r * NR)), x1 = _mm512_mul_ps(va, _mm512_load_ps(acc + r * NR + 16));
+        if (beta != 0.0f) {
+            x0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, cr), x0);
+            x1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, cr + 16), x1);
+        }
+        _mm512_mask_storeu_ps(cr, m0, x0);
+        _mm512_mask_storeu_ps(cr + 16, m1, x1);
+    }
+}
+
+// Every tile 16 rows × 64 bytes (16 f32, 32 bf16 or 16 bf16 pairs); loaded once per thread and block.
+static void amx_configure(void) {
+    struct {
+        uint8_t palette, start_row, reserved[14];
+        uint16_t colsb[16];
+        uint8_t rows[16];
+    } __attribute__((aligned(64))) cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
+    _tile_loadconfig(&cfg);
+}
+
 static inline int rows_class(int mr) { return mr <= 4 ? 0 : mr <= 8 ? 1 : 2; }
 
 // ---- blocking driver --------------------------------------------------------------------------
-// K blocks: ⌈K / KC⌉ blocks (KC in k pairs for bf16) of equal depth rounded up to a multiple of 8;
-// a function of K alone.
+// K blocks: ⌈K / KC⌉ blocks (KC in k pairs for bf16) of equal depth rounded up to a multiple of 8
+// (AMX: of 32, its chunk of k's). A function of K and the kernel alone.
 static int k_block_depth(const gemm_problem *p) {
-    int kmax = p->prec == PREC_BF16 ? 2 * KC : KC;
+    int kmax = p->prec == PREC_F32 ? KC : 2 * KC, round = p->prec == PREC_AMX ? 32 : 8;
     int nb = (p->K + kmax - 1) / kmax;
     int d = (p->K + nb - 1) / nb;
-    return (d + 7) / 8 * 8;
+    return (d + round - 1) / round * round;
 }
 
 // Per-thread packing buffers, kept for the life of the thread (grown never: fixed maxima) and
@@ -352,7 +467,7 @@ static void make_key(void) {
 
 static void ensure_buffers(void) {
     if (!packed_a) {
-        packed_a = aligned_alloc(64, sizeof(float) * MR * KC);
+        packed_a = aligned_alloc(64, sizeof(float) * (MR > MR_AMX ? MR : MR_AMX) * KC);
         packed_b = aligned_alloc(64, sizeof(float) * (size_t)KC * NC);
         if (!packed_a || !packed_b) sl_die(NULL, "gemm: out of memory for packing buffers");
         pthread_once(&buffers_once, make_key);
@@ -361,8 +476,14 @@ static void ensure_buffers(void) {
 }
 
 // C[m0..m1, n0..n1] on this thread.
+static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1);
+
 static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
     ensure_buffers();
+    if (p->prec == PREC_AMX) {
+        run_block_amx(p, m0, m1, n0, n1);
+        return;
+    }
     const int depth = k_block_depth(p);
     for (int j0 = n0; j0 < n1; j0 += NC) {
         int nc = n1 - j0 < NC ? n1 - j0 : NC;
@@ -370,7 +491,7 @@ static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
             int kc = p->K - k0 < depth ? p->K - k0 : depth;
             float beta = k0 == 0 ? p->beta : 1.0f;
             if (p->prec == PREC_F32) pack_b_f32(packed_b, p, k0, kc, j0, nc);
-            else pack_b_bf16(packed_b, p, k0, kc, j0, nc);
+            else pack_b_bf16(packed_b, p, k0, kc, j0, nc, (kc + 1) / 2);
             int kdim = p->prec == PREC_F32 ? kc : (kc + 1) / 2;   // packed rows per panel
             // Few panels per strip: packing A would cost about as much as the strip's FMAs, so full
             // strips read op(A) in place (its rows, or its columns when transposed, are contiguous).
@@ -408,6 +529,32 @@ static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
     }
 }
 
+// The AMX path of run_block: the same blocking with 32-row strips and K padded to whole chunks.
+static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1) {
+    amx_configure();
+    const int depth = k_block_depth(p);
+    for (int j0 = n0; j0 < n1; j0 += NC) {
+        int nc = n1 - j0 < NC ? n1 - j0 : NC;
+        for (int k0 = 0; k0 < p->K; k0 += depth) {
+            int kc = p->K - k0 < depth ? p->K - k0 : depth;
+            int kpp = ((kc + 1) / 2 + 15) / 16 * 16;   // pairs, whole 16-pair chunks
+            float beta = k0 == 0 ? p->beta : 1.0f;
+            pack_b_bf16(packed_b, p, k0, kc, j0, nc, kpp);
+            for (int i0 = m0; i0 < m1; i0 += MR_AMX) {
+                int mr = m1 - i0 < MR_AMX ? m1 - i0 : MR_AMX;
+                pack_a_amx(packed_a, p, i0, mr, k0, kc, kpp);
+                float *crow = p->C + (int64_t)i0 * p->ldc + j0;
+                for (int jp = 0; jp < nc; jp += NR) {
+                    int nr = nc - jp < NR ? nc - jp : NR;
+                    tile_amx(kpp, packed_a, (const uint32_t *)packed_b + (int64_t)(jp / NR) * kpp * NR, crow + jp,
+                             p->ldc, mr, nr, p->alpha, beta);
+                }
+            }
+        }
+    }
+    _tile_release();   // a thread holding tile data makes every context switch save 8 KB more
+}
+
 // Below this much work one thread does it all (thread start-up would cost more than it saves).
 #define PARALLEL_MIN_FLOPS 4e6
 
@@ -428,7 +575,7 @@ static void drive(const gemm_problem *p) {
     }
     // Split the longer side into contiguous ranges of whole strips (MR rows) or panels (NR columns).
     int split_m = p->M >= p->N;
-    int unit = split_m ? MR : NR, len = split_m ? p->M : p->N;
+    int unit = split_m ? (p->prec == PREC_AMX ? MR_AMX : MR) : NR, len = split_m ? p->M : p->N;
     int units = (len + unit - 1) / unit;
     if (threads > units) threads = units;
 #pragma omp parallel num_threads(threads)
@@ -449,11 +596,31 @@ void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const
     drive(&p);
 }
 
-void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc) {
+void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
     if (!gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
     gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
     drive(&p);
+}
+
+void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc) {
+    if (!gemm_amx_supported()) sl_die(NULL, "gemm_bf16_amx: this CPU or kernel offers no AMX-BF16 (use --precision fp32)");
+    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    drive(&p);
+}
+
+// AMX where the CPU and the OS offer it, else vdpbf16ps; SINGLORA_BF16=avx512 forces the latter.
+void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    static _Atomic int use_amx = -1;
+    int amx = use_amx;
+    if (amx < 0) {
+        const char *env = getenv("SINGLORA_BF16");
+        amx = use_amx = gemm_amx_supported() && !(env && !strcmp(env, "avx512"));
+    }
+    if (amx) gemm_bf16_amx(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else gemm_bf16_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #ifdef __clang__

@@ -1,4 +1,5 @@
-// bench_gemm: GFLOP/s of the own AVX-512 kernel (f32, and bf16 where the CPU has AVX512_BF16)
+// bench_gemm: GFLOP/s of the own AVX-512 kernel (f32, and bf16 where the CPU has AVX512_BF16:
+// vdpbf16ps, and AMX tiles where the CPU and OS offer them)
 // against OpenBLAS on the GEMMs one SD 1.5 UNet forward runs, called the way the engine calls
 // them: convs as gemm(N, N) weights × im2col band (the col buffer's 4 Mi-float limit), linears as
 // gemm(N, T) x × Wᵀ on all threads; attention per query tile inside a parallel region (every
@@ -36,9 +37,9 @@ static double now_s(void) {
 
 typedef void (*gemm_fn)(gemm_op, gemm_op, int, int, int, float, const float *, int, const float *, int, float,
                         float *, int);
-enum { K_OPENBLAS, K_AVX512, K_BF16, N_KERNELS };
-static const char *kernel_names[N_KERNELS] = {"openblas", "avx512", "bf16"};
-static gemm_fn kernels[N_KERNELS] = {gemm_openblas, gemm_avx512, gemm_bf16};
+enum { K_OPENBLAS, K_AVX512, K_BF16, K_AMX, N_KERNELS };
+static const char *kernel_names[N_KERNELS] = {"openblas", "avx512", "bf16", "amx"};
+static gemm_fn kernels[N_KERNELS] = {gemm_openblas, gemm_avx512, gemm_bf16_avx512, gemm_bf16_amx};
 
 typedef struct {
     int M, N, K;
@@ -96,7 +97,7 @@ int main(int argc, char **argv) {
     unet_model *m = unet_model_new(&cfg);
     count_unet(m, N, h, w, L);
     unet_free(m);
-    int n_kernels = gemm_bf16_supported() ? 3 : 2, threads = omp_get_max_threads();
+    int n_kernels = gemm_amx_supported() ? 4 : gemm_bf16_supported() ? 3 : 2, threads = omp_get_max_threads();
     clock_threads = threads;
 
     // The engine's calls for each shape.
@@ -139,7 +140,7 @@ int main(int argc, char **argv) {
            use_cpu_clock ? "CPU time / threads" : "wall time");
     printf("  %-7s %5s %5s %5s %2s %8s |", "kind", "M", "N", "K", "op", "calls");
     for (int k = 0; k < n_kernels; k++) printf(" %9s", kernel_names[k]);
-    printf(" | avx512/openblas%s\n", n_kernels > 2 ? "  bf16/openblas" : "");
+    printf(" | avx512/openblas%s%s\n", n_kernels > 2 ? "  bf16/openblas" : "", n_kernels > 3 ? "  amx/openblas" : "");
     double total[N_KERNELS] = {0}, flops_total = 0;
     static const char *kind_names[] = {"conv", "linear", "scores", "values"};
     for (int i = 0; i < n_cases; i++) {
@@ -173,6 +174,7 @@ int main(int argc, char **argv) {
         }
         printf(" | %6.2f", best[K_OPENBLAS] / best[K_AVX512]);
         if (n_kernels > 2) printf("          %6.2f", best[K_OPENBLAS] / best[K_BF16]);
+        if (n_kernels > 3) printf("        %6.2f", best[K_OPENBLAS] / best[K_AMX]);
         printf("\n");
         flops_total += flops * c->count;
     }
