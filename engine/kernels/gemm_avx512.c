@@ -86,7 +86,10 @@ static int amx_probe(void) {
 int gemm_amx_supported(void) {
     static _Atomic int state = -1;
     int s = state;
-    if (s < 0) state = s = amx_probe() && gemm_bf16_supported();
+    if (s < 0) {
+        s = amx_probe() && gemm_bf16_supported();
+        state = s;
+    }
     return s;
 }
 
@@ -617,7 +620,8 @@ void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const f
     int amx = use_amx;
     if (amx < 0) {
         const char *env = getenv("SINGLORA_BF16");
-        amx = use_amx = gemm_amx_supported() && !(env && !strcmp(env, "avx512"));
+        amx = gemm_amx_supported() && !(env && !strcmp(env, "avx512"));
+        use_amx = amx;
     }
     if (amx) gemm_bf16_amx(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else gemm_bf16_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
