@@ -18,10 +18,11 @@ typedef void (*gemm_fn)(gemm_op, gemm_op, int, int, int, float, const float *, i
 typedef struct { int M, N, K; } shape3;
 // 1×1×1, below one tile, one exact tile, tile edges in M and N, K across 2 and 3 f32 K blocks
 // (256 deep) and across bf16 blocks (512), tall-thin and short-wide.
-// AMX's 32 × 32 blocks and 32-deep chunks: {32, 32, 32} exact, {33, 65, 97} one past each.
+// AMX's 32 × 32 blocks and 32-deep chunks: {32, 32, 32} exact, {33, 65, 97} one past each;
+// {70, 1057, 65}: N across two 1024-column B blocks (AMX then packs each K block of A once).
 static const shape3 shapes[] = {{1, 1, 1},    {3, 5, 7},     {12, 32, 16},  {13, 33, 17}, {25, 47, 300},
                                 {37, 70, 513}, {5, 100, 1030}, {130, 20, 33}, {11, 17, 64}, {24, 64, 255},
-                                {32, 32, 32},  {33, 65, 97}};
+                                {32, 32, 32},  {33, 65, 97},   {70, 1057, 65}};
 #define N_SHAPES ((int)(sizeof shapes / sizeof shapes[0]))
 
 static float round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
@@ -163,8 +164,8 @@ TEST(gemm_degenerate_shapes) {
 // columns), and for a sub-block computed on its own (rows and columns shifted against the tiles):
 // each element's FMA sequence depends on K only.
 static void check_deterministic(const char *kname, gemm_fn fn) {
-    static const shape3 big[] = {{301, 97, 700}, {45, 517, 300}, {45, 120, 700}};   // the last: 2 threads read A unpacked (N blocks ≤ 64), 1 thread packs it
-    for (int s = 0; s < 3; s++)
+    static const shape3 big[] = {{301, 97, 700}, {45, 517, 300}, {45, 120, 700}, {70, 2100, 40}};   // the last: 2 threads read A unpacked (N blocks ≤ 64), 1 thread packs it
+    for (int s = 0; s < 4; s++)
         for (int t = 0; t < 4; t++) {
             gemm_op ta = t & 1 ? GEMM_T : GEMM_N, tb = t & 2 ? GEMM_T : GEMM_N;
             int M = big[s].M, N = big[s].N, K = big[s].K;

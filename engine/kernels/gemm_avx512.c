@@ -532,25 +532,65 @@ static void run_block(const gemm_problem *p, int m0, int m1, int n0, int n1) {
     }
 }
 
-// The AMX path of run_block: the same blocking with 32-row strips and K padded to whole chunks.
+// The AMX path of run_block: K blocks outermost. With several NC blocks each K block of the
+// thread's rows of op(A) is packed once (rows in chunks of at most AMX_A_BYTES) and reused by
+// all of them, which matters for convolutions (A = weights, N = a band of 4096 pixels: four NC
+// blocks); with one, each strip is packed just before use. Each C element sees its K blocks in
+// increasing order either way (bit-identical results).
+#define AMX_A_BYTES (8 << 20)
+static _Thread_local uint32_t *amx_a;   // the packed A block, grown as needed
+static _Thread_local size_t amx_a_cap;
+static pthread_key_t amx_a_key;
+static pthread_once_t amx_a_once = PTHREAD_ONCE_INIT;
+static void free_amx_a(void *a) {
+    free(a);
+    amx_a = NULL, amx_a_cap = 0;
+}
+static void make_amx_a_key(void) {
+    if (pthread_key_create(&amx_a_key, free_amx_a) != 0) sl_die(NULL, "gemm: pthread_key_create failed");
+}
+
 static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1) {
+    const int depth = k_block_depth(p), kpp_max = ((depth + 1) / 2 + 15) / 16 * 16;
+    const int prepack = n1 - n0 > NC;
+    int mc = AMX_A_BYTES / (kpp_max * 4) / MR_AMX * MR_AMX;
+    if (mc < MR_AMX) mc = MR_AMX;
+    int strips = ((m1 - m0 < mc ? m1 - m0 : mc) + MR_AMX - 1) / MR_AMX;
+    size_t need = (size_t)strips * MR_AMX * kpp_max;
+    if (prepack && need > amx_a_cap) {
+        free(amx_a);
+        amx_a = aligned_alloc(64, need * sizeof(uint32_t));
+        if (!amx_a) sl_die(NULL, "gemm: out of memory for packing buffers");
+        amx_a_cap = need;
+        pthread_once(&amx_a_once, make_amx_a_key);
+        pthread_setspecific(amx_a_key, amx_a);
+    }
     amx_configure();
-    const int depth = k_block_depth(p);
-    for (int j0 = n0; j0 < n1; j0 += NC) {
-        int nc = n1 - j0 < NC ? n1 - j0 : NC;
+    for (int ic = m0; ic < m1; ic += mc) {
+        int ie = m1 - ic < mc ? m1 : ic + mc;
         for (int k0 = 0; k0 < p->K; k0 += depth) {
             int kc = p->K - k0 < depth ? p->K - k0 : depth;
             int kpp = ((kc + 1) / 2 + 15) / 16 * 16;   // pairs, whole 16-pair chunks
             float beta = k0 == 0 ? p->beta : 1.0f;
-            pack_b_bf16(packed_b, p, k0, kc, j0, nc, kpp);
-            for (int i0 = m0; i0 < m1; i0 += MR_AMX) {
-                int mr = m1 - i0 < MR_AMX ? m1 - i0 : MR_AMX;
-                pack_a_amx(packed_a, p, i0, mr, k0, kc, kpp);
-                float *crow = p->C + (int64_t)i0 * p->ldc + j0;
-                for (int jp = 0; jp < nc; jp += NR) {
-                    int nr = nc - jp < NR ? nc - jp : NR;
-                    tile_amx(kpp, packed_a, (const uint32_t *)packed_b + (int64_t)(jp / NR) * kpp * NR, crow + jp,
-                             p->ldc, mr, nr, p->alpha, beta);
+            if (prepack)
+                for (int i0 = ic; i0 < ie; i0 += MR_AMX)
+                    pack_a_amx(amx_a + (int64_t)(i0 - ic) * kpp, p, i0, ie - i0 < MR_AMX ? ie - i0 : MR_AMX, k0, kc, kpp);
+            for (int j0 = n0; j0 < n1; j0 += NC) {
+                int nc = n1 - j0 < NC ? n1 - j0 : NC;
+                pack_b_bf16(packed_b, p, k0, kc, j0, nc, kpp);
+                for (int i0 = ic; i0 < ie; i0 += MR_AMX) {
+                    int mr = ie - i0 < MR_AMX ? ie - i0 : MR_AMX;
+                    const uint32_t *a = amx_a + (int64_t)(i0 - ic) * kpp;
+                    if (!prepack) {   // one NC block: pack each strip just before its tiles (it stays in L1)
+                        pack_a_amx(packed_a, p, i0, mr, k0, kc, kpp);
+                        a = packed_a;
+                    }
+                    float *crow = p->C + (int64_t)i0 * p->ldc + j0;
+                    for (int jp = 0; jp < nc; jp += NR) {
+                        int nr = nc - jp < NR ? nc - jp : NR;
+                        tile_amx(kpp, a, (const uint32_t *)packed_b + (int64_t)(jp / NR) * kpp * NR, crow + jp, p->ldc,
+                                 mr, nr, p->alpha, beta);
+                    }
                 }
             }
         }
