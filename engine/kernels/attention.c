@@ -77,7 +77,12 @@ static void attention_forward_run(float *out, const float *q, const float *k, co
     {
         float *S = sl_alloc_f32((int64_t)TQ * Lk);   // (TQ, Lk) scores / probabilities of one tile
         float *rowsum = sl_alloc_f32(TQ);
-#pragma omp for schedule(dynamic)
+        // Without a causal mask every tile of a head multiplies by the same Kᵀ and V: converted once
+        // per head and thread (gemm_pack_b; only the bf16 AMX kernel keeps a copy). Static chunks
+        // give each thread consecutive tiles of few heads.
+        gemm_packed_b pk = {0}, pv = {0};
+        int64_t packed_head = -1;
+#pragma omp for schedule(static)
         for (int64_t it = 0; it < items; it++) {
             int t = (int)(it % ntiles), h = (int)((it / ntiles) % H), b = (int)(it / ((int64_t)ntiles * H));
             int i0 = t * TQ, tq = Lq - i0 < TQ ? Lq - i0 : TQ;
@@ -86,14 +91,23 @@ static void attention_forward_run(float *out, const float *q, const float *k, co
             const float *kb = k + (int64_t)b * Lk * C + h * Dh;          // (Lk, Dh), ld C
             const float *vb = v + (int64_t)b * Lk * C + h * Dh;
             float *ot = out + ((int64_t)b * Lq + i0) * C + h * Dh;
-            gemm(GEMM_N, GEMM_T, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
+            if (!causal && packed_head != it / ntiles) {
+                gemm_packed_b_free(&pk), gemm_packed_b_free(&pv);
+                gemm_pack_b(&pk, GEMM_T, Dh, Lk, kb, C);   // op(B) = Kᵀ (Dh, Lk)
+                gemm_pack_b(&pv, GEMM_N, Lk, Dh, vb, C);   // V (Lk, Dh)
+                packed_head = it / ntiles;
+            }
+            if (causal) gemm(GEMM_N, GEMM_T, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
+            else gemm_with_packed_b(GEMM_N, tq, scale, qt, C, &pk, 0.0f, S, lk);
             softmax_rows_unnormalised(S, rowsum, tq, lk, i0, causal);
-            gemm(GEMM_N, GEMM_N, tq, Dh, lk, 1.0f, S, lk, vb, C, 0.0f, ot, C);
+            if (causal) gemm(GEMM_N, GEMM_N, tq, Dh, lk, 1.0f, S, lk, vb, C, 0.0f, ot, C);
+            else gemm_with_packed_b(GEMM_N, tq, 1.0f, S, lk, &pv, 0.0f, ot, C);
             for (int r = 0; r < tq; r++) {   // normalise (tq, Dh) outputs instead of (tq, lk) weights
                 float inv = 1.0f / rowsum[r];
                 for (int d = 0; d < Dh; d++) ot[(int64_t)r * C + d] *= inv;
             }
         }
+        gemm_packed_b_free(&pk), gemm_packed_b_free(&pv);
         sl_free_aligned(S);
         sl_free_aligned(rowsum);
     }

@@ -105,3 +105,24 @@ void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float 
           float beta, float *C, int ldc) {
     PROFILED(PROF_GEMM, 0, 2.0 * M * (double)N * K, gemm_run(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
 }
+
+void gemm_pack_b(gemm_packed_b *pb, gemm_op tb, int K, int N, const float *B, int ldb) {
+    *pb = (gemm_packed_b){tb, K, N, B, ldb, NULL};
+    if (active_precision == GEMM_BF16 && K > 0 && N > 0 && gemm_bf16_uses_amx())
+        pb->panels = gemm_amx_pack_b(tb, K, N, B, ldb);
+}
+
+void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda, const gemm_packed_b *pb, float beta,
+                        float *C, int ldc) {
+    if (!pb->panels) {
+        gemm(ta, pb->tb, M, pb->N, pb->K, alpha, A, lda, pb->B, pb->ldb, beta, C, ldc);
+        return;
+    }
+    PROFILED(PROF_GEMM, 0, 2.0 * M * (double)pb->N * pb->K,
+             gemm_amx_packed(ta, M, pb->N, pb->K, alpha, A, lda, pb->panels, beta, C, ldc));
+}
+
+void gemm_packed_b_free(gemm_packed_b *pb) {
+    free(pb->panels);
+    pb->panels = NULL;
+}

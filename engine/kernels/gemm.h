@@ -66,9 +66,32 @@ void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const
 // orders differ (each is bit-identical for any thread count).
 int gemm_bf16_supported(void);   // cpuid: AVX-512F and AVX512_BF16
 int gemm_amx_supported(void);    // AMX-BF16 usable (and AVX512_BF16)
+int gemm_bf16_uses_amx(void);    // gemm_bf16 runs the AMX kernel
 void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc);
 void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc);
 void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc);
+
+// A B operand used by many products, converted once (attention packs each head's K and V once
+// for all its query tiles): gemm_with_packed_b(ta, M, alpha, A, lda, pb, beta, C, ldc) computes
+// what gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) computes, bit for bit, with
+// the precision and kernel active when gemm_pack_b ran (which must still be active). Only the
+// AMX kernel keeps a converted copy (bf16 panels, ~2 bytes per element); otherwise the handle
+// just remembers B, which must outlive it either way.
+typedef struct {
+    gemm_op tb;
+    int K, N;
+    const float *B;
+    int ldb;
+    unsigned *panels;   // AMX bf16 panels, or NULL
+} gemm_packed_b;
+void gemm_pack_b(gemm_packed_b *pb, gemm_op tb, int K, int N, const float *B, int ldb);
+void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda, const gemm_packed_b *pb, float beta,
+                        float *C, int ldc);
+void gemm_packed_b_free(gemm_packed_b *pb);
+// The AMX kernel's side of it (engine/kernels/gemm_avx512.c).
+unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb);
+void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
+                     float beta, float *C, int ldc);

@@ -60,6 +60,7 @@ typedef struct {
     int ldb;
     float *C;
     int ldc;
+    const uint32_t *packed_b;   // AMX: op(B) already in panels (gemm_amx_pack_b), or NULL
 } gemm_problem;
 
 int gemm_avx512_supported(void) { return __builtin_cpu_supports("avx512f"); }
@@ -566,8 +567,10 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
         pthread_setspecific(amx_a_key, amx_a);
     }
     amx_configure();
+    const int64_t panels = (p->N + NR - 1) / NR;   // of all of op(B), for offsets into p->packed_b
     for (int ic = m0; ic < m1; ic += mc) {
         int ie = m1 - ic < mc ? m1 : ic + mc;
+        int64_t koff = 0;   // where this K block's panels start in p->packed_b
         for (int k0 = 0; k0 < p->K; k0 += depth) {
             int kc = p->K - k0 < depth ? p->K - k0 : depth;
             int kpp = ((kc + 1) / 2 + 15) / 16 * 16;   // pairs, whole 16-pair chunks
@@ -577,7 +580,9 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
                     pack_a_amx(amx_a + (int64_t)(i0 - ic) * kpp, p, i0, ie - i0 < MR_AMX ? ie - i0 : MR_AMX, k0, kc, kpp);
             for (int j0 = n0; j0 < n1; j0 += NC) {
                 int nc = n1 - j0 < NC ? n1 - j0 : NC;
-                pack_b_bf16(packed_b, p, k0, kc, j0, nc, kpp);
+                const uint32_t *bblock = packed_b;
+                if (p->packed_b) bblock = p->packed_b + koff + (int64_t)(j0 / NR) * kpp * NR;
+                else pack_b_bf16(packed_b, p, k0, kc, j0, nc, kpp);
                 for (int i0 = ic; i0 < ie; i0 += MR_AMX) {
                     int mr = ie - i0 < MR_AMX ? ie - i0 : MR_AMX;
                     const uint32_t *a = amx_a + (int64_t)(i0 - ic) * kpp;
@@ -588,11 +593,12 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
                     float *crow = p->C + (int64_t)i0 * p->ldc + j0;
                     for (int jp = 0; jp < nc; jp += NR) {
                         int nr = nc - jp < NR ? nc - jp : NR;
-                        tile_amx(kpp, a, (const uint32_t *)packed_b + (int64_t)(jp / NR) * kpp * NR, crow + jp, p->ldc,
-                                 mr, nr, p->alpha, beta);
+                        tile_amx(kpp, a, bblock + (int64_t)(jp / NR) * kpp * NR, crow + jp, p->ldc, mr, nr, p->alpha,
+                                 beta);
                     }
                 }
             }
+            koff += (int64_t)kpp * panels * NR;
         }
     }
     _tile_release();   // a thread holding tile data makes every context switch save 8 KB more
@@ -635,27 +641,57 @@ static void drive(const gemm_problem *p) {
 
 void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
     drive(&p);
 }
 
 void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
     if (!gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
     drive(&p);
 }
 
 void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc) {
     if (!gemm_amx_supported()) sl_die(NULL, "gemm_bf16_amx: this CPU or kernel offers no AMX-BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc};
+    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
+    drive(&p);
+}
+
+// op(B) (K, N) as the AMX kernel's bf16 panels, every K block (its own kpp rows) after the
+// other, each holding all ⌈N/NR⌉ panels: what run_block_amx would pack, done once.
+unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL};
+    const int depth = k_block_depth(&p);
+    const int64_t panels = (N + NR - 1) / NR;
+    int64_t total = 0;
+    for (int k0 = 0; k0 < K; k0 += depth) {
+        int kc = K - k0 < depth ? K - k0 : depth;
+        total += (int64_t)((kc + 1) / 2 + 15) / 16 * 16 * panels * NR;
+    }
+    uint32_t *dst = aligned_alloc(64, (size_t)(total > 0 ? total : 16) * sizeof(uint32_t));
+    if (!dst) sl_die(NULL, "gemm: out of memory for a packed operand");
+    int64_t off = 0;
+    for (int k0 = 0; k0 < K; k0 += depth) {
+        int kc = K - k0 < depth ? K - k0 : depth, kpp = ((kc + 1) / 2 + 15) / 16 * 16;
+        for (int j0 = 0; j0 < N; j0 += NC) {
+            int nc = N - j0 < NC ? N - j0 : NC;
+            pack_b_bf16(dst + off + (int64_t)(j0 / NR) * kpp * NR, &p, k0, kc, j0, nc, kpp);
+        }
+        off += (int64_t)kpp * panels * NR;
+    }
+    return dst;
+}
+
+void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
+                     float beta, float *C, int ldc) {
+    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels};
     drive(&p);
 }
 
 // AMX where the CPU and the OS offer it, else vdpbf16ps; SINGLORA_BF16=avx512 forces the latter.
-void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-               int ldb, float beta, float *C, int ldc) {
+int gemm_bf16_uses_amx(void) {
     static _Atomic int use_amx = -1;
     int amx = use_amx;
     if (amx < 0) {
@@ -663,7 +699,12 @@ void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const f
         amx = gemm_amx_supported() && !(env && !strcmp(env, "avx512"));
         use_amx = amx;
     }
-    if (amx) gemm_bf16_amx(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return amx;
+}
+
+void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+               int ldb, float beta, float *C, int ldc) {
+    if (gemm_bf16_uses_amx()) gemm_bf16_amx(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else gemm_bf16_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
