@@ -122,18 +122,27 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
     const float *kb = k + (int64_t)b * Lk * C + h * Dh, *vb = v + (int64_t)b * Lk * C + h * Dh;
     float *dkb = dk ? dk + (int64_t)b * Lk * C + h * Dh : NULL;
     float *dvb = dv ? dv + (int64_t)b * Lk * C + h * Dh : NULL;
+    // Without a causal mask the head's Kᵀ, Vᵀ and K serve every tile: converted once (gemm_pack_b)
+    gemm_packed_b pkt = {0}, pvt = {0}, pk = {0};
+    if (!causal) {
+        gemm_pack_b(&pkt, GEMM_T, Dh, Lk, kb, C);
+        if (dq || dkb) gemm_pack_b(&pvt, GEMM_T, Dh, Lk, vb, C);
+        if (dq) gemm_pack_b(&pk, GEMM_N, Lk, Dh, kb, C);
+    }
     for (int i0 = 0; i0 < Lq; i0 += TQ) {
         int tq = Lq - i0 < TQ ? Lq - i0 : TQ;
         int lk = tile_keys(i0, tq, Lk, causal);
         int64_t row = ((int64_t)b * Lq + i0) * C + h * Dh;
         const float *qt = q + row, *dot = dout + row;   // (tq, Dh), ld C
-        gemm(GEMM_N, GEMM_T, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
+        if (causal) gemm(GEMM_N, GEMM_T, tq, lk, Dh, scale, qt, C, kb, C, 0.0f, S, lk);
+        else gemm_with_packed_b(GEMM_N, tq, scale, qt, C, &pkt, 0.0f, S, lk);
         softmax_rows(S, dP, tq, lk, i0, causal);   // dP's first tq floats serve as row sums here
         if (dvb)   // dV (lk, Dh) += Pᵀ (lk, tq) · dO (tq, Dh)
             gemm(GEMM_T, GEMM_N, lk, Dh, tq, 1.0f, S, lk, dot, C, 1.0f, dvb, C);
         if (!dq && !dkb) continue;
         // dP (tq, lk) = dO (tq, Dh) · Vᵀ
-        gemm(GEMM_N, GEMM_T, tq, lk, Dh, 1.0f, dot, C, vb, C, 0.0f, dP, lk);
+        if (causal) gemm(GEMM_N, GEMM_T, tq, lk, Dh, 1.0f, dot, C, vb, C, 0.0f, dP, lk);
+        else gemm_with_packed_b(GEMM_N, tq, 1.0f, dot, C, &pvt, 0.0f, dP, lk);
         for (int r = 0; r < tq; r++) {
             const float *p = S + (int64_t)r * lk;
             float *d = dP + (int64_t)r * lk;
@@ -144,11 +153,14 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
 #pragma omp simd
             for (int j = 0; j < lk; j++) d[j] = p[j] * (d[j] - ds);   // dS (masked keys: p = 0)
         }
-        if (dq)   // dQ (tq, Dh) += scale · dS (tq, lk) · K (lk, Dh)
+        if (dq && causal)   // dQ (tq, Dh) += scale · dS (tq, lk) · K (lk, Dh)
             gemm(GEMM_N, GEMM_N, tq, Dh, lk, scale, dP, lk, kb, C, 1.0f, dq + row, C);
+        else if (dq)
+            gemm_with_packed_b(GEMM_N, tq, scale, dP, lk, &pk, 1.0f, dq + row, C);
         if (dkb)   // dK (lk, Dh) += scale · dSᵀ (lk, tq) · Q (tq, Dh)
             gemm(GEMM_T, GEMM_N, lk, Dh, tq, scale, dP, lk, qt, C, 1.0f, dkb, C);
     }
+    gemm_packed_b_free(&pkt), gemm_packed_b_free(&pvt), gemm_packed_b_free(&pk);
 }
 
 static void attention_backward_run(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
