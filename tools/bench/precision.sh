@@ -46,7 +46,7 @@ for mode in fwd fwdbwd; do
 done
 LOAD1=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 
-awk -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" -v load0="$LOAD0" -v load1="$LOAD1" -v precs="$precisions" '
+awk -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" -v load0="$LOAD0" -v load1="$LOAD1" -v precs="$precisions" -v cfg="$CFG" '
     FILENAME ~ /work2.txt/ { w2[$1] = $2; next }
     FILENAME ~ /work1.txt/ { w1[$1] = $2; next }
     FILENAME ~ /torch.txt/ { ts[$1] = $2; trss[$1] = $3; next }
@@ -69,7 +69,7 @@ awk -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" -v load0="$LOAD0" -v load1="$
         else printf "  %-34s not measured (python3-torch not installed)\n", label
     }
     END {
-        printf "SD 1.5 UNet, %dx%d latents, 77x768 context, threads %s; --precision fp32 / bf16 vs PyTorch, same run\n", s, s, threads
+        printf "UNet of %s, %dx%d latents, 77-token context, threads %s; --precision fp32 / bf16 vs PyTorch, same run\n", cfg, s, s, threads
         printf " forward, batch 2 (%.1f GFLOP of GEMM work)\n", w2["flops"] / 1e9
         torch_row("PyTorch 1.13 + diffusers 0.25.1", "fwd", w2["flops"])
         n = split(precs, P, " ")

@@ -45,12 +45,12 @@ awk -v n="$N" -v load0="$LOAD0" -v load1="$LOAD1" -v s="$S" -v threads="${OMP_NU
     END {
         printf "SD 1.5 UNet forward, batch %d, %dx%d latents, 77x768 context, threads %s\n", n, s, s, threads
         printf "  GEMM work          %.1f GFLOP per forward (attention %.1f)\n", v["flops"] / 1e9, v["attention_flops"] / 1e9
-        printf "  seconds/forward    %.2f best, %.2f mean of %d (load %.1f s; PyTorch 1.13: 48.0 s)\n", best, sum / cnt, cnt, load
+        printf "  seconds/forward    %.2f best, %.2f mean of %d (load %.1f s; PyTorch: the precision bench)\n", best, sum / cnt, cnt, load
         printf "  achieved           %.1f GFLOP/s (gemm kernel %s, OpenBLAS core %s)\n", v["flops"] / best / 1e9, v["gemm_kernel"], v["openblas_core"]
         if (ob != "") printf "  on OpenBLAS        %.2f s best (SINGLORA_GEMM=openblas, same run): own kernel %.2fx faster\n", ob, ob / best
         printf "  sgemm, same shapes %.1f GFLOP/s (%.1f s for the same GEMMs; conv+linear shapes %.1f,\n", v["sgemm_gflops"], v["sgemm_seconds"], v["sgemm_convlin_gflops"]
         printf "                     attention shapes %.1f, 2048^3 %.1f GFLOP/s)\n", v["sgemm_attention_gflops"], v["sgemm_square_gflops"]
         printf "  ratio              %.0f %% of sgemm on the same shapes, %.0f %% of its conv+linear rate (target >= 60 %%)\n", 100 * v["flops"] / best / 1e9 / v["sgemm_gflops"], 100 * v["flops"] / best / 1e9 / v["sgemm_convlin_gflops"]
-        if (rss > 0) printf "  peak RSS           %.2f GiB (PyTorch 1.13: 9.4 GiB)\n", rss
+        if (rss > 0) printf "  peak RSS           %.2f GiB\n", rss
         printf "  load average       %s before, %s after (other processes on the cores skew every figure)\n", load0, load1
     }' "$TMP/work.txt" "$TMP/fwd.txt" "$TMP/fwd_openblas.txt"

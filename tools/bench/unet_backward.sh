@@ -45,7 +45,7 @@ awk -v s="$S" -v threads="${OMP_NUM_THREADS:-all}" '
             s, s, threads, v["flops"] / 1e9
         line("cross-attn weights train", "xattn")
         line("  + gradient checkpointing", "xattn_ckpt")
-        printf "  %-30s 57.1 s, peak RSS 9.4 GiB (targets: <= 6 GiB with checkpointing, backward <= 2x forward)\n",
+        printf "  %-30s the precision bench measures it in the same run (targets: <= 6 GiB with checkpointing, backward <= 2x forward)\n",
             "PyTorch 1.13 + diffusers"
         printf "  SingLoRA r=4 on the default targets (%s parameters), checkpointing, only the adapter trains:\n", params
         line("  base model (nothing trains)", "base_ckpt")
