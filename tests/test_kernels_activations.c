@@ -111,3 +111,25 @@ TEST(fast_expf_accuracy) {
     CHECK(fast_expf(-1000.0f) < 1e-37f && fast_expf(-1000.0f) >= 0.0f);
     CHECK(isfinite(fast_expf(1000.0f)));
 }
+
+#include "engine/kernels/fast_erf.h"
+
+// fast_one_plus_erff (GELU) against double 1 + erf(x) = erfc(−x): relative error over [-9, 9]
+// (1 + erf(−9) = 4e-37, near the bottom of f32's normal range), and the values at 0 and far out.
+TEST(fast_one_plus_erff_accuracy) {
+    double worst = 0, worst_abs = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -9.0f + 18.0f * (float)i / 2000000.0f;
+        double want = erfc(-(double)x), err = fabs(fast_one_plus_erff(x) - want);   // = 1 + erf(x), exact in the tail
+        worst = err / want > worst ? err / want : worst;
+        worst_abs = err > worst_abs ? err : worst_abs;
+    }
+    fprintf(stderr, "    fast_one_plus_erff max rel err %.3g, max abs err %.3g on [-9, 9]\n", worst, worst_abs);
+    // relative: the f32 rounding of z² inside exp(−z² + …) costs up to ~z²·2⁻²⁴ (7.7e-6 at z = 9)
+    CHECK(worst < 1e-5);
+    CHECK(worst_abs < 5e-7);   // 4 ulp of values near 2
+    CHECK(fabs(fast_one_plus_erff(0.0f) - 1.0f) < 3e-7);
+    CHECK(fast_one_plus_erff(30.0f) == 2.0f);
+    CHECK(fast_one_plus_erff(-30.0f) >= 0.0f && fast_one_plus_erff(-30.0f) < 1e-30f);
+    CHECK(isnan(fast_one_plus_erff(NAN)));
+}

@@ -4,16 +4,17 @@
 #include <math.h>
 
 #include "engine/core/profile.h"
+#include "engine/kernels/fast_erf.h"
 #include "engine/kernels/fast_exp.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
-static inline float gelu1(float x) { return 0.5f * x * (1.0f + erff(x * INV_SQRT2)); }
+static inline float gelu1(float x) { return 0.5f * x * fast_one_plus_erff(x * INV_SQRT2); }
 // d/dx [x·Φ(x)] = Φ(x) + x·φ(x)
 static inline float gelu1_grad(float x) {
-    return 0.5f * (1.0f + erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * expf(-0.5f * x * x);
+    return 0.5f * fast_one_plus_erff(x * INV_SQRT2) + x * INV_SQRT_2PI * fast_expf(-0.5f * x * x);
 }
 
 static void silu_forward_run(float *out, const float *x, int64_t n) {
