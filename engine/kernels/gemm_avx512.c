@@ -604,6 +604,9 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
     _tile_release();   // a thread holding tile data makes every context switch save 8 KB more
 }
 
+static void split_run(const gemm_problem *p, int threads, int split_m, int unit, int len);
+static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads);
+
 // Below this much work one thread does it all (thread start-up would cost more than it saves).
 #define PARALLEL_MIN_FLOPS 4e6
 
@@ -627,6 +630,21 @@ static void drive(const gemm_problem *p) {
     int unit = split_m ? (p->prec == PREC_AMX ? MR_AMX : MR) : NR, len = split_m ? p->M : p->N;
     int units = (len + unit - 1) / unit;
     if (threads > units) threads = units;
+    // AMX split over rows: every thread would pack all of op(B) for itself; pack it once, shared
+    if (p->prec == PREC_AMX && split_m && !p->packed_b && threads > 1) {
+        gemm_problem q = *p;
+        uint32_t *panels = amx_pack_b_all(p, threads);
+        q.packed_b = panels;
+        split_run(&q, threads, split_m, unit, len);
+        free(panels);
+        return;
+    }
+    split_run(p, threads, split_m, unit, len);
+}
+
+// The longer side split into contiguous ranges of whole units (strips or panels), one per thread.
+static void split_run(const gemm_problem *p, int threads, int split_m, int unit, int len) {
+    int units = (len + unit - 1) / unit;
 #pragma omp parallel num_threads(threads)
     {
         int t = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -660,11 +678,12 @@ void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, con
 }
 
 // op(B) (K, N) as the AMX kernel's bf16 panels, every K block (its own kpp rows) after the
-// other, each holding all ⌈N/NR⌉ panels: what run_block_amx would pack, done once.
-unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
-    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL};
-    const int depth = k_block_depth(&p);
+// other, each holding all ⌈N/NR⌉ panels: what run_block_amx would pack, done once. The (K block,
+// NC block) pieces are independent: `threads` threads pack them side by side.
+static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads) {
+    const int depth = k_block_depth(p), K = p->K, N = p->N;
     const int64_t panels = (N + NR - 1) / NR;
+    const int nkb = (K + depth - 1) / depth, njb = (N + NC - 1) / NC;
     int64_t total = 0;
     for (int k0 = 0; k0 < K; k0 += depth) {
         int kc = K - k0 < depth ? K - k0 : depth;
@@ -672,16 +691,20 @@ unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
     }
     uint32_t *dst = aligned_alloc(64, (size_t)(total > 0 ? total : 16) * sizeof(uint32_t));
     if (!dst) sl_die(NULL, "gemm: out of memory for a packed operand");
-    int64_t off = 0;
-    for (int k0 = 0; k0 < K; k0 += depth) {
-        int kc = K - k0 < depth ? K - k0 : depth, kpp = ((kc + 1) / 2 + 15) / 16 * 16;
-        for (int j0 = 0; j0 < N; j0 += NC) {
-            int nc = N - j0 < NC ? N - j0 : NC;
-            pack_b_bf16(dst + off + (int64_t)(j0 / NR) * kpp * NR, &p, k0, kc, j0, nc, kpp);
-        }
-        off += (int64_t)kpp * panels * NR;
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int item = 0; item < nkb * njb; item++) {
+        int kb = item / njb, jb = item % njb, k0 = kb * depth, j0 = jb * NC;
+        int kc = K - k0 < depth ? K - k0 : depth, nc = N - j0 < NC ? N - j0 : NC;
+        int kpp = ((kc + 1) / 2 + 15) / 16 * 16;
+        int64_t koff = (int64_t)kb * (((depth + 1) / 2 + 15) / 16 * 16) * panels * NR;   // earlier blocks are full depth
+        pack_b_bf16(dst + koff + (int64_t)(j0 / NR) * kpp * NR, p, k0, kc, j0, nc, kpp);
     }
     return dst;
+}
+
+unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL};
+    return amx_pack_b_all(&p, omp_in_parallel() ? 1 : omp_get_max_threads());
 }
 
 void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
