@@ -59,8 +59,9 @@ static int render_photos(const demo_opts *o, const world_subject *sub, const cha
     return rc;
 }
 
-// Class images: one plain shape of the subject's class, any colour, on any other background,
-// captioned as the world captions them ("a red star on a blue background").
+// Class images: a plain shape of the subject's class, any colour, on any other background, every
+// other one beside a second plain object (so prior preservation keeps two-object scenes too),
+// captioned as the world captions them ("a red star and a blue circle on a green background").
 static int render_class(const demo_opts *o, const world_subject *sub, const char *dir) {
     if (mkdir_p(dir) != 0) return -1;
     uint8_t *rgb = sl_malloc((size_t)WORLD_SIZE * WORLD_SIZE * 3);
@@ -70,11 +71,13 @@ static int render_class(const demo_opts *o, const world_subject *sub, const char
         sl_rng r;
         world_rng(&r, o->seed ^ 0xC1A55ull, (uint64_t)k, WORLD_STREAM_CAPTION);
         world_scene s = {0};
-        s.n_objects = 1;
+        s.n_objects = 1 + (k % 2);   // every other one beside a second, plain object
         s.background = (int)sl_rng_randint(&r, N_COLOURS);
-        int c = (int)sl_rng_randint(&r, N_COLOURS - 1);
-        s.obj[0].shape = sub->shape;
-        s.obj[0].colour = c >= s.background ? c + 1 : c;
+        for (int i = 0; i < s.n_objects; i++) {
+            int c = (int)sl_rng_randint(&r, N_COLOURS - 1);
+            s.obj[i].shape = i == 0 ? sub->shape : (int)sl_rng_randint(&r, N_SHAPES);
+            s.obj[i].colour = c >= s.background ? c + 1 : c;
+        }
         scene_place(&s, &r);
         scene_render(&s, WORLD_SIZE, rgb);
         caption_write(&s, NULL, caption, sizeof caption);

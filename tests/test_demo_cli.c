@@ -29,6 +29,9 @@ TEST(demo_short_run_writes_report_and_scores) {
               strstr(out, "singlora adapter, rank 8") && strstr(out, "trained 4 steps"), "%s", out);
     REQUIRE(run_cmd(out, sizeof out, "cat %s/photos/00000.txt %s/class/00000.txt %s/adapter/subject/00001.txt", dir, dir, dir) == 0);
     CHECK_MSG(!strncmp(out, "a photo of sks star on a", 24) && strstr(out, "star on a") && strstr(out, "sks star and a"), "%s", out);
+    // class images: every other one beside a second object (prior preservation keeps two-object scenes)
+    REQUIRE(run_cmd(out, sizeof out, "cat %s/class/00000.txt; echo; cat %s/class/00001.txt", dir, dir) == 0);
+    CHECK_MSG(strstr(out, "star on a") && strstr(out, "star and a") && !strstr(out, "sks"), "%s", out);
     // the same prompts and seeds: the adapter changes the images
     CHECK(run_cmd(out, sizeof out, "cmp -s %s/base/subject/00000.png %s/adapter/subject/00000.png", dir, dir) != 0);
     CHECK(run_cmd(out, sizeof out, "cmp -s %s/base/subject/00000.txt %s/adapter/subject/00000.txt", dir, dir) == 0);
