@@ -127,7 +127,7 @@ static const char *png_problem(const uint8_t *p, size_t n) {
 // INT_MAX is refused first. NULL when the header's numbers fit.
 static const char *pnm_problem(const uint8_t *p, size_t n) {
     size_t i = 2;   // after "P5" / "P6"
-    for (int field = 0; field < 3; field++) {
+    for (int field = 0; field < 3; field++) {   // width, height, maximum value
         for (;;) {   // whitespace, then a comment to the end of its line, again
             while (i < n && (p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) i++;
             if (i >= n || p[i] != '#') break;
@@ -138,6 +138,12 @@ static const char *pnm_problem(const uint8_t *p, size_t n) {
             value = value * 10 + (unsigned)(p[i] - '0');
             if (value > 0x7fffffffull) return "corrupt PNM: a header number (width, height or maximum value) is too large";
         }
+        // 16-bit samples: stb_image 2.27 reads them in the machine's byte order instead of PNM's
+        // big-endian one (silently wrong pixels: bytes 80 00 come out as 0, not 128), and for a
+        // one-channel PGM converts them to RGB with its 8-bit converter into a buffer half the
+        // size its 16 → 8-bit step then reads (heap overflow, found by fuzz_image)
+        if (field == 2 && value > 255)
+            return "16-bit PGM/PPM (maximum value above 255) is not supported: save it with 8-bit samples";
     }
     return NULL;
 }

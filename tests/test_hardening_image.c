@@ -208,3 +208,35 @@ TEST(hardening_image_pnm_header_overflow) {
     CHECK_MSG(a && h == 1 && w == 2 && a[0] == 0x10 && a[5] == 0x60, "%s", a ? "wrong pixels" : sl_error_msg());
     free(a);
 }
+
+// A 16-bit PGM/PPM (maximum value > 255) is refused before stb decodes it: stb_image 2.27 reads
+// the samples little-endian (PNM is big-endian: silently wrong pixels), and for a one-channel PGM
+// converts them to RGB with the 8-bit converter and then reads twice that buffer (heap overflow,
+// fuzz_image after 264,149 inputs; the input is tests/fuzz/known/pgm-16bit-gray.pgm). 8-bit PGM
+// and PPM still load.
+TEST(hardening_image_pnm_16bit_refused) {
+    static const char FOUND[] = "P55#/5#/\n55\n552)\n55/\n5\xe7" "A";   // width 5, comment, height 55, maximum 552
+    static const char GRAY16[] = "P5 2 1 65535\n\x12\x34\x56\x78";
+    static const char RGB16[] = "P6 1 1 256\n\x00\xff\x00\x80\x00\x00";
+    const char *const bad[] = {FOUND, GRAY16, RGB16};
+    const size_t bad_n[] = {sizeof FOUND - 1, sizeof GRAY16 - 1, sizeof RGB16 - 1};
+    int h, w;
+    for (int k = 0; k < 3; k++) {
+        const char *path = tmp_path("sixteen.pnm");
+        const void *parts[1] = {bad[k]};
+        REQUIRE(atomic_write(path, parts, &bad_n[k], 1) == 0);
+        uint8_t *a = image_load_u8(path, &h, &w);
+        CHECK_MSG(!a && strstr(sl_error_msg(), "16-bit PGM/PPM") && strstr(sl_error_msg(), path), "case %d: %s", k,
+                  sl_error_msg());
+        free(a);
+    }
+    static const char GRAY8[] = "P5 2 1 255\n\x11\xee";
+    const char *p8 = tmp_path("gray8.pgm");
+    size_t n8 = sizeof GRAY8 - 1;
+    const void *a8[1] = {GRAY8};
+    REQUIRE(atomic_write(p8, a8, &n8, 1) == 0);
+    uint8_t *a = image_load_u8(p8, &h, &w);
+    CHECK_MSG(a && h == 1 && w == 2 && a[0] == 0x11 && a[1] == 0x11 && a[2] == 0x11 && a[3] == 0xee, "%s",
+              a ? "wrong pixels" : sl_error_msg());
+    free(a);
+}
