@@ -293,18 +293,19 @@ TEST(gemm_precision_switches_every_gemm) {
     sl_free_aligned(A), sl_free_aligned(B), sl_free_aligned(C0), sl_free_aligned(C1), sl_free_aligned(C2);
 }
 
-// gemm_pack_b + gemm_with_packed_b compute what gemm() computes, bit for bit, in fp32 (the handle
-// only remembers B) and in bf16 (the AMX kernel's panels, where it runs): both B layouts, both
-// A layouts, K across several K blocks and N across two B blocks, beta = 0 and 1, 1 and 2 threads.
-TEST(gemm_packed_b_equals_gemm) {
-    static const shape3 cases[] = {{37, 1100, 70}, {70, 45, 1100}, {5, 33, 7}};
+// gemm_pack_b + gemm_with_packed_b (and the same for A) compute what gemm() computes, bit for bit,
+// in fp32 (the handle only remembers the operand) and in bf16 (the AMX kernel's panels / strips,
+// where it runs): both layouts of each, K across several K blocks, N across two B blocks, M across
+// strips and thread ranges, beta = 0 and 1, 1 and 2 threads.
+TEST(gemm_packed_operands_equal_gemm) {
+    static const shape3 cases[] = {{37, 1100, 70}, {70, 45, 1100}, {5, 33, 7}, {300, 40, 600}};
     for (int prec = 0; prec < 2; prec++) {
         if (prec == 1 && !gemm_bf16_supported()) {
             printf("    no AVX512_BF16 on this CPU: bf16 skipped\n");
             break;
         }
         REQUIRE(gemm_set_precision(prec ? GEMM_BF16 : GEMM_FP32) == 0);
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < 4; c++)
             for (int t = 0; t < 4; t++) {
                 gemm_op ta = t & 1 ? GEMM_T : GEMM_N, tb = t & 2 ? GEMM_T : GEMM_N;
                 int M = cases[c].M, N = cases[c].N, K = cases[c].K;
@@ -313,19 +314,29 @@ TEST(gemm_packed_b_equals_gemm) {
                 float *B = rand_f32((int64_t)(tb == GEMM_N ? K : N) * ldb, 42, -1, 1);
                 float *C0 = rand_f32((int64_t)M * N, 43, -1, 1), *C1 = malloc(sizeof(float) * (size_t)M * N);
                 memcpy(C1, C0, sizeof(float) * (size_t)M * N);
+                float *C2 = malloc(sizeof(float) * (size_t)M * N);
+                memcpy(C2, C0, sizeof(float) * (size_t)M * N);
                 gemm_packed_b pb;
+                gemm_packed_a pa;
                 gemm_pack_b(&pb, tb, K, N, B, ldb);
+                gemm_pack_a(&pa, ta, M, K, A, lda);
                 for (int threads = 1; threads <= 2; threads++) {
                     omp_set_num_threads(threads);
                     float beta = threads == 1 ? 0.0f : 1.0f;
                     gemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, beta, C0, N);
                     gemm_with_packed_b(ta, M, 0.5f, A, lda, &pb, beta, C1, N);
-                    CHECK_MSG(memcmp(C0, C1, sizeof(float) * (size_t)M * N) == 0, "%s %dx%dx%d t=%d threads %d differ",
+                    gemm_with_packed_a(&pa, tb, N, 0.5f, B, ldb, beta, C2, N);
+                    CHECK_MSG(memcmp(C0, C1, sizeof(float) * (size_t)M * N) == 0, "%s %dx%dx%d t=%d threads %d: packed B differs",
+                              prec ? "bf16" : "fp32", M, N, K, t, threads);
+                    CHECK_MSG(memcmp(C0, C2, sizeof(float) * (size_t)M * N) == 0, "%s %dx%dx%d t=%d threads %d: packed A differs",
                               prec ? "bf16" : "fp32", M, N, K, t, threads);
                 }
-                if (prec == 1) CHECK_MSG((pb.panels != NULL) == gemm_bf16_uses_amx(), "panels only for AMX");
-                else CHECK(pb.panels == NULL);
+                if (prec == 1) CHECK_MSG((pb.panels != NULL) == gemm_bf16_uses_amx() && (pa.panels != NULL) == gemm_bf16_uses_amx(),
+                                         "panels only for AMX");
+                else CHECK(pb.panels == NULL && pa.panels == NULL);
                 gemm_packed_b_free(&pb);
+                gemm_packed_a_free(&pa);
+                free(C2);
                 free(A), free(B), free(C0), free(C1);
             }
     }

@@ -123,7 +123,8 @@ static void col2im_add(float *dx, const float *dcol, conv2d_shape s, int y0, int
 
 // One image. `inner_parallel`: im2col/col2im may open their own OpenMP region (false when the
 // caller already runs one image per thread; the GEMM then runs single-threaded inside it).
-static void forward_one(float *out, const float *x, const float *w, const float *b, conv2d_shape s,
+// w: the weights (C_out, K) as a GEMM A operand, converted once per call (gemm_pack_a).
+static void forward_one(float *out, const float *x, const gemm_packed_a *w, const float *b, conv2d_shape s,
                         int inner_parallel) {
     int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
     int64_t P = (int64_t)Ho * Wo;
@@ -136,7 +137,7 @@ static void forward_one(float *out, const float *x, const float *w, const float 
     }
     float beta = b ? 1.0f : 0.0f;
     if (is_pointwise(s)) {
-        gemm(GEMM_N, GEMM_N, s.C_out, (int)P, K, 1.0f, w, K, x, (int)P, beta, out, (int)P);
+        gemm_with_packed_a(w, GEMM_N, (int)P, 1.0f, x, (int)P, beta, out, (int)P);
         return;
     }
     int rows = band_rows(s);
@@ -145,7 +146,7 @@ static void forward_one(float *out, const float *x, const float *w, const float 
         int r = Ho - y0 < rows ? Ho - y0 : rows;
         int Pc = r * Wo;
         im2col(col, x, s, y0, r, inner_parallel);
-        gemm(GEMM_N, GEMM_N, s.C_out, Pc, K, 1.0f, w, K, col, Pc, beta, out + (int64_t)y0 * Wo, (int)P);
+        gemm_with_packed_a(w, GEMM_N, Pc, 1.0f, col, Pc, beta, out + (int64_t)y0 * Wo, (int)P);
     }
 }
 
@@ -158,16 +159,20 @@ static void conv2d_forward_run(float *out, const float *inp, const float *w, con
     if (s.N <= 0 || s.C_out <= 0 || Ho <= 0 || Wo <= 0) return;
     int64_t in_sz = (int64_t)s.C_in * s.H * s.W, out_sz = (int64_t)s.C_out * Ho * Wo;
     double flops = 2.0 * s.C_out * (double)s.C_in * s.k * s.k * Ho * Wo;
+    gemm_packed_a wa;   // every image and band multiplies by the same weights
+    gemm_pack_a(&wa, GEMM_N, s.C_out, s.C_in * s.k * s.k, w, s.C_in * s.k * s.k);
     if (s.N > 1 && flops < SMALL_IMAGE_FLOPS && omp_get_max_threads() > 1) {
 #pragma omp parallel for schedule(static)
-        for (int n = 0; n < s.N; n++) forward_one(out + n * out_sz, inp + n * in_sz, w, b, s, 0);
+        for (int n = 0; n < s.N; n++) forward_one(out + n * out_sz, inp + n * in_sz, &wa, b, s, 0);
     } else {
-        for (int n = 0; n < s.N; n++) forward_one(out + n * out_sz, inp + n * in_sz, w, b, s, 1);
+        for (int n = 0; n < s.N; n++) forward_one(out + n * out_sz, inp + n * in_sz, &wa, b, s, 1);
     }
+    gemm_packed_a_free(&wa);
 }
 
 // One image's dinp (C_in, H, W) += convᵀ and dw (C_out, K) += dout_n · colᵀ.
-static void backward_one(float *dx, float *dw, const float *dout, const float *x, const float *w, conv2d_shape s,
+// wt: Wᵀ (K, C_out) as a GEMM A operand, converted once per call (gemm_pack_a; unused when dx is NULL).
+static void backward_one(float *dx, float *dw, const float *dout, const float *x, const gemm_packed_a *wt, conv2d_shape s,
                          int inner_parallel) {
     int Ho = conv2d_out_h(s), Wo = conv2d_out_w(s);
     int64_t P = (int64_t)Ho * Wo;
@@ -176,7 +181,7 @@ static void backward_one(float *dx, float *dw, const float *dout, const float *x
         if (dw)   // dw (C_out, C_in) += dout_n (C_out, P) · x_nᵀ (P, C_in)
             gemm(GEMM_N, GEMM_T, s.C_out, K, (int)P, 1.0f, dout, (int)P, x, (int)P, 1.0f, dw, K);
         if (dx)   // dx_n (C_in, P) += Wᵀ (C_in, C_out) · dout_n (C_out, P)
-            gemm(GEMM_T, GEMM_N, K, (int)P, s.C_out, 1.0f, w, K, dout, (int)P, 1.0f, dx, (int)P);
+            gemm_with_packed_a(wt, GEMM_N, (int)P, 1.0f, dout, (int)P, 1.0f, dx, (int)P);
         return;
     }
     int rows = band_rows(s);
@@ -190,7 +195,7 @@ static void backward_one(float *dx, float *dw, const float *dout, const float *x
             gemm(GEMM_N, GEMM_T, s.C_out, K, Pc, 1.0f, dout_b, (int)P, col, Pc, 1.0f, dw, K);
         }
         if (dx) {   // dcol (K, Pc) = Wᵀ (K, C_out) · dout_b (C_out, Pc)
-            gemm(GEMM_T, GEMM_N, K, Pc, s.C_out, 1.0f, w, K, dout_b, (int)P, 0.0f, col, Pc);
+            gemm_with_packed_a(wt, GEMM_N, Pc, 1.0f, dout_b, (int)P, 0.0f, col, Pc);
             col2im_add(dx, col, s, y0, r, inner_parallel);
         }
     }
@@ -216,8 +221,11 @@ static void conv2d_backward_run(float *dinp, float *dw, float *db, const float *
     if (!dinp && !dw) return;
     // dw sums over the batch, so images run one after another (the GEMMs are multi-threaded);
     // with dw == NULL small images could run per thread, but one path keeps results identical.
+    gemm_packed_a wt = {0};
+    if (dinp) gemm_pack_a(&wt, GEMM_T, s.C_in * s.k * s.k, s.C_out, w, s.C_in * s.k * s.k);
     for (int n = 0; n < s.N; n++)
-        backward_one(dinp ? dinp + n * in_sz : NULL, dw, dout + n * out_sz, inp + n * in_sz, w, s, 1);
+        backward_one(dinp ? dinp + n * in_sz : NULL, dw, dout + n * out_sz, inp + n * in_sz, &wt, s, 1);
+    gemm_packed_a_free(&wt);
 }
 
 // ---------------------------------------------------------------- entry points (counted by --profile)

@@ -126,3 +126,23 @@ void gemm_packed_b_free(gemm_packed_b *pb) {
     free(pb->panels);
     pb->panels = NULL;
 }
+
+void gemm_pack_a(gemm_packed_a *pa, gemm_op ta, int M, int K, const float *A, int lda) {
+    *pa = (gemm_packed_a){ta, M, K, A, lda, NULL};
+    if (active_precision == GEMM_BF16 && M > 0 && K > 0 && gemm_bf16_uses_amx()) pa->panels = gemm_amx_pack_a(ta, M, K, A, lda);
+}
+
+void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha, const float *B, int ldb, float beta,
+                        float *C, int ldc) {
+    if (!pa->panels) {
+        gemm(pa->ta, tb, pa->M, N, pa->K, alpha, pa->A, pa->lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    PROFILED(PROF_GEMM, 0, 2.0 * pa->M * (double)N * pa->K,
+             gemm_amx_packed_a(pa->panels, tb, pa->M, N, pa->K, alpha, B, ldb, beta, C, ldc));
+}
+
+void gemm_packed_a_free(gemm_packed_a *pa) {
+    free(pa->panels);
+    pa->panels = NULL;
+}

@@ -91,7 +91,22 @@ void gemm_pack_b(gemm_packed_b *pb, gemm_op tb, int K, int N, const float *B, in
 void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda, const gemm_packed_b *pb, float beta,
                         float *C, int ldc);
 void gemm_packed_b_free(gemm_packed_b *pb);
-// The AMX kernel's side of it (engine/kernels/gemm_avx512.c).
+// The same for an A operand (a convolution's weights, used by every image and band of one call).
+typedef struct {
+    gemm_op ta;
+    int M, K;
+    const float *A;
+    int lda;
+    unsigned *panels;   // AMX bf16 strips, or NULL
+} gemm_packed_a;
+void gemm_pack_a(gemm_packed_a *pa, gemm_op ta, int M, int K, const float *A, int lda);
+void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha, const float *B, int ldb, float beta,
+                        float *C, int ldc);
+void gemm_packed_a_free(gemm_packed_a *pa);
+// The AMX kernel's side of them (engine/kernels/gemm_avx512.c).
 unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb);
 void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
                      float beta, float *C, int ldc);
+unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda);
+void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B, int ldb,
+                       float beta, float *C, int ldc);

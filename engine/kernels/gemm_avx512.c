@@ -61,6 +61,7 @@ typedef struct {
     float *C;
     int ldc;
     const uint32_t *packed_b;   // AMX: op(B) already in panels (gemm_amx_pack_b), or NULL
+    const uint32_t *packed_a;   // AMX: op(A) already in strips (gemm_amx_pack_a), or NULL
 } gemm_problem;
 
 int gemm_avx512_supported(void) { return __builtin_cpu_supports("avx512f"); }
@@ -553,7 +554,7 @@ static void make_amx_a_key(void) {
 
 static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1) {
     const int depth = k_block_depth(p), kpp_max = ((depth + 1) / 2 + 15) / 16 * 16;
-    const int prepack = n1 - n0 > NC;
+    const int prepack = n1 - n0 > NC && !p->packed_a;
     int mc = AMX_A_BYTES / (kpp_max * 4) / MR_AMX * MR_AMX;
     if (mc < MR_AMX) mc = MR_AMX;
     int strips = ((m1 - m0 < mc ? m1 - m0 : mc) + MR_AMX - 1) / MR_AMX;
@@ -568,9 +569,10 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
     }
     amx_configure();
     const int64_t panels = (p->N + NR - 1) / NR;   // of all of op(B), for offsets into p->packed_b
+    const int64_t strips_all = (p->M + MR_AMX - 1) / MR_AMX;   // of all of op(A), into p->packed_a
     for (int ic = m0; ic < m1; ic += mc) {
         int ie = m1 - ic < mc ? m1 : ic + mc;
-        int64_t koff = 0;   // where this K block's panels start in p->packed_b
+        int64_t koff = 0, aoff = 0;   // where this K block's panels / strips start in p->packed_b / _a
         for (int k0 = 0; k0 < p->K; k0 += depth) {
             int kc = p->K - k0 < depth ? p->K - k0 : depth;
             int kpp = ((kc + 1) / 2 + 15) / 16 * 16;   // pairs, whole 16-pair chunks
@@ -586,7 +588,9 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
                 for (int i0 = ic; i0 < ie; i0 += MR_AMX) {
                     int mr = ie - i0 < MR_AMX ? ie - i0 : MR_AMX;
                     const uint32_t *a = amx_a + (int64_t)(i0 - ic) * kpp;
-                    if (!prepack) {   // one NC block: pack each strip just before its tiles (it stays in L1)
+                    if (p->packed_a) {
+                        a = p->packed_a + aoff + (int64_t)(i0 / MR_AMX) * MR_AMX * kpp;
+                    } else if (!prepack) {   // one NC block: pack each strip just before its tiles (it stays in L1)
                         pack_a_amx(packed_a, p, i0, mr, k0, kc, kpp);
                         a = packed_a;
                     }
@@ -599,6 +603,7 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
                 }
             }
             koff += (int64_t)kpp * panels * NR;
+            aoff += (int64_t)kpp * strips_all * MR_AMX;
         }
     }
     _tile_release();   // a thread holding tile data makes every context switch save 8 KB more
@@ -659,21 +664,21 @@ static void split_run(const gemm_problem *p, int threads, int split_m, int unit,
 
 void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
+    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
     drive(&p);
 }
 
 void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
     if (!gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
+    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
     drive(&p);
 }
 
 void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc) {
     if (!gemm_amx_supported()) sl_die(NULL, "gemm_bf16_amx: this CPU or kernel offers no AMX-BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL};
+    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
     drive(&p);
 }
 
@@ -703,13 +708,43 @@ static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads) {
 }
 
 unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
-    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL};
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL, NULL};
     return amx_pack_b_all(&p, omp_in_parallel() ? 1 : omp_get_max_threads());
+}
+
+// op(A) (M, K) as the AMX kernel's strips: every K block (its own kpp) after the other, each
+// holding all ⌈M/32⌉ strips of 32 rows (pack_a_amx's layout); (K block, strip) pieces packed by
+// `threads` threads side by side.
+unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda) {
+    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, 0, K, 1.0f, 0.0f, A, lda, NULL, 0, NULL, 0, NULL, NULL};
+    const int depth = k_block_depth(&p), threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    const int strips = (M + MR_AMX - 1) / MR_AMX, nkb = (K + depth - 1) / depth;
+    const int64_t full = (int64_t)(((depth + 1) / 2 + 15) / 16 * 16) * strips * MR_AMX;   // a full-depth K block
+    int64_t total = 0;
+    for (int k0 = 0; k0 < K; k0 += depth) {
+        int kc = K - k0 < depth ? K - k0 : depth;
+        total += (int64_t)((kc + 1) / 2 + 15) / 16 * 16 * strips * MR_AMX;
+    }
+    uint32_t *dst = aligned_alloc(64, (size_t)(total > 0 ? total : 16) * sizeof(uint32_t));
+    if (!dst) sl_die(NULL, "gemm: out of memory for a packed operand");
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    for (int item = 0; item < nkb * strips; item++) {
+        int kb = item / strips, st = item % strips, k0 = kb * depth, i0 = st * MR_AMX;
+        int kc = K - k0 < depth ? K - k0 : depth, kpp = ((kc + 1) / 2 + 15) / 16 * 16;
+        pack_a_amx(dst + kb * full + (int64_t)st * MR_AMX * kpp, &p, i0, M - i0 < MR_AMX ? M - i0 : MR_AMX, k0, kc, kpp);
+    }
+    return dst;
+}
+
+void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B, int ldb,
+                       float beta, float *C, int ldc) {
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, M, N, K, alpha, beta, NULL, 0, B, ldb, C, ldc, NULL, panels};
+    drive(&p);
 }
 
 void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
                      float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels};
+    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels, NULL};
     drive(&p);
 }
 
