@@ -4,8 +4,8 @@
 # `singlora compare` writes OUT/method_comparison.md (mean ± std over subjects x seeds).
 #
 #   tools/compare_methods.sh [--subjects N (5)] [--seeds K (3)] [--out DIR (docs)] [--jobs J (1)]
-#                            [--steps N] [--prompts N] [--drift-prompts N] [--class-images N]
-#                            [--settings LIST] [--scratch DIR (build/compare)]
+#                            [--threads T (2/J)] [--steps N] [--prompts N] [--drift-prompts N]
+#                            [--class-images N] [--settings LIST] [--scratch DIR (build/compare)]
 #
 # A run's result.json is kept under OUT/method_comparison/runs/<setting>/<subject>-s<seed>/ and
 # a run that has one is skipped, so an interrupted comparison resumes (also from a commit of
@@ -35,13 +35,14 @@ if [ "$1" = --one-run ]; then
     exit 0
 fi
 
-subjects=5 seeds=3 out=docs jobs=1 scratch=build/compare extra="" settings=""
+subjects=5 seeds=3 out=docs jobs=1 threads="" scratch=build/compare extra="" settings=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --subjects) subjects=$2; shift 2 ;;
         --seeds) seeds=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
+        --threads) threads=$2; shift 2 ;;
         --scratch) scratch=$2; shift 2 ;;
         --settings) settings=$2; shift 2 ;;
         --steps|--prompts|--drift-prompts|--class-images|--sample-steps|--photos) extra="$extra $1 $2"; shift 2 ;;
@@ -49,7 +50,7 @@ while [ $# -gt 0 ]; do
         *) echo "compare_methods.sh: unknown option '$1' (see --help)" >&2; exit 1 ;;
     esac
 done
-for n in "$subjects" "$seeds" "$jobs"; do
+for n in "$subjects" "$seeds" "$jobs" ${threads:+"$threads"}; do
     case "$n" in ''|*[!0-9]*|0) echo "compare_methods.sh: '$n' is not a positive count" >&2; exit 1 ;; esac
 done
 [ -x "$bin" ] || { echo "compare_methods.sh: no $bin (run make)" >&2; exit 1; }
@@ -78,7 +79,8 @@ LIST
 
 runs="$out/method_comparison/runs"
 mkdir -p "$runs" "$scratch"
-threads=$((2 / jobs)); [ "$threads" -ge 1 ] || threads=1
+[ -n "$threads" ] || threads=$((2 / jobs))
+[ "$threads" -ge 1 ] || threads=1
 names=$("$bin" world subjects | awk '{print $1}' | head -n "$subjects")
 [ "$(echo "$names" | wc -l)" -ge "$subjects" ] || { echo "compare_methods.sh: only $(echo "$names" | wc -l) named subjects" >&2; exit 1; }
 tasks="$scratch/tasks.txt"

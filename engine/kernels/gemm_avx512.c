@@ -1,4 +1,5 @@
-// Own AVX-512 GEMM kernels (f32, and bf16 with vdpbf16ps), row-major, contract in gemm.h.
+// Own AVX-512 GEMM kernels (f32; bf16 with vdpbf16ps, and bf16 on AMX tiles), row-major,
+// contract in gemm.h.
 //
 // Scheme (the GotoBLAS/BLIS blocking, written for row-major C with vectors along N):
 //   for each NC-column block of C:
@@ -14,8 +15,15 @@
 // longer); K is never split, and every element sees the same sequence of FMAs whatever tile it
 // falls in, so the result does not depend on the thread count.
 //
-// Compiled for AVX-512 with target pragmas so a portable build (make ARCH=) still compiles it;
-// it only runs where gemm_avx512_supported() / gemm_bf16_supported() say so.
+// AMX (run_block_amx): the same blocking with 32-row strips (two 16-row A tiles) and 32-column
+// panels (two 16-column B tiles) as four 16 × 16 f32 accumulator tiles, tdpbf16ps per 32 k's; B
+// panels are the vdpbf16ps kernel's (k pairs, NR columns), A strips row-major. K blocks are
+// outermost there, so A can be packed once per K block; op(A) or op(B) may come packed already
+// (gemm_pack_a / gemm_pack_b).
+//
+// Compiled for AVX-512 (and AMX) with target pragmas so a portable build (make ARCH=) still
+// compiles it; it only runs where gemm_avx512_supported() / gemm_bf16_supported() /
+// gemm_amx_supported() say so.
 #include "engine/kernels/gemm.h"
 
 #include <cpuid.h>
