@@ -119,7 +119,7 @@ void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda,
         return;
     }
     PROFILED(PROF_GEMM, 0, 2.0 * M * (double)pb->N * pb->K,
-             gemm_amx_packed(ta, M, pb->N, pb->K, alpha, A, lda, pb->panels, beta, C, ldc));
+             gemm_amx_packed_b(ta, M, pb->N, pb->K, alpha, A, lda, pb->panels, beta, C, ldc));
 }
 
 void gemm_packed_b_free(gemm_packed_b *pb) {

@@ -105,8 +105,8 @@ void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha,
 void gemm_packed_a_free(gemm_packed_a *pa);
 // The AMX kernel's side of them (engine/kernels/gemm_avx512.c).
 unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb);
-void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
-                     float beta, float *C, int ldc);
+void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
+                       float beta, float *C, int ldc);
 unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda);
 void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B, int ldb,
                        float beta, float *C, int ldc);

@@ -750,8 +750,8 @@ void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, 
     drive(&p);
 }
 
-void gemm_amx_packed(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
-                     float beta, float *C, int ldc) {
+void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
+                       float beta, float *C, int ldc) {
     gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels, NULL};
     drive(&p);
 }
