@@ -31,6 +31,11 @@ static int tile_keys(int i0, int tq, int Lk, int causal) {
     return lim < Lk ? lim : Lk;
 }
 
+// The softmax loops run over whole rows of 77–4096 keys: full 512-bit vectors where the CPU has
+// them (GCC's default on AVX-512 CPUs is 256-bit; the exp polynomial is bound by vector width).
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+
 // S (tq, lk) → exp(S − rowmax) in place, unnormalised; rowsum (tq) gets each row's sum. Keys j > i
 // of a causal row are set to 0. Callers normalise (forward: the output rows, after P·V).
 static void softmax_rows_unnormalised(float *S, float *rowsum, int tq, int lk, int i0, int causal) {
@@ -61,6 +66,8 @@ static void softmax_rows(float *S, float *rowsum, int tq, int lk, int i0, int ca
         for (int j = 0; j < lk; j++) s[j] *= inv;
     }
 }
+
+#pragma GCC pop_options
 
 static void attention_forward_run(float *out, const float *q, const float *k, const float *v, int B, int Lq, int Lk, int H,
                        int Dh, float scale, int causal) {
