@@ -57,8 +57,8 @@ done
 
 # setting name | demo options. Equal rank: r 8 for all three; equal trainable parameters: a
 # LoRA/DoRA of rank r has r*(d_in + d_out) per layer, SingLoRA r*max(d_in, d_out); on the
-# toy-world UNet (targets all) LoRA rank 6 has 77,280 against SingLoRA rank 8's 71,680 (rank 5:
-# 64,400), the closest (result.json has each run's exact count).
+# toy-world UNet with the demo's targets (all,conv) LoRA rank 6 has 185,568 against SingLoRA
+# rank 8's 201,728 (rank 7: 216,496), the closest (result.json has each run's exact count).
 all_settings() {
     cat <<'LIST'
 singlora-r8-lr5e-4|--method singlora --train-option learning-rate=5e-4
