@@ -55,6 +55,9 @@
 
 #define MR_AMX 32   // rows of C per AMX micro-tile: two 16-row A tiles (× two 16-column B tiles)
 
+// AMX: the k pairs a K block of kc k's occupies, padded to whole 16-pair (32-k) chunks.
+static inline int amx_kpp(int kc) { return ((kc + 1) / 2 + 15) / 16 * 16; }
+
 typedef enum { PREC_F32, PREC_BF16, PREC_AMX } precision;
 
 typedef struct {
@@ -561,7 +564,7 @@ static void make_amx_a_key(void) {
 }
 
 static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1) {
-    const int depth = k_block_depth(p), kpp_max = ((depth + 1) / 2 + 15) / 16 * 16;
+    const int depth = k_block_depth(p), kpp_max = amx_kpp(depth);
     const int prepack = n1 - n0 > NC && !p->packed_a;
     int mc = AMX_A_BYTES / (kpp_max * 4) / MR_AMX * MR_AMX;
     if (mc < MR_AMX) mc = MR_AMX;
@@ -583,7 +586,7 @@ static void run_block_amx(const gemm_problem *p, int m0, int m1, int n0, int n1)
         int64_t koff = 0, aoff = 0;   // where this K block's panels / strips start in p->packed_b / _a
         for (int k0 = 0; k0 < p->K; k0 += depth) {
             int kc = p->K - k0 < depth ? p->K - k0 : depth;
-            int kpp = ((kc + 1) / 2 + 15) / 16 * 16;   // pairs, whole 16-pair chunks
+            int kpp = amx_kpp(kc);
             float beta = k0 == 0 ? p->beta : 1.0f;
             if (prepack)
                 for (int i0 = ic; i0 < ie; i0 += MR_AMX)
@@ -690,27 +693,31 @@ void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, con
     drive(&p);
 }
 
-// op(B) (K, N) as the AMX kernel's bf16 panels, every K block (its own kpp rows) after the
-// other, each holding all ⌈N/NR⌉ panels: what run_block_amx would pack, done once. The (K block,
-// NC block) pieces are independent: `threads` threads pack them side by side.
-static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads) {
-    const int depth = k_block_depth(p), K = p->K, N = p->N;
-    const int64_t panels = (N + NR - 1) / NR;
-    const int nkb = (K + depth - 1) / depth, njb = (N + NC - 1) / NC;
+// A whole packed AMX operand: every K block (depth deep, the last one shorter; amx_kpp pairs each)
+// after the other, each holding `rows` 32-bit pairs per pair index (N rounded up to whole panels
+// for B, M to whole strips for A). Offset of K block kb: kb · amx_kpp(depth) · rows (all blocks
+// before the last are full depth).
+static uint32_t *amx_alloc_packed(int K, int depth, int64_t rows) {
     int64_t total = 0;
-    for (int k0 = 0; k0 < K; k0 += depth) {
-        int kc = K - k0 < depth ? K - k0 : depth;
-        total += (int64_t)((kc + 1) / 2 + 15) / 16 * 16 * panels * NR;
-    }
+    for (int k0 = 0; k0 < K; k0 += depth) total += (int64_t)amx_kpp(K - k0 < depth ? K - k0 : depth) * rows;
     uint32_t *dst = aligned_alloc(64, (size_t)(total > 0 ? total : 16) * sizeof(uint32_t));
     if (!dst) sl_die(NULL, "gemm: out of memory for a packed operand");
+    return dst;
+}
+
+// op(B) (K, N) as the AMX kernel's bf16 panels (amx_alloc_packed's layout, ⌈N/NR⌉ panels per K
+// block): what run_block_amx would pack, done once. The (K block, NC block) pieces are
+// independent: `threads` threads pack them side by side.
+static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads) {
+    const int depth = k_block_depth(p), K = p->K, N = p->N;
+    const int64_t width = (N + NR - 1) / NR * NR;
+    const int nkb = (K + depth - 1) / depth, njb = (N + NC - 1) / NC;
+    uint32_t *dst = amx_alloc_packed(K, depth, width);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int item = 0; item < nkb * njb; item++) {
         int kb = item / njb, jb = item % njb, k0 = kb * depth, j0 = jb * NC;
-        int kc = K - k0 < depth ? K - k0 : depth, nc = N - j0 < NC ? N - j0 : NC;
-        int kpp = ((kc + 1) / 2 + 15) / 16 * 16;
-        int64_t koff = (int64_t)kb * (((depth + 1) / 2 + 15) / 16 * 16) * panels * NR;   // earlier blocks are full depth
-        pack_b_bf16(dst + koff + (int64_t)(j0 / NR) * kpp * NR, p, k0, kc, j0, nc, kpp);
+        int kc = K - k0 < depth ? K - k0 : depth, nc = N - j0 < NC ? N - j0 : NC, kpp = amx_kpp(kc);
+        pack_b_bf16(dst + (int64_t)kb * amx_kpp(depth) * width + (int64_t)(j0 / NR) * kpp * NR, p, k0, kc, j0, nc, kpp);
     }
     return dst;
 }
@@ -720,26 +727,19 @@ unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
     return amx_pack_b_all(&p, omp_in_parallel() ? 1 : omp_get_max_threads());
 }
 
-// op(A) (M, K) as the AMX kernel's strips: every K block (its own kpp) after the other, each
-// holding all ⌈M/32⌉ strips of 32 rows (pack_a_amx's layout); (K block, strip) pieces packed by
-// `threads` threads side by side.
+// op(A) (M, K) as the AMX kernel's strips (amx_alloc_packed's layout, ⌈M/32⌉ strips of 32 rows
+// per K block, pack_a_amx's layout each); (K block, strip) pieces packed side by side.
 unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda) {
     gemm_problem p = {PREC_AMX, ta, GEMM_N, M, 0, K, 1.0f, 0.0f, A, lda, NULL, 0, NULL, 0, NULL, NULL};
     const int depth = k_block_depth(&p), threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     const int strips = (M + MR_AMX - 1) / MR_AMX, nkb = (K + depth - 1) / depth;
-    const int64_t full = (int64_t)(((depth + 1) / 2 + 15) / 16 * 16) * strips * MR_AMX;   // a full-depth K block
-    int64_t total = 0;
-    for (int k0 = 0; k0 < K; k0 += depth) {
-        int kc = K - k0 < depth ? K - k0 : depth;
-        total += (int64_t)((kc + 1) / 2 + 15) / 16 * 16 * strips * MR_AMX;
-    }
-    uint32_t *dst = aligned_alloc(64, (size_t)(total > 0 ? total : 16) * sizeof(uint32_t));
-    if (!dst) sl_die(NULL, "gemm: out of memory for a packed operand");
+    uint32_t *dst = amx_alloc_packed(K, depth, (int64_t)strips * MR_AMX);
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (int item = 0; item < nkb * strips; item++) {
         int kb = item / strips, st = item % strips, k0 = kb * depth, i0 = st * MR_AMX;
-        int kc = K - k0 < depth ? K - k0 : depth, kpp = ((kc + 1) / 2 + 15) / 16 * 16;
-        pack_a_amx(dst + kb * full + (int64_t)st * MR_AMX * kpp, &p, i0, M - i0 < MR_AMX ? M - i0 : MR_AMX, k0, kc, kpp);
+        int kc = K - k0 < depth ? K - k0 : depth, kpp = amx_kpp(kc);
+        pack_a_amx(dst + (int64_t)kb * amx_kpp(depth) * strips * MR_AMX + (int64_t)st * MR_AMX * kpp, &p, i0,
+                   M - i0 < MR_AMX ? M - i0 : MR_AMX, k0, kc, kpp);
     }
     return dst;
 }
