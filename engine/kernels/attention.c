@@ -33,8 +33,11 @@ static int tile_keys(int i0, int tq, int Lk, int causal) {
 
 // The softmax loops run over whole rows of 77–4096 keys: full 512-bit vectors where the CPU has
 // them (GCC's default on AVX-512 CPUs is 256-bit; the exp polynomial is bound by vector width).
+// GCC only: clang has no such pragma and rejects it as unknown.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=512")
+#endif
 
 // S (tq, lk) → exp(S − rowmax) in place, unnormalised; rowsum (tq) gets each row's sum. Keys j > i
 // of a causal row are set to 0. Callers normalise (forward: the output rows, after P·V).
@@ -67,7 +70,9 @@ static void softmax_rows(float *S, float *rowsum, int tq, int lk, int i0, int ca
     }
 }
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC pop_options
+#endif
 
 static void attention_forward_run(float *out, const float *q, const float *k, const float *v, int B, int Lq, int Lk, int H,
                        int Dh, float scale, int causal) {
