@@ -120,7 +120,9 @@ static float *load(loader *L, const char *name, int ndim, const int64_t *shape) 
 
 static int load_visitor(void *ctx, const param_desc *p) {
     *p->slot = load(ctx, p->name, p->ndim, p->shape);
-    return *p->slot ? 0 : -1;
+    if (!*p->slot) return -1;
+    if (!strstr(p->name, ".embeddings.")) param_hold_loaded(p);   // the embedding tables are read by row
+    return 0;
 }
 
 // Finds the weights file (and the config next to it) for `model`.

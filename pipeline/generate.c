@@ -40,9 +40,9 @@ int sd_generator_init(sd_generator *g, const sd_model *m, const sd_generate_opts
     return 0;
 }
 
-int sd_generate(sd_generator *g, uint64_t seed, float *image) {
+int sd_generate_latents(sd_generator *g, uint64_t seed, float *lat) {
     const int64_t n = (int64_t)g->C * g->h * g->w;
-    float *lat = sl_alloc_f32(n), *init_latent = NULL;
+    float *init_latent = NULL;
     sl_rng rng;
     sl_rng_seed(&rng, seed);
     if (g->moments) {
@@ -56,9 +56,19 @@ int sd_generate(sd_generator *g, uint64_t seed, float *image) {
     }
     sl_rng_randn(&rng, lat, (size_t)n);
     int rc = sd_denoise(g->m, g->cond.cond, g->cond.uncond, g->cond.L, lat, init_latent, g->h, g->w, &g->o.denoise, &rng);
-    if (rc == 0) sd_decode_latents(g->m, image, lat, g->h, g->w, g->o.vae_tiling);
-    sl_free_aligned(lat);
     sl_free_aligned(init_latent);
+    return rc;
+}
+
+void sd_generator_decode(const sd_generator *g, const float *latents, float *image) {
+    sd_decode_latents(g->m, image, latents, g->h, g->w, g->o.vae_tiling);
+}
+
+int sd_generate(sd_generator *g, uint64_t seed, float *image) {
+    float *lat = sl_alloc_f32((int64_t)g->C * g->h * g->w);
+    int rc = sd_generate_latents(g, seed, lat);
+    if (rc == 0) sd_generator_decode(g, lat, image);
+    sl_free_aligned(lat);
     return rc;
 }
 

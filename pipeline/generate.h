@@ -39,6 +39,10 @@ int sd_generator_init(sd_generator *g, const sd_model *m, const sd_generate_opts
 // image (3, height, width), in [-1, 1] up to the decoder's overshoot, for one seed. The initial
 // noise is torch.randn(generator=manual_seed(seed)) bit for bit. 0, or -1 with sl_error.
 int sd_generate(sd_generator *g, uint64_t seed, float *image);
+// The two halves of sd_generate: latents (C, h, w) for one seed (the UNet's part), then the
+// image from them (the VAE's part, sd_decode_latents with the generator's tiling).
+int sd_generate_latents(sd_generator *g, uint64_t seed, float *latents);
+void sd_generator_decode(const sd_generator *g, const float *latents, float *image);
 void sd_generator_free(sd_generator *g);
 
 // The VAE ends of the pipeline, shared with the parity commands:

@@ -169,8 +169,8 @@ static int write_image(const sd_model *m, const sd_generate_opts *o, const sd_sa
     return 0;
 }
 
-static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
-                         const char *out_dir, const char *file, int n, int64_t seed) {
+static int sample_images(sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *out_dir,
+                         const char *file, int n, int64_t seed, int release) {
     sd_generate_opts go = *o;
     step_ctx sc = {0};
     go.denoise.on_start = on_start;
@@ -178,12 +178,17 @@ static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_
     go.denoise.ctx = &sc;
     sd_generator g;
     if (sd_generator_init(&g, m, &go) != 0) return -1;
+    if (release) {   // the prompts are encoded: the text encoder's part is done
+        clip_text_free(m->text);
+        m->text = NULL;
+        sl_memory_release();
+    }
     char hash[11];
     model_hash10(p->model_path, hash);
     // several ranks (engine/dist/): round q, rank r makes image q·P + r; rank 0 gathers and writes
     const int P = dist_size(), rank = dist_rank();
     const int64_t npx = (int64_t)3 * o->height * o->width;
-    float *img = sl_alloc_f32(npx * P);
+    float *img = sl_alloc_f32(npx * P), *lat = sl_alloc_f32((int64_t)g.C * g.h * g.w);
     image_grid grid = {0};
     const int with_grid = n > 1 && !file;
     if (with_grid && rank == 0) image_grid_init(&grid, n, 3, o->height, o->width);
@@ -193,9 +198,15 @@ static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_
         if (k < n) {
             sc = (step_ctx){0};   // no bar when img2img has nothing left to do
             snprintf(sc.label, sizeof sc.label, "image %d/%d", k + 1, n);
-            if ((rc = sd_generate(&g, (uint64_t)(seed + k), img + npx * rank)) != 0) break;
+            if ((rc = sd_generate_latents(&g, (uint64_t)(seed + k), lat)) != 0) break;
             progress_end(&sc.bar);
         }
+        if (release && (q + 1) * P >= n) {   // the last round's latents are made: the UNet is done
+            unet_free(m->unet);
+            m->unet = NULL;
+            sl_memory_release();
+        }
+        if (k < n) sd_generator_decode(&g, lat, img + npx * rank);
         for (int r = 0; r < P && rc == 0; r++) {
             if (q * P + r >= n) break;
             if (P > 1) rc = dist_bcast(img + npx * r, sizeof(float) * (size_t)npx, r);
@@ -212,16 +223,17 @@ static int sample_images(const sd_model *m, const sd_generate_opts *o, const sd_
     if (with_grid && rank == 0) image_grid_free(&grid);
     if (rc == 0) rc = dist_barrier();   // rank 0's files are all written
     sl_free_aligned(img);
+    sl_free_aligned(lat);
     sd_generator_free(&g);
     return rc;
 }
 
-int sd_sample_to_folder(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p,
-                        const char *out_dir, int n, int64_t seed) {
-    return sample_images(m, o, p, out_dir, NULL, n, seed);
+int sd_sample_to_folder(sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *out_dir,
+                        int n, int64_t seed, int release) {
+    return sample_images(m, o, p, out_dir, NULL, n, seed, release);
 }
 
-int sd_sample_to_file(const sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *png_path,
-                      int n, int64_t seed) {
-    return sample_images(m, o, p, NULL, png_path, n, seed);
+int sd_sample_to_file(sd_model *m, const sd_generate_opts *o, const sd_sample_provenance *p, const char *png_path,
+                      int n, int64_t seed, int release) {
+    return sample_images(m, o, p, NULL, png_path, n, seed, release);
 }

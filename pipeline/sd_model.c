@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
+#include "engine/core/tensor.h"
 #include "engine/io/model_files.h"
 
 int sd_parse_prediction(const char *name, sl_prediction *out) {
@@ -51,12 +53,15 @@ sd_model *sd_model_load(const sd_load_opts *o) {
         m->tok = clip_tokenizer_for_model(o->path, o->tokenizer_dir);
         if (!m->tok) goto fail;
     }
+    bf16_weights_set_hold_loads(o->hold_bf16 & SD_HOLD_TEXT);
     m->text = clip_text_load(o->path, o->config_dir, o->variant);
-    if (!m->text) goto fail;
-    m->unet = unet_load(o->path, o->config_dir, o->variant);
-    if (!m->unet) goto fail;
-    m->vae = vae_load(o->path, o->config_dir, o->variant, o->vae_parts ? o->vae_parts : VAE_DECODER);
-    if (!m->vae) goto fail;
+    bf16_weights_set_hold_loads(o->hold_bf16 & SD_HOLD_UNET);
+    if (m->text) m->unet = unet_load(o->path, o->config_dir, o->variant);
+    bf16_weights_set_hold_loads(o->hold_bf16 & SD_HOLD_VAE);
+    if (m->unet) m->vae = vae_load(o->path, o->config_dir, o->variant, o->vae_parts ? o->vae_parts : VAE_DECODER);
+    bf16_weights_set_hold_loads(0);
+    if (!m->text || !m->unet || !m->vae) goto fail;
+    if (o->hold_bf16) sl_memory_release();   // the freed f32 load buffers between the bf16 copies
     if (m->text->cfg.hidden != m->unet->cfg.cross_attention_dim) {
         sl_error(o->path, "the text encoder's width %d does not match the UNet's cross_attention_dim %d",
                  m->text->cfg.hidden, m->unet->cfg.cross_attention_dim);

@@ -15,7 +15,10 @@ typedef struct {
     const char *prediction;     // --prediction-type override: "epsilon" / "v_prediction", NULL = config
     int vae_parts;              // VAE_DECODER, or VAE_BOTH for img2img
     int no_tokenizer;           // token ids come from elsewhere (parity commands)
+    int hold_bf16;              // SD_HOLD_* bits: components whose GEMM weights are held in bf16 as
+                                // they load (engine/core/bf16_weights.h; --precision bf16, frozen)
 } sd_load_opts;
+enum { SD_HOLD_TEXT = 1, SD_HOLD_UNET = 2, SD_HOLD_VAE = 4 };
 
 typedef struct {
     unet_model *unet;

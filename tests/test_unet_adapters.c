@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "engine/adapters/adapter_set.h"
+#include "engine/core/bf16_weights.h"
+#include "engine/kernels/gemm.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
 #include "engine/io/safetensors.h"
@@ -196,6 +198,43 @@ TEST(unet_adapter_u0_is_base_model) {
         tiny_io_free(&io);
         unet_free(m);
     }
+}
+
+// --precision bf16 with the frozen weights held in bf16 (unet_hold_bf16): the forward is bit
+// for bit the one on f32 weights (every GEMM rounds them to the same bf16), plain, with SingLoRA
+// on Linears and convolutions (merged conv kernels read W0) and with DoRA (its norms read W0):
+// the adapted layers stay f32.
+TEST(unet_held_bf16_weights_identical) {
+    if (!gemm_bf16_supported()) {
+        fprintf(stderr, "    skipped: this CPU has no AVX512_BF16\n");
+        return;
+    }
+    REQUIRE(gemm_set_precision(GEMM_BF16) == 0);
+    static const struct { adapter_method method; const char *targets; } cases[] = {
+        {ADAPTER_SINGLORA, NULL}, {ADAPTER_SINGLORA, "attn1.to_q,ff.net.2,conv1,conv_shortcut"}, {ADAPTER_DORA, "attn2.to_v,proj_in"}};
+    for (int c = 0; c < 3; c++) {
+        unet_model *m = tiny_unet(1, 4);
+        REQUIRE(m != NULL);
+        tiny_io io;
+        tiny_io_new(&io, m, 8);
+        adapter_set *s = cases[c].targets ? make_set(m, cases[c].method, cases[c].targets, 3, 10, 13) : NULL;
+        if (s) REQUIRE(unet_attach_adapters(m, s, 1.0f, NULL) == 0);
+        float *f32 = forward_out(m, &io);
+        int64_t before = bf16_weights_count();
+        unet_hold_bf16(m);
+        int64_t held = bf16_weights_count() - before;
+        CHECK(held > 0);
+        float *bf = forward_out(m, &io);
+        CHECK_MSG(memcmp(f32, bf, sizeof(float) * (size_t)tiny_out_n(&io)) == 0, "held weights change the output (case %d)", c);
+        fprintf(stderr, "    %s: %lld weights held, output identical\n",
+                s ? adapter_method_name(cases[c].method) : "no adapters", (long long)held);
+        sl_free_aligned(f32), sl_free_aligned(bf);
+        adapter_set_free(s);
+        tiny_io_free(&io);
+        unet_free(m);
+        CHECK_EQ_INT(bf16_weights_count(), before);   // unet_free released them
+    }
+    gemm_set_precision(GEMM_FP32);
 }
 
 static int merge_visitor(void *vp, const unet_linear *l) {

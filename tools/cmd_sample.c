@@ -11,6 +11,7 @@
 
 #include "data/image.h"
 #include "engine/adapters/adapter_set.h"
+#include "engine/kernels/gemm.h"
 #include "engine/core/error.h"
 #include "engine/diffusion/sampler_names.h"
 #include "engine/dist/dist.h"
@@ -196,6 +197,11 @@ int cmd_sample(int argc, char **argv) {
         }
     }
 
+    // bf16: the frozen weights are held in bf16 as they load (half the memory, same images); a
+    // UNet that LoRA files, <lora:...> tags or an adapter change is held once they are applied
+    const int bf16 = gemm_active_precision() == GEMM_BF16;
+    const int unet_changes = n_loras > 0 || adapter_path || strchr(prompt, '<');
+    if (bf16) lo.hold_bf16 = SD_HOLD_TEXT | SD_HOLD_VAE | (unet_changes ? 0 : SD_HOLD_UNET);
     sd_model *m = sd_model_load(&lo);
     if (!m) sl_fail();
     if (from_png && rp.model_hash) {
@@ -215,6 +221,7 @@ int cmd_sample(int argc, char **argv) {
         ads = adapter_set_load(adapter_path);
         if (!ads || unet_attach_adapters(m->unet, ads, adapter_scale, adapter_path) != 0) sl_fail();
     }
+    if (bf16 && unet_changes) unet_hold_bf16(m->unet);
     if (clip_text_cond_layers(m->text, clip_skip) < 0) sl_fail();
     sd_generate_opts go = rp.gen;
     go.prompt = prompt_text;
@@ -225,8 +232,9 @@ int cmd_sample(int argc, char **argv) {
     sd_sample_provenance prov = {.model_path = lo.path, .prompt_as_typed = prompt, .init_image_path = init_image,
                                  .clip_skip = clip_skip, .adapter_path = adapter_path, .adapter_scale = adapter_scale,
                                  .loras = loras, .n_loras = n_loras};
-    int rc = out_file ? sd_sample_to_file(m, &go, &prov, out_file, n_images, seed)
-                      : sd_sample_to_folder(m, &go, &prov, out_dir, n_images, seed);
+    // one-shot: each part of the model is freed once it is done (peak memory: the largest stage)
+    int rc = out_file ? sd_sample_to_file(m, &go, &prov, out_file, n_images, seed, 1)
+                      : sd_sample_to_folder(m, &go, &prov, out_dir, n_images, seed, 1);
     if (rc != 0) sl_fail();
     free(prompt_text);
     sl_free_aligned(init_px);

@@ -3,37 +3,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "engine/core/error.h"
 #include "engine/io/model_files.h"
 #include "engine/io/weights.h"
 #include "unet/unet.h"
 
-// Once a tensor is copied out, its mapped pages are dropped from our resident set (they stay in
-// the page cache), so peak RSS while loading is the f32 weights, not weights + file.
-static void release_mapped(weight_loader *wl, const char *name) {
-    char stored[512], full[640];
-    if (wl->map_ctx) {
-        if (wl->map_ctx(name, stored, sizeof stored, wl->ctx) != 0) return;
-    } else {
-        snprintf(stored, sizeof stored, "%s", name);
-    }
-    snprintf(full, sizeof full, "%s%s", wl->prefix, stored);
-    const st_entry *e = st_find(wl->file, full);
-    if (!e || e->end <= e->begin) return;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)e->data + page - 1) & ~(page - 1);            // whole pages inside the tensor
-    uintptr_t b = ((uintptr_t)e->data + (e->end - e->begin)) & ~(page - 1);
-    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 static int load_visitor(void *ctx, const param_desc *p) {
     weight_loader *wl = ctx;
     *p->slot = weights_load(wl, p->name, p->ndim, p->shape);
     if (!*p->slot) return -1;
-    release_mapped(wl, p->name);
+    param_hold_loaded(p);
     return 0;
 }
 
@@ -116,4 +96,29 @@ unet_model *unet_load(const char *path, const char *config_dir, const char *vari
         return NULL;
     }
     return m;
+}
+
+typedef struct {
+    float ***slots;   // the adapted layers' weight slots, NULL-terminated
+    int n, cap;
+} adapted_slots;
+
+static int collect_adapted(void *ctx, const unet_linear *l) {
+    adapted_slots *a = ctx;
+    if (!l->adapter || !*l->adapter) return 0;
+    if (a->n + 2 > a->cap) {
+        a->cap = a->cap ? 2 * a->cap : 64;
+        a->slots = realloc(a->slots, (size_t)a->cap * sizeof *a->slots);
+        if (!a->slots) sl_die(NULL, "out of memory");
+    }
+    a->slots[a->n++] = l->weight;
+    a->slots[a->n] = NULL;
+    return 0;
+}
+
+void unet_hold_bf16(unet_model *m) {
+    adapted_slots a = {0};
+    unet_walk_linears(m, collect_adapted, &a);
+    unet_walk(m, param_hold_visitor, a.slots);
+    free(a.slots);
 }

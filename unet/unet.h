@@ -127,6 +127,12 @@ typedef struct {
 typedef int (*unet_linear_visitor)(void *ctx, const unet_linear *l);
 // The one enumeration of adaptable modules (built by the same walk as unet_walk's names).
 int unet_walk_linears(unet_model *m, unet_linear_visitor fn, void *ctx);
+
+// Holds every GEMM weight of m in bf16 (engine/core/bf16_weights.h: half the memory, for
+// --precision bf16 with frozen weights) except those of layers with an attached adapter, whose
+// forward reads W0 itself (DoRA's norms, merged conv kernels). For a UNet loaded in f32 whose
+// LoRA files and adapters are applied; a plain one can be held as it loads (sd_load_opts).
+void unet_hold_bf16(unet_model *m);
 // 16 hex digits: model_hash over the diffusers names and shapes of every UNet parameter.
 void unet_model_hash(unet_model *m, char out[17]);
 

@@ -16,7 +16,9 @@
 // ---- loading ----
 static int load_visit(void *user, const param_desc *p) {
     *p->slot = weights_load(user, p->name, p->ndim, p->shape);
-    return *p->slot ? 0 : -1;
+    if (!*p->slot) return -1;
+    param_hold_loaded(p);
+    return 0;
 }
 
 // The config for a model: --config DIR (DIR/vae/config.json or DIR/config.json), else the

@@ -26,3 +26,13 @@ typedef int (*param_visitor)(void *ctx, const param_desc *p);
 // A visitor that frees each parameter's f32 data and clears its slot (the models' *_free walk
 // with it).
 int param_free_visitor(void *ctx, const param_desc *p);
+
+// Holds a just-loaded GEMM weight (PARAM_WEIGHT with 2 or more dimensions) in bf16 while the
+// loaders' switch is on (engine/core/bf16_weights.h); anything else is left as it is. Loaders call
+// it for every parameter they load that only GEMMs read (not embedding tables).
+void param_hold_loaded(const param_desc *p);
+
+// A visitor that holds every GEMM weight (as above, without the switch) except those whose slot
+// is in ctx (a NULL-terminated array of float ** to keep f32, e.g. layers with adapters), or all
+// of them when ctx is NULL.
+int param_hold_visitor(void *ctx, const param_desc *p);

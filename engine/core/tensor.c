@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
 
 void *sl_alloc_aligned(size_t bytes) {
@@ -16,13 +17,22 @@ void *sl_alloc_aligned(size_t bytes) {
     return p;
 }
 
-void sl_free_aligned(void *p) { free(p); }
+void sl_free_aligned(void *p) {
+    if (bf16_weights_release(p)) return;   // a weight held in bf16 (its placeholder and copy)
+    free(p);
+}
 
 void sl_memory_reuse(void) {
 #ifdef __GLIBC__
     // every block from the heap (no fresh mmap per large buffer), and no trimming of its top
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, INT_MAX);
+#endif
+}
+
+void sl_memory_release(void) {
+#ifdef __GLIBC__
+    malloc_trim(0);
 #endif
 }
 

@@ -33,5 +33,8 @@ float *sl_zeros_f32(int64_t n);
 // faults (measured: a kept-activation UNet forward spent ~25 % of its time clearing fresh pages).
 // Peak RSS is unchanged; the memory stays resident until exit. Call once at program start.
 void sl_memory_reuse(void);
+// Hands the heap's free pages back to the system (glibc's malloc_trim; a no-op elsewhere): after
+// freeing a whole model mid-run, so peak RSS is what is still in use, not what ever was.
+void sl_memory_release(void);
 void *sl_alloc_aligned(size_t bytes);
 void sl_free_aligned(void *p);

@@ -3,6 +3,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/core/error.h"
 
@@ -30,6 +32,16 @@ static int squeezed_equal(const st_entry *e, int ndim, const int64_t *shape) {
     return 1;
 }
 
+// Once a tensor is copied out, the pages of the mapped file it covered are dropped from our
+// resident set (they stay in the page cache; a second read faults them back in), so peak memory
+// while loading is the model as it is kept, not that plus the file.
+static void drop_mapped_pages(const void *data, size_t bytes) {
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)data + page - 1) & ~(page - 1);   // whole pages inside the range
+    uintptr_t b = ((uintptr_t)data + bytes) & ~(page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 float *weights_load(weight_loader *wl, const char *name, int ndim, const int64_t *shape) {
     char full[640];
     if (stored_name(wl, name, full, sizeof full) != 0) return NULL;
@@ -45,7 +57,9 @@ float *weights_load(weight_loader *wl, const char *name, int ndim, const int64_t
                  shape_str(a, sizeof a, e->ndim, e->shape), shape_str(b, sizeof b, ndim, shape));
         return NULL;
     }
-    return st_load_f32(wl->file, full, -1, NULL);
+    float *w = st_load_f32(wl->file, full, -1, NULL);
+    if (w && e->end > e->begin) drop_mapped_pages(e->data, (size_t)(e->end - e->begin));
+    return w;
 }
 
 float *weights_load_rows(weight_loader *wl, const char *stored, int row0, int rows, int cols) {
@@ -64,6 +78,7 @@ float *weights_load_rows(weight_loader *wl, const char *stored, int row0, int ro
     float *out = sl_alloc_f32((int64_t)rows * cols);
     dtype_to_f32_n(out, (const char *)e->data + (size_t)row0 * (size_t)cols * es, e->dt, (size_t)rows * (size_t)cols);
     if (st_check_finite(wl->file, full, out, (int64_t)rows * cols) != 0) { sl_free_aligned(out); return NULL; }
+    drop_mapped_pages((const char *)e->data + (size_t)row0 * (size_t)cols * es, (size_t)rows * (size_t)cols * es);
     e->used = 1;
     return out;
 }

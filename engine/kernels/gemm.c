@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
 #include "engine/core/profile.h"
 
@@ -90,9 +91,14 @@ int gemm_select_precision(const char *what, const char *name) {
     return 0;
 }
 
+// A weight held in bf16 (engine/core/bf16_weights.h) has no f32 data: a product with one runs
+// the bf16 kernel whatever the precision (weights are held only under --precision bf16).
 static void gemm_run(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                      int ldb, float beta, float *C, int ldc) {
-    if (active_precision == GEMM_BF16)
+    const uint16_t *A16 = bf16_weights_find(A), *B16 = bf16_weights_find(B);
+    if (A16 || B16)
+        gemm_bf16_held(ta, tb, M, N, K, alpha, A, A16, lda, B, B16, ldb, beta, C, ldc, gemm_bf16_uses_amx());
+    else if (active_precision == GEMM_BF16)
         gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     else if (gemm_active_kernel() == GEMM_KERNEL_AVX512)
         gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -108,8 +114,9 @@ void gemm(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float 
 
 void gemm_pack_b(gemm_packed_b *pb, gemm_op tb, int K, int N, const float *B, int ldb) {
     *pb = (gemm_packed_b){tb, K, N, B, ldb, NULL};
-    if (active_precision == GEMM_BF16 && K > 0 && N > 0 && gemm_bf16_uses_amx())
-        pb->panels = gemm_amx_pack_b(tb, K, N, B, ldb);
+    const uint16_t *B16 = bf16_weights_find(B);
+    if ((active_precision == GEMM_BF16 || B16) && K > 0 && N > 0 && gemm_bf16_uses_amx())
+        pb->panels = gemm_amx_pack_b(tb, K, N, B, B16, ldb);
 }
 
 void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda, const gemm_packed_b *pb, float beta,
@@ -119,7 +126,7 @@ void gemm_with_packed_b(gemm_op ta, int M, float alpha, const float *A, int lda,
         return;
     }
     PROFILED(PROF_GEMM, 0, 2.0 * M * (double)pb->N * pb->K,
-             gemm_amx_packed_b(ta, M, pb->N, pb->K, alpha, A, lda, pb->panels, beta, C, ldc));
+             gemm_amx_packed_b(ta, M, pb->N, pb->K, alpha, A, bf16_weights_find(A), lda, pb->panels, beta, C, ldc));
 }
 
 void gemm_packed_b_free(gemm_packed_b *pb) {
@@ -129,7 +136,9 @@ void gemm_packed_b_free(gemm_packed_b *pb) {
 
 void gemm_pack_a(gemm_packed_a *pa, gemm_op ta, int M, int K, const float *A, int lda) {
     *pa = (gemm_packed_a){ta, M, K, A, lda, NULL};
-    if (active_precision == GEMM_BF16 && M > 0 && K > 0 && gemm_bf16_uses_amx()) pa->panels = gemm_amx_pack_a(ta, M, K, A, lda);
+    const uint16_t *A16 = bf16_weights_find(A);
+    if ((active_precision == GEMM_BF16 || A16) && M > 0 && K > 0 && gemm_bf16_uses_amx())
+        pa->panels = gemm_amx_pack_a(ta, M, K, A, A16, lda);
 }
 
 void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha, const float *B, int ldb, float beta,
@@ -139,7 +148,7 @@ void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha,
         return;
     }
     PROFILED(PROF_GEMM, 0, 2.0 * pa->M * (double)N * pa->K,
-             gemm_amx_packed_a(pa->panels, tb, pa->M, N, pa->K, alpha, B, ldb, beta, C, ldc));
+             gemm_amx_packed_a(pa->panels, tb, pa->M, N, pa->K, alpha, B, bf16_weights_find(B), ldb, beta, C, ldc));
 }
 
 void gemm_packed_a_free(gemm_packed_a *pa) {

@@ -22,6 +22,7 @@
 // accumulated in f32, C in f32 — so what is not a GEMM (norms, softmax, activations, adapter
 // and optimizer state, gradients) stays f32 as before.
 #pragma once
+#include <stdint.h>
 
 typedef enum { GEMM_N, GEMM_T } gemm_op;
 typedef enum { GEMM_KERNEL_OPENBLAS, GEMM_KERNEL_AVX512 } gemm_kernel;
@@ -73,6 +74,12 @@ void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, 
                       const float *B, int ldb, float beta, float *C, int ldc);
 void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc);
+// The bf16 kernels with an operand that is a weight held in bf16 (engine/core/bf16_weights.h):
+// A16 / B16 non-NULL is read instead of A / B (same layout and leading dimension). Results are
+// bit-identical to passing the f32 the bf16 came from. amx: the AMX kernel, else vdpbf16ps.
+// gemm() calls it by itself for held operands; this is the kernels' side.
+void gemm_bf16_held(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, const uint16_t *A16,
+                    int lda, const float *B, const uint16_t *B16, int ldb, float beta, float *C, int ldc, int amx);
 
 // A B operand used by many products, converted once (attention packs each head's K and V once
 // for all its query tiles): gemm_with_packed_b(ta, M, alpha, A, lda, pb, beta, C, ldc) computes
@@ -103,10 +110,10 @@ void gemm_pack_a(gemm_packed_a *pa, gemm_op ta, int M, int K, const float *A, in
 void gemm_with_packed_a(const gemm_packed_a *pa, gemm_op tb, int N, float alpha, const float *B, int ldb, float beta,
                         float *C, int ldc);
 void gemm_packed_a_free(gemm_packed_a *pa);
-// The AMX kernel's side of them (engine/kernels/gemm_avx512.c).
-unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb);
-void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
-                       float beta, float *C, int ldc);
-unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda);
-void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B, int ldb,
-                       float beta, float *C, int ldc);
+// The AMX kernel's side of them (engine/kernels/gemm_avx512.c); the *16 operands as in gemm_bf16_held.
+unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, const uint16_t *B16, int ldb);
+void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, const uint16_t *A16, int lda,
+                       const unsigned *panels, float beta, float *C, int ldc);
+unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, const uint16_t *A16, int lda);
+void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B,
+                       const uint16_t *B16, int ldb, float beta, float *C, int ldc);

@@ -73,6 +73,8 @@ typedef struct {
     int ldc;
     const uint32_t *packed_b;   // AMX: op(B) already in panels (gemm_amx_pack_b), or NULL
     const uint32_t *packed_a;   // AMX: op(A) already in strips (gemm_amx_pack_a), or NULL
+    const uint16_t *A16, *B16;  // bf16 kernels: the operand held in bf16 (same layout and lda/ldb;
+                                // A or B is then unused), or NULL: read f32 A / B
 } gemm_problem;
 
 int gemm_avx512_supported(void) { return __builtin_cpu_supports("avx512f"); }
@@ -139,20 +141,33 @@ static inline __m512i bf16_round16(__m512 x) {
     __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));   // quiet NaN
     return _mm512_mask_mov_epi32(r, nan, q);
 }
-// Pairs (x[2p], x[2p+1]) of 32 consecutive floats (the first n valid, rest 0) → 16 lanes
+// Where a bf16 kernel reads an operand element: f32 (rounded as it is packed) or a weight held in
+// bf16 (engine/core/bf16_weights.h: the same bits the rounding gives, so results are identical).
+typedef struct {
+    const float *f;
+    const uint16_t *h;   // non-NULL: read bf16 here instead of f
+} src16;
+static inline src16 src16_add(src16 s, int64_t d) { return s.h ? (src16){NULL, s.h + d} : (src16){s.f + d, NULL}; }
+// The lanes of m (16 consecutive elements) as bf16 in the low halves of 32-bit lanes, others 0.
+static inline __m512i bf16_lanes(src16 s, __mmask16 m) {
+    if (s.h) return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s.h));
+    return bf16_round16(_mm512_maskz_loadu_ps(m, s.f));   // rounding keeps the zeros zero
+}
+// Pairs (x[2p], x[2p+1]) of 32 consecutive elements (the first n valid, rest 0) → 16 lanes
 // bf16(x[2p]) | bf16(x[2p+1]) << 16: the vdpbf16ps operand layout.
-static inline __m512i bf16_pairs_of_row(const float *x, int n) {
-    __m512i lo = bf16_round16(_mm512_maskz_loadu_ps(first_lanes(n), x));
-    __m512i hi = bf16_round16(_mm512_maskz_loadu_ps(first_lanes(n - 16), x + 16));
+static inline __m512i bf16_pairs_of_row(src16 x, int n) {
+    __m512i lo = bf16_lanes(x, first_lanes(n));
+    __m512i hi = bf16_lanes(src16_add(x, 16), first_lanes(n - 16));
     __m256i l16 = _mm512_cvtepi32_epi16(lo), h16 = _mm512_cvtepi32_epi16(hi);
     return _mm512_inserti64x4(_mm512_castsi256_si512(l16), h16, 1);
 }
-// Pairs across two rows: lanes bf16(x0[j]) | bf16(x1[j]) << 16 for the first n of 16 columns.
-static inline __m512i bf16_pairs_of_rows(const float *x0, const float *x1, int n) {
+// Pairs across two rows: lanes bf16(x0[j]) | bf16(x1[j]) << 16 for the first n of 16 columns
+// (x1 NULL: zeros).
+static inline __m512i bf16_pairs_of_rows(src16 x0, const src16 *x1, int n) {
     __mmask16 m = first_lanes(n);
-    __m512i lo = bf16_round16(_mm512_maskz_loadu_ps(m, x0));
-    __m512i hi = x1 ? bf16_round16(_mm512_maskz_loadu_ps(m, x1)) : _mm512_setzero_si512();
-    return _mm512_maskz_or_epi32(m, lo, _mm512_slli_epi32(hi, 16));
+    __m512i lo = bf16_lanes(x0, m);
+    __m512i hi = x1 ? bf16_lanes(*x1, m) : _mm512_setzero_si512();
+    return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
 }
 
 // ---- packing ----------------------------------------------------------------------------------
@@ -162,6 +177,15 @@ static inline const float *a_at(const gemm_problem *p, int i, int k) {
 }
 static inline const float *b_at(const gemm_problem *p, int k, int j) {
     return p->tb == GEMM_N ? p->B + (int64_t)k * p->ldb + j : p->B + (int64_t)j * p->ldb + k;
+}
+// The same elements for the bf16 kernels, which also read operands held in bf16.
+static inline src16 a16_at(const gemm_problem *p, int i, int k) {
+    int64_t o = p->ta == GEMM_N ? (int64_t)i * p->lda + k : (int64_t)k * p->lda + i;
+    return p->A16 ? (src16){NULL, p->A16 + o} : (src16){p->A + o, NULL};
+}
+static inline src16 b16_at(const gemm_problem *p, int k, int j) {
+    int64_t o = p->tb == GEMM_N ? (int64_t)k * p->ldb + j : (int64_t)j * p->ldb + k;
+    return p->B16 ? (src16){NULL, p->B16 + o} : (src16){p->B + o, NULL};
 }
 
 // f32 B block: columns j0 .. j0+nc, k0 .. k0+kc → panels of NR columns, dst[p][k][0..NR), zero
@@ -221,17 +245,18 @@ static void pack_b_bf16(uint32_t *dst, const gemm_problem *p, int k0, int kc, in
         int w = nc - jp < NR ? nc - jp : NR;
         if (p->tb == GEMM_N) {
             for (int q = 0; q < kp; q++) {
-                const float *r0 = b_at(p, k0 + 2 * q, j0 + jp);
-                const float *r1 = 2 * q + 1 < kc ? b_at(p, k0 + 2 * q + 1, j0 + jp) : NULL;
-                _mm512_store_si512(dst + q * NR, bf16_pairs_of_rows(r0, r1, w));
-                _mm512_store_si512(dst + q * NR + 16, bf16_pairs_of_rows(r0 + 16, r1 ? r1 + 16 : NULL, w - 16));
+                src16 r0 = b16_at(p, k0 + 2 * q, j0 + jp), r1 = r0, r0b = src16_add(r0, 16), r1b = r0b;
+                int two = 2 * q + 1 < kc;
+                if (two) r1 = b16_at(p, k0 + 2 * q + 1, j0 + jp), r1b = src16_add(r1, 16);
+                _mm512_store_si512(dst + q * NR, bf16_pairs_of_rows(r0, two ? &r1 : NULL, w));
+                _mm512_store_si512(dst + q * NR + 16, bf16_pairs_of_rows(r0b, two ? &r1b : NULL, w - 16));
             }
         } else {   // B stored (N, K): each row holds consecutive k's, i.e. whole pairs
             for (int g = 0; g < 2; g++)
                 for (int qq = 0; qq < kp; qq += 16) {
                     __m512i r[16];
                     for (int t = 0; t < 16; t++)
-                        r[t] = g * 16 + t < w ? bf16_pairs_of_row(b_at(p, k0 + 2 * qq, j0 + jp + g * 16 + t), kc - 2 * qq)
+                        r[t] = g * 16 + t < w ? bf16_pairs_of_row(b16_at(p, k0 + 2 * qq, j0 + jp + g * 16 + t), kc - 2 * qq)
                                               : _mm512_setzero_si512();
                     transpose16(r);
                     int nq = kp - qq < 16 ? kp - qq : 16;
@@ -247,16 +272,17 @@ static void pack_a_bf16(uint32_t *dst, const gemm_problem *p, int i0, int mr, in
     int kp = (kc + 1) / 2;
     if (p->ta == GEMM_T) {   // A stored (K, M): row k holds MR consecutive i's
         for (int q = 0; q < kp; q++) {
-            const float *r0 = a_at(p, i0, k0 + 2 * q);
-            const float *r1 = 2 * q + 1 < kc ? a_at(p, i0, k0 + 2 * q + 1) : NULL;
-            _mm512_mask_storeu_epi32(dst + q * MR, mr_lanes, bf16_pairs_of_rows(r0, r1, mr));
+            src16 r0 = a16_at(p, i0, k0 + 2 * q), r1 = r0;
+            int two = 2 * q + 1 < kc;
+            if (two) r1 = a16_at(p, i0, k0 + 2 * q + 1);
+            _mm512_mask_storeu_epi32(dst + q * MR, mr_lanes, bf16_pairs_of_rows(r0, two ? &r1 : NULL, mr));
         }
         return;
     }
     for (int qq = 0; qq < kp; qq += 16) {
         __m512i r[16];
         for (int t = 0; t < 16; t++)
-            r[t] = t < mr ? bf16_pairs_of_row(a_at(p, i0 + t, k0 + 2 * qq), kc - 2 * qq) : _mm512_setzero_si512();
+            r[t] = t < mr ? bf16_pairs_of_row(a16_at(p, i0 + t, k0 + 2 * qq), kc - 2 * qq) : _mm512_setzero_si512();
         transpose16(r);
         int nq = kp - qq < 16 ? kp - qq : 16;
         for (int t = 0; t < nq; t++) _mm512_mask_storeu_epi32(dst + (qq + t) * MR, mr_lanes, r[t]);
@@ -271,7 +297,7 @@ static void pack_a_amx(uint32_t *dst, const gemm_problem *p, int i0, int mr, int
         for (int r = 0; r < MR_AMX; r++) {
             uint32_t *d = dst + (int64_t)r * kpp;
             for (int q = 0; q < kpp; q += 16)
-                _mm512_store_si512(d + q, r < mr ? bf16_pairs_of_row(a_at(p, i0 + r, k0 + 2 * q), kc - 2 * q)
+                _mm512_store_si512(d + q, r < mr ? bf16_pairs_of_row(a16_at(p, i0 + r, k0 + 2 * q), kc - 2 * q)
                                                  : _mm512_setzero_si512());
         }
         return;
@@ -283,8 +309,8 @@ static void pack_a_amx(uint32_t *dst, const gemm_problem *p, int i0, int mr, int
             __m512i t[16];
             for (int u = 0; u < 16; u++) {
                 int k = 2 * (qq + u);
-                t[u] = k < kc && rr < mr ? bf16_pairs_of_rows(a_at(p, i0 + rr, k0 + k),
-                                                             k + 1 < kc ? a_at(p, i0 + rr, k0 + k + 1) : NULL, mr - rr)
+                src16 r1 = k + 1 < kc ? a16_at(p, i0 + rr, k0 + k + 1) : (src16){NULL, NULL};
+                t[u] = k < kc && rr < mr ? bf16_pairs_of_rows(a16_at(p, i0 + rr, k0 + k), k + 1 < kc ? &r1 : NULL, mr - rr)
                                          : _mm512_setzero_si512();
             }
             transpose16(t);
@@ -675,21 +701,25 @@ static void split_run(const gemm_problem *p, int threads, int split_m, int unit,
 
 void gemm_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                  int ldb, float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
+    gemm_problem p = {PREC_F32, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL, NULL, NULL};
     drive(&p);
 }
 
 void gemm_bf16_avx512(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc) {
-    if (!gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
-    drive(&p);
+    gemm_bf16_held(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc, 0);
 }
 
 void gemm_bf16_amx(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc) {
-    if (!gemm_amx_supported()) sl_die(NULL, "gemm_bf16_amx: this CPU or kernel offers no AMX-BF16 (use --precision fp32)");
-    gemm_problem p = {PREC_AMX, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL};
+    gemm_bf16_held(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc, 1);
+}
+
+void gemm_bf16_held(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, const uint16_t *A16,
+                    int lda, const float *B, const uint16_t *B16, int ldb, float beta, float *C, int ldc, int amx) {
+    if (amx && !gemm_amx_supported()) sl_die(NULL, "gemm_bf16_amx: this CPU or kernel offers no AMX-BF16 (use --precision fp32)");
+    if (!amx && !gemm_bf16_supported()) sl_die(NULL, "gemm_bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
+    gemm_problem p = {amx ? PREC_AMX : PREC_BF16, ta, tb, M, N, K, alpha, beta, A, lda, B, ldb, C, ldc, NULL, NULL, A16, B16};
     drive(&p);
 }
 
@@ -722,15 +752,15 @@ static uint32_t *amx_pack_b_all(const gemm_problem *p, int threads) {
     return dst;
 }
 
-unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, int ldb) {
-    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL, NULL};
+unsigned *gemm_amx_pack_b(gemm_op tb, int K, int N, const float *B, const uint16_t *B16, int ldb) {
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, 0, N, K, 1.0f, 0.0f, NULL, 0, B, ldb, NULL, 0, NULL, NULL, NULL, B16};
     return amx_pack_b_all(&p, omp_in_parallel() ? 1 : omp_get_max_threads());
 }
 
 // op(A) (M, K) as the AMX kernel's strips (amx_alloc_packed's layout, ⌈M/32⌉ strips of 32 rows
 // per K block, pack_a_amx's layout each); (K block, strip) pieces packed side by side.
-unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda) {
-    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, 0, K, 1.0f, 0.0f, A, lda, NULL, 0, NULL, 0, NULL, NULL};
+unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, const uint16_t *A16, int lda) {
+    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, 0, K, 1.0f, 0.0f, A, lda, NULL, 0, NULL, 0, NULL, NULL, A16, NULL};
     const int depth = k_block_depth(&p), threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     const int strips = (M + MR_AMX - 1) / MR_AMX, nkb = (K + depth - 1) / depth;
     uint32_t *dst = amx_alloc_packed(K, depth, (int64_t)strips * MR_AMX);
@@ -744,15 +774,15 @@ unsigned *gemm_amx_pack_a(gemm_op ta, int M, int K, const float *A, int lda) {
     return dst;
 }
 
-void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B, int ldb,
-                       float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_AMX, GEMM_N, tb, M, N, K, alpha, beta, NULL, 0, B, ldb, C, ldc, NULL, panels};
+void gemm_amx_packed_a(const unsigned *panels, gemm_op tb, int M, int N, int K, float alpha, const float *B,
+                       const uint16_t *B16, int ldb, float beta, float *C, int ldc) {
+    gemm_problem p = {PREC_AMX, GEMM_N, tb, M, N, K, alpha, beta, NULL, 0, B, ldb, C, ldc, NULL, panels, NULL, B16};
     drive(&p);
 }
 
-void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, int lda, const unsigned *panels,
-                       float beta, float *C, int ldc) {
-    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels, NULL};
+void gemm_amx_packed_b(gemm_op ta, int M, int N, int K, float alpha, const float *A, const uint16_t *A16, int lda,
+                       const unsigned *panels, float beta, float *C, int ldc) {
+    gemm_problem p = {PREC_AMX, ta, GEMM_N, M, N, K, alpha, beta, A, lda, NULL, 0, C, ldc, panels, NULL, A16, NULL};
     drive(&p);
 }
 
@@ -770,8 +800,7 @@ int gemm_bf16_uses_amx(void) {
 
 void gemm_bf16(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc) {
-    if (gemm_bf16_uses_amx()) gemm_bf16_amx(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else gemm_bf16_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_bf16_held(ta, tb, M, N, K, alpha, A, NULL, lda, B, NULL, ldb, beta, C, ldc, gemm_bf16_uses_amx());
 }
 
 #ifdef __clang__
