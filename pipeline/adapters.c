@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
 #include "engine/core/parse_num.h"
 #include "engine/adapters/lora_files.h"
@@ -24,6 +25,7 @@ static int create_visitor(void *ctx, const unet_linear *l) {
     if (!adapter_target_matches(c->targets, l->path)) return 0;
     adapter *a = adapter_set_add(c->s, l->path, l->d_in, l->d_out);
     a->kernel = l->kernel;
+    bf16_weights_unhold(l->weight);   // its init (DoRA's magnitudes) and forward read W0
     adapter_init(a, c->rng, c->normal_std, *l->weight);
     return 0;
 }
@@ -63,7 +65,7 @@ adapter_set *adapter_set_create(unet_model *m, const adapter_new_opts *o) {
 
 typedef struct {
     const char **paths;
-    float **weights;
+    float ***weights;   // the modules' weight slots
     int *d_in, *d_out;
     int n, cap;
 } module_table;
@@ -73,12 +75,12 @@ static int table_visitor(void *ctx, const unet_linear *l) {
     if (t->n == t->cap) {
         t->cap = t->cap ? 2 * t->cap : 256;
         t->paths = sl_realloc(t->paths, sizeof(char *) * (size_t)t->cap);
-        t->weights = sl_realloc(t->weights, sizeof(float *) * (size_t)t->cap);
+        t->weights = sl_realloc(t->weights, sizeof(float **) * (size_t)t->cap);
         t->d_in = sl_realloc(t->d_in, sizeof(int) * (size_t)t->cap);
         t->d_out = sl_realloc(t->d_out, sizeof(int) * (size_t)t->cap);
     }
     t->paths[t->n] = sl_strdup(l->path);
-    t->weights[t->n] = *l->weight;
+    t->weights[t->n] = l->weight;
     t->d_in[t->n] = l->d_in;
     t->d_out[t->n++] = l->d_out;
     return 0;
@@ -90,7 +92,8 @@ static float *table_weight(void *ctx, const char *module, int *d_out, int *d_in)
         if (!strcmp(t->paths[i], module)) {
             *d_out = t->d_out[i];
             *d_in = t->d_in[i];
-            return t->weights[i];
+            bf16_weights_unhold(t->weights[i]);   // a LoRA is merged into W0's f32 values
+            return *t->weights[i];
         }
     return NULL;
 }
@@ -149,6 +152,7 @@ static int merge_visitor(void *ctx, const unet_linear *l) {
         adapter *a = &c->s->slots[i].a;
         if (adapter_bind_shape(a, l->path, l->d_in, l->d_out, c->path) != 0) return -1;
         a->kernel = l->kernel;
+        bf16_weights_unhold(l->weight);
         adapter_merge_into(*l->weight, a, c->u, c->scale);
         c->done[i] = 1;
     }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
 #include "engine/kernels/linear.h"
 #include "engine/core/tensor.h"
@@ -27,6 +28,7 @@ static int attach_visitor(void *ctx, const unet_linear *l) {
         s->a.kernel = l->kernel;
         a->bound[i] = 1;
         *l->adapter = &s->a;
+        bf16_weights_unhold(l->weight);   // an adapted layer's forward reads W0 (DoRA's norms, merged kernels)
         return 0;
     }
     return 0;

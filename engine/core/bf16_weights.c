@@ -58,6 +58,16 @@ const uint16_t *bf16_weights_find(const float *p) {
     return held[i].h + ((uintptr_t)p - held[i].base) / sizeof(float);
 }
 
+void bf16_weights_unhold(float **slot) {
+    if (!slot || !*slot) return;
+    int64_t i = locate((uintptr_t)*slot);
+    if (i < 0 || held[i].base != (uintptr_t)*slot) return;
+    float *f = sl_alloc_f32(held[i].n);
+    bf16_to_f32_n(f, held[i].h, (size_t)held[i].n);
+    bf16_weights_release(*slot);
+    *slot = f;
+}
+
 int bf16_weights_release(void *p) {
     if (n_held == 0 || !p) return 0;
     int64_t i = locate((uintptr_t)p);

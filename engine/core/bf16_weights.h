@@ -22,6 +22,11 @@ void bf16_weights_hold(float **slot, int64_t n);
 // p inside a held weight: its bf16 element at the same index (p's offset / 4), else NULL.
 const uint16_t *bf16_weights_find(const float *p);
 
+// Undoes a hold: *slot gets f32 again (the bf16 values widened, so rounded to bf16 once), for a
+// layer that turns out to need its f32 weight (an adapter attached to it reads W0). A slot that
+// is not held is left as it is.
+void bf16_weights_unhold(float **slot);
+
 // p a held weight's placeholder: releases it and its bf16 copy, 1; else 0 (p untouched).
 int bf16_weights_release(void *p);
 

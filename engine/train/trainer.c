@@ -342,8 +342,11 @@ int train_run(const train_config *c) {
     image_folder inst = {0}, cls = {0};
     if (image_folder_scan(&inst, c->instance_data_dir, c->caption_extension, 1) != 0) return -1;
 
+    // bf16: the frozen base is held in bf16 as it loads (half the memory; the adapted layers get
+    // their f32 W0 back from the bf16 copy when the adapters are created or attached)
     sd_load_opts lo = {.path = c->model, .config_dir = c->config_dir, .variant = c->variant,
-                       .tokenizer_dir = c->tokenizer_dir, .prediction = c->prediction, .vae_parts = VAE_BOTH};
+                       .tokenizer_dir = c->tokenizer_dir, .prediction = c->prediction, .vae_parts = VAE_BOTH,
+                       .hold_bf16 = gemm_active_precision() == GEMM_BF16 ? SD_HOLD_TEXT | SD_HOLD_UNET | SD_HOLD_VAE : 0};
     sd_model *m = sd_model_load(&lo);
     if (!m) { image_folder_free(&inst); return -1; }
     int rc = -1;
