@@ -56,6 +56,17 @@ TEST(bf16_weights_hold_find_release) {
     CHECK_MSG(WIFSIGNALED(status) ? WTERMSIG(status) == SIGSEGV : WEXITSTATUS(status) != 0,
               "reading a held weight's placeholder did not fault");
     CHECK_EQ_INT(bf16_weights_release(other), 0);
+    // unhold: f32 again, the bf16 values widened; the placeholder is gone from the table
+    float *back = w, *copy = copy_f32(orig, n);
+    bf16_weights_hold(&copy, n);
+    bf16_weights_unhold(&copy);
+    CHECK(bf16_weights_find(copy) == NULL && bf16_weights_count() == count0 + 1);
+    bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += copy[i] != bf16_to_f32(f32_to_bf16(orig[i]));
+    CHECK_EQ_INT(bad, 0);
+    sl_free_aligned(copy);
+    bf16_weights_unhold(&other);   // not held: untouched
+    CHECK(bf16_weights_find(back) == h);
     sl_free_aligned(w);   // releases the placeholder and the copy
     CHECK_EQ_INT(bf16_weights_count(), count0);
     CHECK_EQ_INT(bf16_weights_bytes(), bytes0);

@@ -7,6 +7,8 @@
 
 #include "engine/adapters/adapter_set.h"
 #include "engine/core/bf16_weights.h"
+#include "pipeline/adapters.h"
+#include "engine/core/dtype.h"
 #include "engine/kernels/gemm.h"
 #include "engine/core/error.h"
 #include "engine/core/rng.h"
@@ -234,6 +236,52 @@ TEST(unet_held_bf16_weights_identical) {
         unet_free(m);
         CHECK_EQ_INT(bf16_weights_count(), before);   // unet_free released them
     }
+    gemm_set_precision(GEMM_FP32);
+}
+
+static int round_weights_to_bf16(void *ctx, const param_desc *p) {
+    (void)ctx;
+    if (p->kind != PARAM_WEIGHT || p->ndim < 2) return 0;
+    int64_t n = shape_numel(p->ndim, p->shape);
+    for (int64_t i = 0; i < n; i++) (*p->slot)[i] = bf16_to_f32(f32_to_bf16((*p->slot)[i]));
+    return 0;
+}
+
+// train --precision bf16 holds the whole UNet as it loads, then creates and attaches adapters:
+// the adapted layers get f32 W0 back (the bf16 values), so DoRA's magnitudes and the merged conv
+// kernels read real numbers, and the result equals adapters on a UNet whose W0 was rounded to bf16.
+TEST(unet_adapters_on_held_unet_unhold_their_layers) {
+    if (!gemm_bf16_supported()) {
+        fprintf(stderr, "    skipped: this CPU has no AVX512_BF16\n");
+        return;
+    }
+    REQUIRE(gemm_set_precision(GEMM_BF16) == 0);
+    float *out[2];
+    tiny_io io;
+    int64_t n = 0;
+    for (int held = 0; held < 2; held++) {
+        unet_model *m = tiny_unet(1, 4);
+        REQUIRE(m != NULL);
+        if (held) unet_hold_bf16(m);
+        else unet_walk(m, round_weights_to_bf16, NULL);
+        int64_t before = bf16_weights_count();
+        // as the trainer makes a fresh set: DoRA's magnitudes are the rows' norms of W0
+        adapter_new_opts ao = {ADAPTER_DORA, 3, 4.0f, 0, "kaiming", "attn2.to_v,proj_in,conv1", 13};
+        adapter_set *s = adapter_set_create(m, &ao);
+        REQUIRE(s != NULL);
+        if (held) CHECK_MSG(bf16_weights_count() < before, "no adapted layer was unheld");
+        for (int i = 0; i < s->n_slots; i++)   // a trained adapter: nonzero up matrices
+            fill_uniform(s->slots[i].a.up, (size_t)s->slots[i].a.d_out * s->rank, 30 + i, -0.4f, 0.4f);
+        REQUIRE(unet_attach_adapters(m, s, 1.0f, NULL) == 0);
+        tiny_io_new(&io, m, 8);
+        out[held] = forward_out(m, &io);
+        n = tiny_out_n(&io);
+        tiny_io_free(&io);
+        adapter_set_free(s);
+        unet_free(m);
+    }
+    CHECK_MSG(memcmp(out[0], out[1], sizeof(float) * (size_t)n) == 0, "held-then-unheld differs from bf16-rounded weights");
+    sl_free_aligned(out[0]), sl_free_aligned(out[1]);
     gemm_set_precision(GEMM_FP32);
 }
 
