@@ -58,10 +58,12 @@ TEST(long_compare_methods_short_run) {
     if (!long_tests()) return;
     char out[16384];
     const char *docs = tmp_path("docs");
+    // spread over two mpirun ranks where Open MPI is installed, else two jobs at once
+    const char *spread = run_cmd(out, sizeof out, "command -v mpirun") == 0 ? "--mpi 2" : "--jobs 2";
     int rc = run_cmd(out, sizeof out,
                      "tools/compare_methods.sh --subjects 2 --seeds 1 --settings singlora-r8-lr1e-3,lora-r8-lr1e-3,dora-r8-lr1e-3 "
-                     "--steps 20 --prompts 4 --drift-prompts 4 --class-images 8 --sample-steps 10 --jobs 2 --out %s --scratch %s",
-                     docs, tmp_path("scratch"));
+                     "--steps 20 --prompts 4 --drift-prompts 4 --class-images 8 --sample-steps 10 %s --out %s --scratch %s",
+                     spread, docs, tmp_path("scratch"));
     printf("%s", out);
     REQUIRE(rc == 0);
     char md[16384];

@@ -4,13 +4,16 @@
 # `singlora compare` writes OUT/method_comparison.md (mean ± std over subjects x seeds).
 #
 #   tools/compare_methods.sh [--subjects N (5)] [--seeds K (3)] [--out DIR (docs)] [--jobs J (1)]
-#                            [--threads T (2/J)] [--steps N] [--prompts N] [--drift-prompts N]
+#                            [--mpi P] [--threads T (2/J)] [--steps N] [--prompts N] [--drift-prompts N]
 #                            [--class-images N] [--settings LIST] [--scratch DIR (build/compare)]
 #
 # A run's result.json is kept under OUT/method_comparison/runs/<setting>/<subject>-s<seed>/ and
 # a run that has one is skipped, so an interrupted comparison resumes (also from a commit of
-# those files). --jobs J runs J demos at once (each on 2/J threads). The full runs' images stay
-# in --scratch; the adapter grids of the first two subjects (seed 0) are copied next to the table.
+# those files). --jobs J runs J demos at once (each on 2/J threads). --mpi P spreads the runs
+# over P mpirun ranks instead (rank r takes runs r, r + P, ...; several hosts through mpirun's
+# own options in MPIRUN, e.g. MPIRUN="mpirun --hostfile H"), J at a time on each. The full runs'
+# images stay in --scratch; the adapter grids of the first two subjects (seed 0) are copied next
+# to the table.
 set -e
 cd "$(dirname "$0")/.."
 bin=${SINGLORA_BIN:-./singlora}
@@ -35,22 +38,34 @@ if [ "$1" = --one-run ]; then
     exit 0
 fi
 
-subjects=5 seeds=3 out=docs jobs=1 threads="" scratch=build/compare extra="" settings=""
+# one mpirun rank (the script calls itself this way under --mpi): its share of the task list
+if [ "$1" = --rank-runs ]; then
+    shift
+    tasks=$1 jobs=$2
+    shift 2
+    rank=${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-0}} size=${OMPI_COMM_WORLD_SIZE:-${PMI_SIZE:-1}}
+    sed 's/[[:space:]]*$//' "$tasks" | awk -v r="$rank" -v p="$size" '(NR - 1) % p == r' |
+        xargs -P "$jobs" -L 1 sh "$0" --one-run "$@"
+    exit $?
+fi
+
+subjects=5 seeds=3 out=docs jobs=1 mpi=0 threads="" scratch=build/compare extra="" settings=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --subjects) subjects=$2; shift 2 ;;
         --seeds) seeds=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
+        --mpi) mpi=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --scratch) scratch=$2; shift 2 ;;
         --settings) settings=$2; shift 2 ;;
         --steps|--prompts|--drift-prompts|--class-images|--sample-steps|--photos) extra="$extra $1 $2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "compare_methods.sh: unknown option '$1' (see --help)" >&2; exit 1 ;;
     esac
 done
-for n in "$subjects" "$seeds" "$jobs" ${threads:+"$threads"}; do
+for n in "$subjects" "$seeds" "$jobs" ${threads:+"$threads"} $([ "$mpi" = 0 ] || echo "$mpi"); do
     case "$n" in ''|*[!0-9]*|0) echo "compare_methods.sh: '$n' is not a positive count" >&2; exit 1 ;; esac
 done
 [ -x "$bin" ] || { echo "compare_methods.sh: no $bin (run make)" >&2; exit 1; }
@@ -79,7 +94,12 @@ LIST
 
 runs="$out/method_comparison/runs"
 mkdir -p "$runs" "$scratch"
-[ -n "$threads" ] || threads=$((2 / jobs))
+if [ "$mpi" != 0 ] && ! command -v "${MPIRUN:-mpirun}" > /dev/null 2>&1; then
+    echo "compare_methods.sh: --mpi needs mpirun (make deps installs Open MPI)" >&2; exit 1
+fi
+ranks=1
+[ "$mpi" = 0 ] || ranks=$mpi
+[ -n "$threads" ] || threads=$((2 / (jobs * ranks)))
 [ "$threads" -ge 1 ] || threads=1
 names=$("$bin" world subjects | awk '{print $1}' | head -n "$subjects")
 [ "$(echo "$names" | wc -l)" -ge "$subjects" ] || { echo "compare_methods.sh: only $(echo "$names" | wc -l) named subjects" >&2; exit 1; }
@@ -95,12 +115,21 @@ all_settings | while IFS='|' read -r name opts; do
     done
 done > "$tasks"
 todo=$(wc -l < "$tasks")
-echo "compare_methods: $todo runs to do, $jobs at a time on $threads threads each; results under $runs"
+if [ "$mpi" = 0 ]; then
+    echo "compare_methods: $todo runs to do, $jobs at a time on $threads threads each; results under $runs"
+else
+    echo "compare_methods: $todo runs to do over $mpi mpirun ranks, $jobs at a time on each, $threads threads each; results under $runs"
+fi
 start=$(date +%s)
 failed=0
 if [ "$todo" -gt 0 ]; then
     # (xargs -L joins a line that ends in a blank to the next: strip them)
-    sed 's/[[:space:]]*$//' "$tasks" | xargs -P "$jobs" -L 1 sh "$0" --one-run "$scratch" "$runs" "$threads" || failed=1
+    if [ "$mpi" = 0 ]; then
+        sed 's/[[:space:]]*$//' "$tasks" | xargs -P "$jobs" -L 1 sh "$0" --one-run "$scratch" "$runs" "$threads" || failed=1
+    else   # (Open MPI refuses root without these; they are harmless for other users)
+        OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ${MPIRUN:-mpirun} --oversubscribe -n "$mpi" \
+            sh "$0" --rank-runs "$tasks" "$jobs" "$scratch" "$runs" "$threads" || failed=1
+    fi
 fi
 echo "compare_methods: $todo runs in $(( $(date +%s) - start )) s"
 
