@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine/kernels/gemm.h"
 #include "tests/test.h"
 
 // Under AddressSanitizer (make SAN=1) each test ends with a leak check of its own process: a
@@ -151,6 +152,7 @@ static int cmp_tests(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    gemm_openblas_fix_core(argv);   // the same OpenBLAS kernels as the singlora binary it tests
     const char *filter = argc > 1 ? argv[1] : NULL;
     qsort(g_tests, (size_t)g_ntests, sizeof g_tests[0], cmp_tests);
     int passed = 0, failed = 0;

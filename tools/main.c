@@ -7,6 +7,7 @@
 #include "engine/core/tensor.h"
 #include "engine/core/version.h"
 #include "engine/dist/dist.h"
+#include "engine/kernels/gemm.h"
 #include "tools/commands.h"
 
 static void usage(FILE *out) {
@@ -47,6 +48,7 @@ static int run(int argc, char **argv) {
 // Under mpirun every rank runs the same command (engine/dist/): a command that fails on any rank
 // ends the whole job with that rank's message.
 int main(int argc, char **argv) {
+    gemm_openblas_fix_core(argv);   // OpenBLAS's SSE3 fallback on CPUs it does not know: run again with Haswell's
     // every command that loops (sampling steps, training steps, repeats) frees and reallocates the
     // same activations: keep freed memory instead of paying page faults for it again (clearing
     // fresh pages was 17 % of a repeated bf16 UNet forward)

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/core/bf16_weights.h"
 #include "engine/core/error.h"
@@ -15,6 +16,16 @@ void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, con
                    const float *B, int ldb, float beta, float *C, int ldc) {
     cblas_sgemm(CblasRowMajor, ta == GEMM_T ? CblasTrans : CblasNoTrans, tb == GEMM_T ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+const char *gemm_openblas_core(void) { return openblas_get_corename(); }
+
+void gemm_openblas_fix_core(char **argv) {
+    const char *set = getenv("OPENBLAS_CORETYPE");
+    if ((set && *set) || strcmp(openblas_get_corename(), "Prescott") != 0) return;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;   // Prescott is right
+    if (setenv("OPENBLAS_CORETYPE", "Haswell", 1) != 0) return;
+    execv("/proc/self/exe", argv);   // returns only on failure: go on with the kernels we have
 }
 
 // -1: not chosen yet; otherwise a gemm_kernel. Written once per process (first gemm() or a

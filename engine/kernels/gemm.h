@@ -49,6 +49,16 @@ int gemm_precision_parse(const char *s, gemm_precision *p);
 // unknown name or bf16 on a CPU without AVX512_BF16.
 int gemm_select_precision(const char *what, const char *name);
 
+// OpenBLAS picks its kernels from cpuid once, when it loads; 0.3.21 does not know every newer CPU
+// and then falls back to its SSE3 (Prescott) kernels, 4x slower than its Haswell ones on an
+// AVX-512 Xeon. It reads OPENBLAS_CORETYPE only at load, so a program can only fix this by running
+// itself again: where OpenBLAS chose Prescott on a CPU with AVX2 and FMA and the user set no
+// OPENBLAS_CORETYPE, this sets OPENBLAS_CORETYPE=Haswell and re-executes /proc/self/exe with the
+// same arguments (once: the variable is then set). Call it first thing in main(); it returns
+// when nothing needs fixing or the re-exec failed (then the slow kernels stay).
+void gemm_openblas_fix_core(char **argv);
+const char *gemm_openblas_core(void);   // the core OpenBLAS runs ("Haswell", "Prescott", ...)
+
 // The two f32 kernels directly, same contract as gemm().
 void gemm_openblas(gemm_op ta, gemm_op tb, int M, int N, int K, float alpha, const float *A, int lda,
                    const float *B, int ldb, float beta, float *C, int ldc);
