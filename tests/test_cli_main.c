@@ -8,6 +8,13 @@ TEST(cli_help_and_version) {
     char out[8192];
     CHECK(run_cmd(out, sizeof out, "%s --version", singlora_bin()) == 0);
     CHECK(strncmp(out, "singlora ", 9) == 0);
+    // OpenBLAS's SSE3 fallback is replaced on a CPU with AVX2 and FMA; a core the user names stays
+    CHECK(run_cmd(out, sizeof out, "env -u OPENBLAS_CORETYPE %s --version", singlora_bin()) == 0);
+    CHECK_MSG(strstr(out, "OpenBLAS core "), "%s", out);
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK_MSG(!strstr(out, "OpenBLAS core Prescott"), "%s", out);
+    CHECK(run_cmd(out, sizeof out, "OPENBLAS_CORETYPE=Prescott %s --version", singlora_bin()) == 0);
+    CHECK_MSG(strstr(out, "OpenBLAS core Prescott (OPENBLAS_CORETYPE)"), "%s", out);
     CHECK(run_cmd(out, sizeof out, "%s help", singlora_bin()) == 0);
     CHECK(strstr(out, "inspect") != NULL);
     CHECK(run_cmd(out, sizeof out, "%s --help", singlora_bin()) == 0);

@@ -37,6 +37,10 @@ static int run(int argc, char **argv) {
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
         printf("singlora %s\n", SINGLORA_VERSION);
+        // the kernels in use: OpenBLAS's core (after gemm_openblas_fix_core) and the bf16 ones
+        printf("OpenBLAS core %s%s; bf16 kernel %s\n", gemm_openblas_core(),
+               getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "",
+               !gemm_bf16_supported() ? "none (no AVX512_BF16: --precision fp32 only)" : gemm_bf16_uses_amx() ? "AMX" : "AVX512_BF16");
         return 0;
     }
     for (int i = 0; i < N_COMMANDS; i++)
