@@ -108,6 +108,7 @@ TEST(train_tiny_loss_falls_and_outputs) {
     REQUIRE(s);
     CHECK_EQ_INT(s->step, 30);
     CHECK_EQ_INT(s->ramp_steps, 3);   // min(100, 30/10)
+    CHECK_MSG(!strcmp(s->init, "normal:0.01"), "SingLoRA's default init is normal:0.01, got %s", s->init);
     adapter_set_free(s);
     snprintf(p, sizeof p, "%s/lora.safetensors", out);
     st_file *f = st_open(p);

@@ -18,7 +18,7 @@ static const char *HELP =
     "  prior:   --with-prior-preservation --class-data-dir DIR --class-prompt P [--prior-loss-weight 1]\n"
     "           [--num-class-images 100] [--sample-batch-size 4]   (missing class images are generated)\n"
     "  adapter: [--method singlora|lora|dora] [--rank 4] [--alpha R] [--ramp-steps T (min(100, steps/10))]\n"
-    "           [--init kaiming|normal:STD] [--targets cross-attn|self-attn|attn|ff|proj|all|resnets|conv|PATTERNS]\n"
+    "           [--init kaiming|normal:STD (singlora normal:0.01, lora/dora kaiming)] [--targets cross-attn|self-attn|attn|ff|proj|all|resnets|conv|PATTERNS]\n"
     "  optim:   [--train-batch-size 1] [--gradient-accumulation-steps 1] [--max-train-steps N | --num-train-epochs E]\n"
     "           [--learning-rate 1e-4] [--lr-scheduler constant|constant_with_warmup|linear|cosine]\n"
     "           [--lr-warmup-steps 0] [--adam-beta1 0.9] [--adam-beta2 0.999] [--adam-weight-decay 1e-2]\n"
