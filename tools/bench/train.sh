@@ -41,5 +41,9 @@ run "instance + prior (batch 1 + 1)" --with-prior-preservation --class-data-dir 
 run "instance, gradient checkpointing" --gradient-checkpointing
 run "instance + prior, checkpointing" --with-prior-preservation --class-data-dir "$TMP/class" \
     --class-prompt "a photo of dog" --num-class-images "$N_CLASS" --gradient-checkpointing
+# bf16: the frozen weights held in bf16 (target: peak RSS <= 3 GiB with checkpointing)
+if grep -qw avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+    run "instance, checkpointing, bf16" --gradient-checkpointing --precision bf16
+fi
 LOAD1=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 echo "  load average $LOAD0 before, $LOAD1 after (other processes on the cores skew every figure)"
