@@ -108,8 +108,7 @@ static int collect_adapted(void *ctx, const unet_linear *l) {
     if (!l->adapter || !*l->adapter) return 0;
     if (a->n + 2 > a->cap) {
         a->cap = a->cap ? 2 * a->cap : 64;
-        a->slots = realloc(a->slots, (size_t)a->cap * sizeof *a->slots);
-        if (!a->slots) sl_die(NULL, "out of memory");
+        a->slots = sl_realloc(a->slots, (size_t)a->cap * sizeof *a->slots);
     }
     a->slots[a->n++] = l->weight;
     a->slots[a->n] = NULL;
